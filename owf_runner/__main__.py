@@ -1,0 +1,3 @@
+from owf_runner.cli import main
+
+main()
