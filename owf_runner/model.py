@@ -1,0 +1,216 @@
+"""The job model: frozen pydantic records, unknown keys forbidden.
+
+``schemas/job.schema.json`` is generated from these classes
+(``owf-run schema``); a test fails when the committed copy is stale.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+DEFAULT_SCOPE = "okta.workflows.invoke.manage"
+STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RATE_LIMIT = r"^\s*\d+(\.\d+)?\s*/\s*(s|m|min|h)\s*$"
+
+Algorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+FailureClass = Literal["connect", "throttled", "unavailable", "server", "timeout", "dropped"]
+DEFAULT_RETRY_ON: tuple[FailureClass, ...] = ("connect", "throttled", "unavailable")
+IDEMPOTENT_RETRY_ON: tuple[FailureClass, ...] = ("server", "timeout", "dropped")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# -- secret references --------------------------------------------------------
+
+
+class EnvSecret(Record):
+    env: Annotated[str, Field(min_length=1, description="Name of an environment variable")]
+
+
+class FileSecret(Record):
+    file: Annotated[str, Field(min_length=1, description="Path, relative to the job file")]
+
+
+class CommandSecret(Record):
+    command: Annotated[
+        list[str], Field(min_length=1, description="argv of a command whose stdout is the secret")
+    ]
+
+
+def _secret_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kinds = [kind for kind in ("env", "file", "command") if kind in value]
+        return kinds[0] if len(kinds) == 1 else None
+    if isinstance(value, EnvSecret | FileSecret | CommandSecret):
+        return type(value).__name__.removesuffix("Secret").lower()
+    return None
+
+
+SecretRef = Annotated[
+    Annotated[EnvSecret, Tag("env")]
+    | Annotated[FileSecret, Tag("file")]
+    | Annotated[CommandSecret, Tag("command")],
+    Discriminator(
+        _secret_kind,
+        custom_error_type="secret_reference",
+        custom_error_message="secrets do not live in job files: use {env: NAME}, "
+        "{file: PATH} or {command: [argv, ...]}",
+    ),
+]
+
+
+# -- credentials and orgs -------------------------------------------------------
+
+
+class PrivateKeyJwtCredential(Record):
+    type: Literal["private_key_jwt"]
+    client_id: Annotated[str, Field(min_length=1)]
+    key_id: str | None = Field(None, description="kid; defaults to the JWK's kid")
+    private_key: SecretRef
+    algorithm: Algorithm | None = Field(None, description="Default: RS256 for RSA, ES* for EC")
+    scopes: tuple[str, ...] = (DEFAULT_SCOPE,)
+
+
+class ClientTokenCredential(Record):
+    type: Literal["client_token"]
+    token: SecretRef
+
+
+class NoCredential(Record):
+    type: Literal["none"]
+
+
+Credential = Annotated[
+    PrivateKeyJwtCredential | ClientTokenCredential | NoCredential, Field(discriminator="type")
+]
+
+
+class Org(Record):
+    domain: str | None = Field(None, description="Okta domain, e.g. acme.okta.com")
+    token_url: str | None = Field(None, description="Overrides https://{domain}/oauth2/v1/token")
+    credential: str
+    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = None
+    ca_bundle: str | None = Field(None, description="Extra CA certificates (PEM), for a proxy")
+
+    @property
+    def resolved_token_url(self) -> str:
+        return self.token_url or f"https://{self.domain}/oauth2/v1/token"
+
+
+# -- retries ---------------------------------------------------------------------
+
+
+class Backoff(Record):
+    initial: Annotated[float, Field(gt=0)] = 1.0
+    max: Annotated[float, Field(gt=0)] = 30.0
+
+
+class Retry(Record):
+    attempts: Annotated[int, Field(ge=1, le=100)] = 4
+    backoff: Backoff = Backoff()
+    max_wait: Annotated[float, Field(ge=0)] = 300.0
+    on: tuple[FailureClass, ...] | None = Field(
+        None,
+        description="Default: connect, throttled, unavailable (+ server, timeout, dropped "
+        "when the step is idempotent)",
+    )
+
+    def classes(self, idempotent: bool) -> frozenset[str]:
+        chosen = self.on if self.on is not None else DEFAULT_RETRY_ON
+        return frozenset(chosen + (IDEMPOTENT_RETRY_ON if idempotent else ()))
+
+
+# -- steps -------------------------------------------------------------------------
+
+
+class Defaults(Record):
+    org: str | None = None
+    timeout: Annotated[float, Field(gt=0)] = 65.0
+    retry: Retry = Retry()
+    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] = "10/s"
+
+
+class CsvSource(Record):
+    csv: str
+
+
+class JsonlSource(Record):
+    jsonl: str
+
+
+class JsonSource(Record):
+    json_: str = Field(alias="json")
+
+
+ForeachSource = str | list[Any] | CsvSource | JsonlSource | JsonSource
+
+
+class Expect(Record):
+    status: tuple[int, ...] | None = Field(None, description="Default: any 2xx")
+    that: tuple[str, ...] = ()
+
+
+class SecretOutput(Record):
+    value: str
+    secret: bool = False
+
+
+class Step(Record):
+    id: Annotated[str, Field(pattern=STEP_ID)]
+    description: str | None = None
+    org: str | None = None
+    flow: str
+    method: Literal["POST", "GET"] = "POST"
+    query: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    payload: Any = None
+    when: str | bool | None = None
+    foreach: ForeachSource | None = None
+    concurrency: Annotated[int, Field(ge=1, le=100)] = 1
+    fail_fast: bool = False
+    expect: Expect = Expect()
+    outputs: dict[str, str | SecretOutput] = {}
+    continue_on_error: bool = False
+    idempotent: bool = False
+    retry: Retry | None = None
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _credential_owns_auth_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if name.lower() in {"authorization", "x-api-client-token"}:
+                raise ValueError(f"header {name!r} is set by the step's credential")
+        return headers
+
+
+class Job(Record):
+    version: Literal[1]
+    name: str | None = None
+    description: str | None = None
+    vars: dict[str, Any] = {}
+    orgs: Annotated[dict[str, Org], Field(min_length=1)]
+    credentials: dict[str, Credential] = {}
+    defaults: Defaults = Defaults()
+    steps: Annotated[list[Step], Field(min_length=1)]
+
+
+def rate_per_second(text: str) -> float:
+    match = re.match(r"^\s*([\d.]+)\s*/\s*(\w+)\s*$", text)
+    if not match:
+        raise ValueError(f"invalid rate limit {text!r}")
+    per = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}[match.group(2)]
+    return float(match.group(1)) / per
+
+
+def job_schema() -> dict[str, Any]:
+    schema = Job.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "owf-runner job file (version 1)"
+    return schema

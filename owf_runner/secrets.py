@@ -1,0 +1,182 @@
+"""Secret references → values, private keys, and the one redactor.
+
+Every secret value is registered with :data:`REDACTOR` the moment it is
+resolved, before anything could print it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import stat
+import subprocess
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc.jwk import ECKey, RSAKey
+
+from owf_runner.model import Algorithm, CommandSecret, EnvSecret, FileSecret, SecretRef
+
+COMMAND_TIMEOUT = 30.0
+MASK = "********"
+log = logging.getLogger(__name__)
+SigningKey = RSAKey | ECKey
+_EC_ALGORITHMS: dict[str, Algorithm] = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+
+
+class SecretError(Exception):
+    """A reference could not be resolved; the message never contains the value."""
+
+
+class Redactor:
+    """Masks every registered secret, and its common encodings, in text."""
+
+    def __init__(self) -> None:
+        self._needles: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secret: str) -> None:
+        secret = secret.strip()
+        if len(secret) < 6:  # masking "abc" everywhere would mangle output, not protect
+            return
+        with self._lock:
+            self._needles.update(_encodings(secret))
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            needles = sorted(self._needles, key=len, reverse=True)
+        for needle in needles:
+            text = text.replace(needle, MASK)
+        return text
+
+
+def _encodings(secret: str) -> set[str]:
+    raw = secret.encode()
+    forms = {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    }
+    # A multi-line secret (a PEM key) also leaks line by line.
+    forms.update(line for line in secret.splitlines() if len(line) >= 16)
+    return {form for form in forms if form}
+
+
+REDACTOR = Redactor()
+
+
+def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
+    if isinstance(ref, EnvSecret):
+        value = _from_env(ref.env)
+    elif isinstance(ref, FileSecret):
+        value = _from_file(base_dir / ref.file)
+    else:
+        value = _from_command(ref)
+    REDACTOR.add(value)
+    return value
+
+
+def _from_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise SecretError(f"environment variable {name} is not set")
+    return value
+
+
+def _from_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SecretError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SecretError(f"{path} is not a text file") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("%s is readable by group/others; chmod 600 it", path)
+    return value
+
+
+def _from_command(ref: CommandSecret) -> str:
+    try:
+        done = subprocess.run(
+            ref.command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+    except FileNotFoundError:
+        raise SecretError(f"command not found: {ref.command[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise SecretError(
+            f"command {ref.command[0]} timed out after {COMMAND_TIMEOUT:g}s"
+        ) from None
+    if done.returncode != 0:
+        raise SecretError(f"command {ref.command[0]} exited with status {done.returncode}")
+    value = done.stdout.removesuffix("\n")
+    if not value:
+        raise SecretError(f"command {ref.command[0]} printed nothing")
+    return value
+
+
+# -- private keys ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    key: SigningKey
+    kid: str | None  # from a JWK, when it carries one
+
+    def default_algorithm(self) -> Algorithm:
+        if isinstance(self.key, RSAKey):
+            return "RS256"
+        return _EC_ALGORITHMS[self.key.curve_name]
+
+    def fits(self, algorithm: Algorithm) -> bool:
+        if isinstance(self.key, RSAKey):
+            return algorithm.startswith("RS")
+        return algorithm == self.default_algorithm()
+
+
+def load_private_key(text: str) -> PrivateKey:
+    """A PEM (PKCS#8, PKCS#1, SEC1) or JWK private key, RSA or EC P-256/384/521."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        return _load_jwk(stripped)
+    return PrivateKey(_load_pem(stripped.encode()), kid=None)
+
+
+def _load_pem(data: bytes) -> SigningKey:
+    try:
+        loaded = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise SecretError("not a PEM private key (or it is encrypted)") from None
+    if isinstance(loaded, rsa.RSAPrivateKey):
+        return RSAKey.import_key(loaded)
+    if isinstance(loaded, ec.EllipticCurvePrivateKey) and loaded.curve.name in _CURVES:
+        return ECKey.import_key(loaded)
+    raise SecretError("unsupported key type: use an RSA or EC P-256/P-384/P-521 key")
+
+
+_CURVES = {"secp256r1", "secp384r1", "secp521r1"}
+
+
+def _load_jwk(text: str) -> PrivateKey:
+    try:
+        jwk = json.loads(text)
+    except json.JSONDecodeError:
+        raise SecretError("not a JWK: invalid JSON") from None
+    kty = jwk.get("kty") if isinstance(jwk, dict) else None
+    if kty not in {"RSA", "EC"} or "d" not in jwk:
+        raise SecretError("not a private JWK: need kty RSA or EC and the private part 'd'")
+    key_class = RSAKey if kty == "RSA" else ECKey
+    try:
+        key = key_class.import_key(jwk)
+    except ValueError as exc:
+        raise SecretError(f"invalid JWK: {exc}") from None
+    return PrivateKey(key, kid=jwk.get("kid"))

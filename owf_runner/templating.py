@@ -1,0 +1,173 @@
+"""Sandboxed Jinja over data structures.
+
+Payloads are built as data, never by rendering JSON text: every string in a
+structure is its own template, and a string that is exactly one
+``{{ expression }}`` yields the expression's native value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_LONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
+# Tests/filters that make an undefined reference legitimate.
+_GUARDS = {"defined", "undefined", "default", "d"}
+
+
+class TemplateError(Exception):
+    """A template failed to compile or render; ``message`` is user-facing."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _uuid4() -> str:
+    return str(uuid.uuid4())
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env.globals.update(now=_now, uuid4=_uuid4)
+    return env
+
+
+ENV = _environment()
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+def check_syntax(text: str) -> None:
+    try:
+        ENV.parse(text)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}") from None
+
+
+@lru_cache(maxsize=4096)
+def _compiled(text: str) -> Any:
+    match = _LONE_EXPRESSION.match(text)
+    if match:
+        return ENV.compile_expression(match.group("expr"), undefined_to_none=False)
+    return ENV.from_string(text)
+
+
+def render_string(text: str, context: Mapping[str, Any]) -> Any:
+    if not is_template(text):
+        return text
+    try:
+        compiled = _compiled(text)
+        if _LONE_EXPRESSION.match(text):
+            return _native(compiled(**context))
+        return compiled.render(**context)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}") from None
+    except UndefinedError as exc:
+        raise TemplateError(f"undefined: {exc.message}") from None
+    except SecurityError as exc:
+        raise TemplateError(f"not allowed in templates: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _native(value: Any) -> Any:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every string inside ``value``; dict keys are rendered as strings."""
+    if isinstance(value, str):
+        return render_string(value, context)
+    if isinstance(value, Mapping):
+        return {str(render_string(k, context)): render_value(v, context) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(item, context) for item in value]
+    return value
+
+
+def truthy(value: Any) -> bool:
+    """``when`` and ``expect.that`` results: a rendered string "false" is false too."""
+    if isinstance(value, str):
+        return value.strip().lower() not in {"", "false", "0", "no", "none", "null"}
+    return bool(value)
+
+
+# -- static analysis -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``root.name`` used in a template, e.g. ``steps.create_user``."""
+
+    root: str
+    name: str | None
+    guarded: bool  # inside ``is defined`` / ``| default``
+
+
+def template_strings(value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(relative key path, string) for every string inside ``value``."""
+    if isinstance(value, str):
+        yield (), value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield ((key,), key) if isinstance(key, str) else ((key,), str(key))
+            for sub, text in template_strings(item):
+                yield (key, *sub), text
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            for sub, text in template_strings(item):
+                yield (index, *sub), text
+
+
+def references(text: str) -> list[Reference]:
+    """Top-level names and their first attribute, as used in a template."""
+    if not is_template(text):
+        return []
+    match = _LONE_EXPRESSION.match(text)
+    source = "{{ " + match.group("expr") + " }}" if match else text
+    tree = ENV.parse(source)
+    return list(_walk(tree, guarded=False))
+
+
+def _walk(node: nodes.Node, guarded: bool) -> Iterator[Reference]:
+    if isinstance(node, nodes.Test | nodes.Filter) and node.name in _GUARDS:
+        guarded = True
+    if isinstance(node, nodes.Getattr | nodes.Getitem) and isinstance(node.node, nodes.Name):
+        yield Reference(node.node.name, _attribute(node), guarded)
+        return
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        yield Reference(node.name, None, guarded)
+        return
+    for child in node.iter_child_nodes():
+        yield from _walk(child, guarded)
+
+
+def _attribute(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def locally_bound(text: str) -> set[str]:
+    """Names a template assigns itself ({% set %}, loop variables)."""
+    if not is_template(text):
+        return set()
+    match = _LONE_EXPRESSION.match(text)
+    tree = ENV.parse("{{ " + match.group("expr") + " }}" if match else text)
+    return {n.name for n in tree.find_all(nodes.Name) if n.ctx in {"store", "param"}}

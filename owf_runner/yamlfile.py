@@ -1,0 +1,202 @@
+"""Safe YAML loading that remembers where every value came from.
+
+We compose the node graph ourselves instead of calling ``yaml.safe_load`` so
+that every key path can be traced back to ``line:col`` for error messages,
+duplicate keys are caught, and alias expansion is bounded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from owf_runner.errors import JobError
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+KeyPath = tuple[str | int, ...]
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars.
+
+    YAML 1.1 turns ``no`` (Norway), ``on``, ``1:20`` and ``012`` into bools,
+    sexagesimals and octals; a job file should mean what it looks like.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {}
+_RESOLVERS = [
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^[-+]?[0-9]+$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+]
+for _tag, _pattern, _first in _RESOLVERS:
+    _Yaml12Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int
+    col: int
+
+
+@dataclass
+class YamlDocument:
+    """Plain data plus the position of every key path in the source file."""
+
+    path: Path
+    data: Any
+    marks: dict[KeyPath, Mark] = field(default_factory=dict)
+
+    def locate(self, key_path: KeyPath) -> Mark:
+        """The position of ``key_path``, or of its nearest ancestor that has one."""
+        for depth in range(len(key_path), -1, -1):
+            mark = self.marks.get(tuple(key_path[:depth]))
+            if mark is not None:
+                return mark
+        return Mark(1, 1)
+
+    def where(self, key_path: KeyPath) -> str:
+        mark = self.locate(key_path)
+        return f"{self.path}:{mark.line}:{mark.col}"
+
+
+def load_yaml(path: Path) -> YamlDocument:
+    text = _read_text(path)
+    try:
+        node = yaml.compose(text, Loader=_Yaml12Loader)
+    except yaml.MarkedYAMLError as exc:
+        raise JobError([_syntax_message(path, exc)]) from None
+    doc = YamlDocument(path=path, data=None)
+    builder = _Builder(doc)
+    doc.data = builder.build(node, ()) if node is not None else None
+    if builder.problems:
+        raise JobError(builder.problems)
+    return doc
+
+
+def _read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise JobError([f"{path}:1:1: file is {size} bytes; job files are limited to 5 MiB"])
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JobError([f"{path}: cannot read job file: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise JobError([f"{path}:1:1: job file is not valid UTF-8"]) from None
+
+
+def _syntax_message(path: Path, exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    return f"{where}: invalid YAML: {exc.problem}"
+
+
+class _Builder:
+    """Turns a composed node graph into plain data, recording marks and problems."""
+
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
+        self.problems: list[str] = []
+        self.nodes_seen = 0
+
+    def build(self, node: yaml.Node, key_path: KeyPath) -> Any:
+        self._count(node, key_path)
+        self.doc.marks.setdefault(key_path, _mark(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, key_path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*key_path, i)) for i, child in enumerate(node.value)]
+        return self._scalar(node, key_path)
+
+    def _count(self, node: yaml.Node, key_path: KeyPath) -> None:
+        # Aliases make a small file expand into a huge tree ("billion laughs").
+        self.nodes_seen += 1
+        if self.nodes_seen > MAX_NODES or len(key_path) > MAX_DEPTH:
+            where = f"{self.doc.path}:{_mark(node).line}:{_mark(node).col}"
+            raise JobError([f"{where}: document too large or too deeply nested (aliases?)"])
+
+    def _mapping(self, node: yaml.MappingNode, key_path: KeyPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node, key_path)
+            if key in result:
+                self._problem(key_node, (*key_path, key), f"duplicate key {key!r}")
+                continue
+            self.doc.marks[(*key_path, key)] = _mark(key_node)
+            result[key] = self.build(value_node, (*key_path, key))
+        return result
+
+    def _key(self, node: yaml.Node, key_path: KeyPath) -> str:
+        if not isinstance(node, yaml.ScalarNode):
+            self._problem(node, key_path, "mapping keys must be plain strings")
+            return f"<complex key at line {_mark(node).line}>"
+        return str(node.value)
+
+    def _scalar(self, node: yaml.Node, key_path: KeyPath) -> Any:
+        value = str(node.value)
+        tag = node.tag.rsplit(":", 1)[-1]
+        converter = _CONVERTERS.get(tag)
+        if converter is None:
+            self._problem(node, key_path, f"unsupported YAML tag {node.tag!r}")
+            return None
+        return converter(value)
+
+    def _problem(self, node: yaml.Node, key_path: KeyPath, message: str) -> None:
+        mark = _mark(node)
+        dotted = format_key_path(key_path) or "(top level)"
+        self.problems.append(f"{self.doc.path}:{mark.line}:{mark.col}: {dotted}: {message}")
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _float(value: str) -> float:
+    lowered = value.lower()
+    if lowered.endswith(".inf"):
+        return float("-inf") if lowered.startswith("-") else float("inf")
+    if lowered == ".nan":
+        return float("nan")
+    return float(value)
+
+
+def _bool(value: str) -> bool:
+    return value.lower() == "true"
+
+
+def _null(value: str) -> None:
+    return None
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": int,
+    "float": _float,
+    "bool": _bool,
+    "null": _null,
+}
+
+
+def format_key_path(key_path: KeyPath) -> str:
+    return "".join(_key_parts(key_path)).lstrip(".")
+
+
+def _key_parts(key_path: KeyPath) -> Iterator[str]:
+    for part in key_path:
+        yield f"[{part}]" if isinstance(part, int) else f".{part}"
