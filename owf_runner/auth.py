@@ -1,0 +1,204 @@
+"""Credentials → httpx2 auth flows; client assertions; the per-org token cache.
+
+One token per (token URL, client id, scopes), fetched lazily, shared by every
+step and concurrent item, refreshed before it expires and once after a 401.
+We sign assertions with authlib's ``private_key_jwt_sign`` per request instead
+of using ``AsyncOAuth2Client``: a fresh ``jti`` every time, ``exp`` of five
+minutes, and a joserfc key object so EC keys work (see DESIGN §3 traps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from authlib.oauth2.rfc7523 import private_key_jwt_sign
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity import wait_exponential_jitter as wait_jittered
+
+from owf_runner.errors import AuthError
+from owf_runner.model import Algorithm
+from owf_runner.secrets import REDACTOR, SigningKey
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME = 300
+TOKEN_ATTEMPTS = 4
+
+_HINTS = {
+    "invalid_client": "check `client_id` and `key_id` (kid), and that this public key is uploaded "
+    "to the app with client authentication 'Public key / Private key'",
+    "invalid_scope": "grant the scope okta.workflows.invoke.manage to the app "
+    "(Okta API Scopes tab) or fix `scopes`",
+    "unauthorized_client": "allow the Client Credentials grant type in the app's General Settings",
+    "access_denied": "the app may not request this token; check its grants and admin roles",
+    "invalid_dpop_proof": "untick 'Require Demonstrating Proof of Possession (DPoP) header in "
+    "token requests' in the app's General Settings",
+}
+_HINTS["use_dpop_nonce"] = _HINTS["invalid_dpop_proof"]
+
+
+@dataclass(frozen=True)
+class ClientAssertion:
+    """What it takes to sign a ``private_key_jwt`` client assertion."""
+
+    client_id: str
+    key_id: str
+    algorithm: Algorithm
+    key: SigningKey
+
+    def sign(self, token_url: str) -> str:
+        # claims=None on every call: authlib then draws a fresh jti each time.
+        assertion: str = private_key_jwt_sign(
+            self.key,
+            client_id=self.client_id,
+            token_endpoint=token_url,
+            alg=self.algorithm,
+            header={"kid": self.key_id},
+            expires_in=ASSERTION_LIFETIME,
+        )
+        REDACTOR.add(assertion)
+        return assertion
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    token_url: str
+    client_id: str
+    scopes: tuple[str, ...]
+
+
+class _TokenEndpointUnavailable(Exception):
+    """5xx or no answer from the token endpoint: worth another, freshly signed, try."""
+
+
+class TokenSource:
+    """The access token of one TokenKey, fetched once however many callers ask."""
+
+    def __init__(self, client: httpx2.AsyncClient, key: TokenKey, assertion: ClientAssertion):
+        self._client = client
+        self._key = key
+        self._assertion = assertion
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self.fetches = 0
+
+    async def token(self) -> str:
+        async with self._lock:
+            if self._token is None or time.monotonic() >= self._refresh_at:
+                await self._fetch()
+            assert self._token is not None  # noqa: S101 - _fetch sets it or raises
+            return self._token
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` after a 401, unless another caller already replaced it."""
+        if self._token == token:
+            self._token = None
+
+    async def _fetch(self) -> None:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(TOKEN_ATTEMPTS),
+            wait=wait_jittered(initial=0.5, max=8),
+            retry=retry_if_exception_type(_TokenEndpointUnavailable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    answer = await self._request_token()
+        except _TokenEndpointUnavailable as exc:
+            raise AuthError(f"{self._describe()}: token endpoint unavailable: {exc}") from None
+        self._accept(answer)
+
+    async def _request_token(self) -> Mapping[str, Any]:
+        self.fetches += 1
+        form = {
+            "grant_type": "client_credentials",
+            "scope": " ".join(self._key.scopes),
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": self._assertion.sign(self._key.token_url),
+        }
+        try:
+            response = await self._client.post(self._key.token_url, data=form, timeout=30)
+        except httpx2.TransportError as exc:
+            raise _TokenEndpointUnavailable(f"{type(exc).__name__}: {exc}") from None
+        if response.status_code >= 500:
+            raise _TokenEndpointUnavailable(f"HTTP {response.status_code}")
+        return self._parse(response)
+
+    def _parse(self, response: httpx2.Response) -> Mapping[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise AuthError(f"{self._describe()}: HTTP {response.status_code}, not an OAuth answer")
+        if response.status_code != 200 or "error" in body:
+            raise AuthError(_refusal(self._describe(), response.status_code, body))
+        return body
+
+    def _accept(self, answer: Mapping[str, Any]) -> None:
+        if str(answer.get("token_type", "")).lower() == "dpop":
+            hint = _HINTS["invalid_dpop_proof"]
+            raise AuthError(f"{self._describe()}: Okta issued a DPoP-bound token\n  hint: {hint}")
+        token = answer.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"{self._describe()}: the token response has no access_token")
+        REDACTOR.add(token)
+        lifetime = float(answer.get("expires_in") or 3600)
+        self._token = token
+        self._refresh_at = time.monotonic() + lifetime - min(60.0, lifetime / 2)
+
+    def _describe(self) -> str:
+        return f"token request to {self._key.token_url} (client {self._key.client_id})"
+
+
+def _refusal(what: str, status: int, body: Mapping[str, Any]) -> str:
+    error = str(body.get("error", f"HTTP {status}"))
+    description = body.get("error_description")
+    message = f"{what} refused: {error}" + (f": {description}" if description else "")
+    hint = _HINTS.get(error)
+    return message + (f"\n  hint: {hint}" if hint else "")
+
+
+class BearerAuth(httpx2.Auth):
+    """``Authorization: Bearer`` from a TokenSource; one refresh after a 401."""
+
+    def __init__(self, source: TokenSource) -> None:
+        self.source = source
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        token = await self.source.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            # The flow did not run: the token was refused before it started.
+            self.source.invalidate(token)
+            request.headers["Authorization"] = f"Bearer {await self.source.token()}"
+            yield request
+
+
+class ClientTokenAuth(httpx2.Auth):
+    """The API Endpoint card's client token, always as a header (the query leaks to logs)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        request.headers["x-api-client-token"] = self._token
+        yield request
+
+
+class NoAuth(httpx2.Auth):
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        yield request

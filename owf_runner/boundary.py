@@ -1,0 +1,82 @@
+"""The one error boundary: OwfError → message + exit code; anything else is a bug.
+
+Everything written here passes through the redactor; a bug's traceback goes to
+a log file (without local variables) and the user gets its path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from owf_runner.errors import ExitCode, JobError, OwfError
+from owf_runner.secrets import REDACTOR
+
+_QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "authlib")
+
+
+def call(action: Callable[[], int]) -> int:
+    try:
+        return action()
+    except JobError as exc:
+        _error("\n".join(exc.problems))
+        return exc.exit_code
+    except OwfError as exc:
+        _error(f"owf-run: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("owf-run: interrupted")
+        return ExitCode.INTERRUPTED
+    except Exception:
+        log = write_crash_log(traceback.format_exc())
+        _error(f"owf-run: internal error (a bug in owf-runner); details in {log}")
+        return ExitCode.INTERNAL
+
+
+def _error(text: str) -> None:
+    sys.stderr.write(REDACTOR.redact(text) + "\n")
+    sys.stderr.flush()
+
+
+def state_dir() -> Path:
+    configured = os.environ.get("OWF_STATE_DIR")
+    if configured:
+        return Path(configured)
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "owf-runner"
+
+
+def write_crash_log(text: str) -> Path:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    for folder in (state_dir() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"owf-run-crash-{stamp}-{os.getpid()}.log"
+            path.write_text(REDACTOR.redact(text), encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return Path("(could not write a log file)")
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return REDACTOR.redact(super().format(record))
+
+
+def configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("owf-run: %(levelname)s: %(message)s"))
+    root = logging.getLogger("owf_runner")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    for name in _QUIET_LOGGERS:
+        # The HTTP library's own logger would print URLs and headers.
+        logging.getLogger(name).setLevel(logging.WARNING)

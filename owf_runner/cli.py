@@ -1,0 +1,116 @@
+"""The ``owf-run`` command: parse arguments, call the core, map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from owf_runner import __version__, boundary
+from owf_runner.model import job_schema
+from owf_runner.report import ConsoleReporter
+
+COMMANDS = {"run", "validate", "schema", "emulate"}
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # tracebacks never show local variables
+    help="Run Okta Workflows API-endpoint flows from YAML job files.",
+)
+
+JobArg = Annotated[Path, typer.Argument(help="The job file", show_default=False)]
+VarOpt = Annotated[list[str], typer.Option("--var", help="KEY=VALUE; overrides the job's vars")]
+VarsFileOpt = Annotated[Path | None, typer.Option("--vars-file", help="YAML/JSON mapping of vars")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only failures and the summary")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Every item and response")]
+EmulateOpt = Annotated[
+    bool, typer.Option("--emulate", help="Run against the built-in Okta emulator")
+]
+EmulatorOpt = Annotated[
+    str | None,
+    typer.Option("--emulator", help="Send requests to an emulator serving at this URL"),
+]
+StubsOpt = Annotated[
+    Path | None, typer.Option("--stubs", help="Emulator stub file (default: stubs/JOB.yaml)")
+]
+
+
+def _finish(action: Callable[[], int]) -> None:
+    raise typer.Exit(boundary.call(action))
+
+
+@app.command()
+def run(
+    job: JobArg,
+    var: VarOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    vars_file: VarsFileOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    emulate: EmulateOpt = False,
+    emulator: EmulatorOpt = None,
+    stubs: StubsOpt = None,
+) -> None:
+    """Run JOB (also: `owf-run JOB`)."""
+    from owf_runner import commands
+
+    boundary.configure_logging(verbose)
+    reporter = ConsoleReporter(quiet=quiet, verbose=verbose)
+    _finish(lambda: commands.run(job, reporter, var, vars_file, emulate, emulator, stubs))
+
+
+@app.command()
+def validate(
+    jobs: Annotated[list[Path], typer.Argument(help="Job files", show_default=False)],
+    var: VarOpt = [],  # noqa: B006
+    vars_file: VarsFileOpt = None,
+) -> None:
+    """Load and check job files without sending anything; exit 0 or 3."""
+    from owf_runner import commands
+
+    _finish(lambda: commands.validate(jobs, var, vars_file))
+
+
+@app.command()
+def schema() -> None:
+    """Print the job-file JSON Schema (schemas/job.schema.json)."""
+    typer.echo(json.dumps(job_schema(), indent=2))
+
+
+@app.command()
+def emulate(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port)")] = 0,
+    job: Annotated[Path | None, typer.Option(help="Register this job's credentials")] = None,
+    stubs: StubsOpt = None,
+) -> None:
+    """Serve the Okta emulator on loopback until interrupted."""
+    from owf_runner import commands
+
+    _finish(lambda: commands.emulate(port, job, stubs))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"owf-run {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version")
+    ] = False,
+) -> None:
+    """Run Okta Workflows API-endpoint flows from YAML job files."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # `owf-run JOB ...` is `owf-run run JOB ...`, as the design promises.
+    if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+        args.insert(0, "run")
+    return app(args=args, prog_name="owf-run")

@@ -1,0 +1,73 @@
+"""Console output: plain timestamped progress lines and the end-of-run summary.
+
+Every line goes through the redactor on its way out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from owf_runner.model import Step
+from owf_runner.retry import Failure
+from owf_runner.runner import FAILED, ItemResult, RunResult, StepResult
+from owf_runner.secrets import REDACTOR
+
+
+@dataclass
+class ConsoleReporter:
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    quiet: bool = False
+    verbose: bool = False
+
+    def say(self, text: str, *, always: bool = False) -> None:
+        if self.quiet and not always:
+            return
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S")
+        self.stream.write(REDACTOR.redact(f"{stamp} {text}") + "\n")
+        self.stream.flush()
+
+    def step_started(self, step: Step) -> None:
+        self.say(f"{step.id}: started ({step.method} on org {step.org})")
+
+    def item_finished(self, step: Step, result: ItemResult) -> None:
+        if result.status == FAILED:
+            self.say(f"{step.id}[{result.index}]: failed: {result.error}", always=True)
+        elif self.verbose:
+            self.say(f"{step.id}[{result.index}]: {result.status} ({_attempts(result.attempts)})")
+
+    def retrying(self, step: Step, failure: Failure, attempt: int, wait: float) -> None:
+        self.say(
+            f"{step.id}: attempt {attempt} failed ({failure.failure_class}: {failure}); "
+            f"retrying in {wait:.1f}s"
+        )
+
+    def step_finished(self, step: Step, result: StepResult) -> None:
+        detail = f": {result.error}" if result.error else ""
+        timing = f"{_attempts(result.attempts)}, {result.seconds:.2f}s"
+        line = f"{step.id}: {result.status} ({timing}){detail}"
+        self.say(line, always=result.status == FAILED)
+        if self.verbose and result.response is not None:
+            self.say(f"{step.id}: HTTP {result.response.status} {result.response.body!r}")
+
+    def summary(self, run: RunResult) -> None:
+        outcome = "succeeded" if run.exit_code == 0 else "failed"
+        lines = [f"run {run.run_id} of {run.job_name}: {outcome}", *_table(run.steps)]
+        self.stream.write(REDACTOR.redact("\n".join(lines)) + "\n")
+        self.stream.flush()
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" + ("" if count == 1 else "s")
+
+
+def _table(steps: tuple[StepResult, ...]) -> list[str]:
+    rows = [("STEP", "STATUS", "ATTEMPTS", "TIME")]
+    rows += [(s.id, s.status, str(s.attempts), f"{s.seconds:.2f}s") for s in steps]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]

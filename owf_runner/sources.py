@@ -1,0 +1,69 @@
+"""Foreach item sources: a list, or a CSV / JSON Lines / JSON file streamed item by item."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from owf_runner.model import CsvSource, JsonlSource, JsonSource
+from owf_runner.templating import TemplateError
+
+FileSource = CsvSource | JsonlSource | JsonSource
+
+
+class SourceError(TemplateError):
+    """A foreach source could not be read; it fails the step before that item is sent."""
+
+
+def source_path(source: FileSource) -> str:
+    if isinstance(source, CsvSource):
+        return source.csv
+    if isinstance(source, JsonlSource):
+        return source.jsonl
+    return source.json_
+
+
+def file_items(source: FileSource, path: Path) -> Iterator[Any]:
+    """Opens the file now (so a missing file fails at once) and yields its items lazily."""
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise SourceError(f"foreach: cannot read {path}: {exc.strerror}") from None
+    if isinstance(source, CsvSource):
+        return _csv_rows(handle, path)
+    if isinstance(source, JsonlSource):
+        return _jsonl_items(handle, path)
+    return _json_items(handle, path)
+
+
+def _csv_rows(handle: IO[str], path: Path) -> Iterator[Any]:
+    with handle:
+        try:
+            yield from csv.DictReader(handle)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise SourceError(f"foreach: {path}: {exc}") from None
+
+
+def _jsonl_items(handle: IO[str], path: Path) -> Iterator[Any]:
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError as exc:
+                raise SourceError(f"foreach: {path}:{number}: invalid JSON: {exc}") from None
+
+
+def _json_items(handle: IO[str], path: Path) -> Iterator[Any]:
+    with handle:
+        try:
+            data = json.load(handle)
+        except ValueError as exc:
+            raise SourceError(f"foreach: {path}: invalid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise SourceError(f"foreach: {path}: expected a JSON list, found {type(data).__name__}")
+    yield from data
