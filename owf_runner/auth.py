@@ -102,7 +102,7 @@ class TokenSource:
     async def _fetch(self) -> None:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(TOKEN_ATTEMPTS),
-            wait=wait_jittered(initial=0.5, max=8),
+            wait=wait_jittered(multiplier=0.5, max=8),
             retry=retry_if_exception_type(_TokenEndpointUnavailable),
             reraise=True,
         )

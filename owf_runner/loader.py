@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from owf_runner.errors import JobError
 from owf_runner.model import Job, Step, job_schema
 from owf_runner.templating import (
+    ENV,
     Reference,
     TemplateError,
     check_syntax,
@@ -31,7 +32,7 @@ from owf_runner.templating import template_strings as strings_in
 from owf_runner.yamlfile import KeyPath, YamlDocument, format_key_path, load_yaml
 
 # Names every template may use, and the extra ones only some fields see.
-COMMON_NAMES = {"vars", "env", "steps", "run", "job", "now", "uuid4"}
+COMMON_NAMES = {"vars", "env", "steps", "run", "job"}
 FOREACH_NAMES = {"item", "index"}
 RESPONSE_NAMES = {"response"}
 
@@ -365,7 +366,7 @@ def _template_message(scope: TemplateScope, text: str, allowed: set[str]) -> str
 
 
 def _reference_problem(scope: TemplateScope, ref: Reference, allowed: set[str]) -> str | None:
-    if ref.root not in allowed:
+    if ref.root not in allowed and ref.root not in ENV.globals:  # range(), dict(), now() ...
         return f"unknown name {ref.root!r} in template (available: {', '.join(sorted(allowed))})"
     if ref.root == "steps" and ref.name is not None and ref.name not in scope.earlier:
         return _step_reference_problem(scope, ref.name)

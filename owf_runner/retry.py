@@ -37,7 +37,7 @@ RetryHook = Callable[[Failure, int, float], None]  # failure, attempt number, wa
 
 def retrying(policy: Retry, idempotent: bool, on_retry: RetryHook) -> AsyncRetrying:
     classes = policy.classes(idempotent)
-    fallback = wait_jittered(initial=policy.backoff.initial, max=policy.backoff.max)
+    fallback = wait_jittered(multiplier=policy.backoff.initial, max=policy.backoff.max)
 
     def wait(state: RetryCallState) -> float:
         requested = _failure(state).requested_wait

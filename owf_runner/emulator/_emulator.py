@@ -8,7 +8,6 @@ import re
 import secrets
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,14 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
 
-from jinja2 import TemplateError
 from joserfc.jwk import ECKey, RSAKey
+
+from owf_runner.templating import TemplateError, render_value
 
 from . import _assertion
 from ._assertion import ASSERTION_TYPE, OAuthError, PublicKey, invalid_client
 from ._http import Reply, Request, Server, json_reply
 from ._models import Fault, FlowStub, RecordedCall
-from ._render import render_value
 from ._stubs import load_stub_file
 
 TOKEN_PATH = "/oauth2/v1/token"  # noqa: S105 -- a URL path, not a password
@@ -147,15 +146,6 @@ class Emulator:
             yield base_url
         finally:
             self.stop()
-
-    @property
-    def is_running(self) -> bool:
-        return self._server is not None
-
-    def stub(self, flow_id: str) -> FlowStub | None:
-        """The stub set for a flow, if any (flows without one echo)."""
-        with self._lock:
-            return self._stubs.get(flow_id)
 
     @property
     def is_running(self) -> bool:
@@ -466,7 +456,6 @@ class Emulator:
                 "method": request.method,
                 "path": request.path,
             },
-            "uuid4": uuid.uuid4,
             # Epoch seconds, for headers such as X-Rate-Limit-Reset: "{{ epoch() + 1 }}".
             "epoch": lambda: int(self._clock()),
         }

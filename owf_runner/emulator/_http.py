@@ -225,12 +225,16 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _write(self, reply: Reply) -> None:
+        # 1xx, 204 and 304 answers have no body by definition (RFC 9110), whatever a stub says.
+        bodyless = reply.status < 200 or reply.status in (204, 304)
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if not bodyless:
+            self.send_header("Content-Length", str(len(reply.body)))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(reply.body)
+        if not bodyless:
+            self.wfile.write(reply.body)

@@ -1,0 +1,90 @@
+"""Shared fixtures: keys, a running emulator, job files and the in-process CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from joserfc.jwk import ECKey, RSAKey
+
+from owf_runner.cli import main
+from owf_runner.emulator import Emulator
+
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class Cli:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator()
+    with emu.running():
+        yield emu
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Cli]:
+    """Runs `owf-run ARGS` in this process, as the console script would."""
+
+    def invoke(*args: str) -> Cli:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return Cli(int(code or 0), captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OWF_STATE_DIR", str(tmp_path / "state"))
+
+
+def rsa_key() -> RSAKey:
+    return RSAKey.generate_key(2048)
+
+
+def ec_key(curve: str = "P-256") -> ECKey:
+    return ECKey.generate_key(curve)
+
+
+def pem(key: RSAKey | ECKey, fmt: str = "pkcs8") -> str:
+    formats = {
+        "pkcs8": serialization.PrivateFormat.PKCS8,
+        "pkcs1": serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1 for RSA
+        "sec1": serialization.PrivateFormat.TraditionalOpenSSL,  # SEC1 for EC
+    }
+    raw = key.private_key
+    assert raw is not None
+    data = raw.private_bytes(serialization.Encoding.PEM, formats[fmt], serialization.NoEncryption())
+    return data.decode()
+
+
+def write_key(path: Path, text: str) -> Path:
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def jwt_segments(assertion: str) -> tuple[dict[str, object], dict[str, object]]:
+    def decode(segment: str) -> dict[str, object]:
+        padded = segment + "=" * (-len(segment) % 4)
+        value: dict[str, object] = json.loads(base64.urlsafe_b64decode(padded))
+        return value
+
+    header, claims, _ = assertion.split(".")
+    return decode(header), decode(claims)
