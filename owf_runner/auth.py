@@ -19,6 +19,7 @@ import httpx2
 from authlib.oauth2.rfc7523 import private_key_jwt_sign
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity import wait_exponential_jitter as wait_jittered
+from tenacity.wait import wait_base
 
 from owf_runner.errors import AuthError
 from owf_runner.model import Algorithm
@@ -27,6 +28,7 @@ from owf_runner.secrets import REDACTOR, SigningKey
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300
 TOKEN_ATTEMPTS = 4
+TOKEN_RETRY_WAIT = wait_jittered(multiplier=0.5, max=8)
 
 _HINTS = {
     "invalid_client": "check `client_id` and `key_id` (kid), and that this public key is uploaded "
@@ -78,14 +80,20 @@ class _TokenEndpointUnavailable(Exception):
 class TokenSource:
     """The access token of one TokenKey, fetched once however many callers ask."""
 
-    def __init__(self, client: httpx2.AsyncClient, key: TokenKey, assertion: ClientAssertion):
+    def __init__(
+        self,
+        client: httpx2.AsyncClient,
+        key: TokenKey,
+        assertion: ClientAssertion,
+        wait: wait_base = TOKEN_RETRY_WAIT,
+    ) -> None:
         self._client = client
+        self._wait = wait
         self._key = key
         self._assertion = assertion
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
-        self.fetches = 0
 
     async def token(self) -> str:
         async with self._lock:
@@ -102,7 +110,7 @@ class TokenSource:
     async def _fetch(self) -> None:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(TOKEN_ATTEMPTS),
-            wait=wait_jittered(multiplier=0.5, max=8),
+            wait=self._wait,
             retry=retry_if_exception_type(_TokenEndpointUnavailable),
             reraise=True,
         )
@@ -115,7 +123,6 @@ class TokenSource:
         self._accept(answer)
 
     async def _request_token(self) -> Mapping[str, Any]:
-        self.fetches += 1
         form = {
             "grant_type": "client_credentials",
             "scope": " ".join(self._key.scopes),

@@ -6,6 +6,7 @@ Every line goes through the redactor on its way out.
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -50,7 +51,8 @@ class ConsoleReporter:
         line = f"{step.id}: {result.status} ({timing}){detail}"
         self.say(line, always=result.status == FAILED)
         if self.verbose and result.response is not None:
-            self.say(f"{step.id}: HTTP {result.response.status} {result.response.body!r}")
+            body = json.dumps(result.response.body, ensure_ascii=False)
+            self.say(f"{step.id}: HTTP {result.response.status} {body}")
 
     def summary(self, run: RunResult) -> None:
         outcome = "succeeded" if run.exit_code == 0 else "failed"

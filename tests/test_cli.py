@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -344,17 +346,39 @@ def test_unexpected_exception_exits_70_with_a_log_file(
 
 
 def test_no_secret_reaches_any_output(
-    two_orgs: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+    two_orgs: Emulator, cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The flows echo the credentials back, so a careless --verbose would print them.
+    echo_auth = {"seen": "{{ request.headers.authorization }}", "n": 1}
+    two_orgs.set_stub("create", FlowStub(body={**echo_auth, "id": "00u1"}))
+    two_orgs.set_stub("notify", FlowStub(body=echo_auth))
+
     result = cli(TWO_ORGS, "--emulator", two_orgs.base_url, "--verbose")
 
-    assert result.code == 0
+    assert result.code == 0, result.err
     printed = result.out + result.err
+    assert '"seen": "Bearer ********"' in printed  # the echoed header was there, masked
     bearer = two_orgs.invocations()[0].headers["authorization"].removeprefix("Bearer ")
-    for secret in (bearer, os.environ["OWF_TEST_ACME_KEY"], os.environ["OWF_TEST_GLOBEX_KEY"]):
-        for line in secret.splitlines():
-            if len(line) > 20:
-                assert line not in printed
+    secrets = [bearer, os.environ["OWF_TEST_ACME_KEY"], os.environ["OWF_TEST_GLOBEX_KEY"]]
+    for secret in secrets:
+        for form in _encodings(secret):
+            assert form not in printed
+
+
+def _encodings(secret: str) -> list[str]:
+    """The secret, its long lines, and their base64/URL/JSON forms."""
+    pieces = [secret, *(line for line in secret.splitlines() if len(line) > 20)]
+    forms: list[str] = []
+    for piece in pieces:
+        raw = piece.encode()
+        forms += [
+            piece,
+            urllib.parse.quote(piece, safe=""),
+            json.dumps(piece)[1:-1],
+            base64.b64encode(raw).decode()[:-4],
+            base64.urlsafe_b64encode(raw).decode()[:-4],
+        ]
+    return forms
 
 
 def test_schema_command_matches_the_committed_file(cli: RunCli) -> None:

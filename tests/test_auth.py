@@ -1,0 +1,164 @@
+"""The token cache and client assertions, over httpx2.MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from collections.abc import Callable
+
+import httpx2
+import pytest
+from tenacity import wait_none
+
+from owf_runner import auth
+from owf_runner.auth import BearerAuth, ClientAssertion, TokenKey, TokenSource
+from owf_runner.errors import AuthError
+from tests.conftest import ec_key, jwt_segments, rsa_key
+
+TOKEN_URL = "https://acme.okta.com/oauth2/v1/token"
+KEY = TokenKey(TOKEN_URL, "0oaX", ("okta.workflows.invoke.manage",))
+Answer = Callable[[int], httpx2.Response]
+
+
+class FakeTokenEndpoint:
+    """Answers token requests with ``answer(n)`` and keeps every form it got."""
+
+    def __init__(self, answer: Answer | None = None) -> None:
+        self.forms: list[dict[str, str]] = []
+        self.answer = answer or (lambda n: ok(f"token-{n}"))
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.forms.append(dict(urllib.parse.parse_qsl(request.content.decode())))
+        return self.answer(len(self.forms))
+
+    def jtis(self) -> list[object]:
+        return [jwt_segments(form["client_assertion"])[1]["jti"] for form in self.forms]
+
+
+def ok(token: str, expires_in: int = 3600, token_type: str = "Bearer") -> httpx2.Response:
+    body = {"token_type": token_type, "expires_in": expires_in, "access_token": token}
+    return httpx2.Response(200, json=body)
+
+
+def source(endpoint: FakeTokenEndpoint, key: object = None) -> TokenSource:
+    assertion = ClientAssertion("0oaX", "kid-1", "RS256", key or SHARED_KEY)  # type: ignore[arg-type]
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(endpoint))
+    return TokenSource(client, KEY, assertion, wait=wait_none())
+
+
+SHARED_KEY = rsa_key()
+
+
+def test_fifty_concurrent_callers_share_one_token_request() -> None:
+    endpoint = FakeTokenEndpoint()
+    tokens = source(endpoint)
+
+    async def fifty() -> list[str]:
+        return await asyncio.gather(*(tokens.token() for _ in range(50)))
+
+    assert set(asyncio.run(fifty())) == {"token-1"}
+    assert len(endpoint.forms) == 1
+
+
+def test_token_request_form_and_assertion_claims() -> None:
+    endpoint = FakeTokenEndpoint()
+
+    asyncio.run(source(endpoint).token())
+
+    form = endpoint.forms[0]
+    assert form["grant_type"] == "client_credentials"
+    assert form["scope"] == "okta.workflows.invoke.manage"
+    assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    header, claims = jwt_segments(form["client_assertion"])
+    assert header == {"alg": "RS256", "kid": "kid-1", "typ": "JWT"}
+    assert claims["iss"] == claims["sub"] == "0oaX"
+    assert claims["aud"] == TOKEN_URL
+    assert int(str(claims["exp"])) - int(str(claims["iat"])) == 300
+
+
+def test_an_ec_key_signs_es256() -> None:
+    endpoint = FakeTokenEndpoint()
+    assertion = ClientAssertion("0oaX", "kid-ec", "ES256", ec_key("P-256"))
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(endpoint))
+
+    asyncio.run(TokenSource(client, KEY, assertion).token())
+
+    assert jwt_segments(endpoint.forms[0]["client_assertion"])[0]["alg"] == "ES256"
+
+
+def test_server_errors_are_retried_with_a_fresh_jti_each_time() -> None:
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(503) if n < 3 else ok("t"))
+
+    assert asyncio.run(source(endpoint).token()) == "t"
+    assert len(endpoint.forms) == 3
+    assert len(set(endpoint.jtis())) == 3
+
+
+def test_endpoint_down_for_every_attempt_is_an_auth_error() -> None:
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(502))
+
+    with pytest.raises(AuthError, match=r"token endpoint unavailable: HTTP 502"):
+        asyncio.run(source(endpoint).token())
+    assert len(endpoint.forms) == auth.TOKEN_ATTEMPTS
+
+
+def test_refreshes_before_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    endpoint = FakeTokenEndpoint(lambda n: ok(f"token-{n}", expires_in=100))
+    tokens = source(endpoint)
+
+    first = asyncio.run(tokens.token())
+    now[0] += 49  # margin is min(60, 100 / 2) = 50 s
+    still = asyncio.run(tokens.token())
+    now[0] += 2
+    fresh = asyncio.run(tokens.token())
+
+    assert (first, still, fresh) == ("token-1", "token-1", "token-2")
+    assert len(set(endpoint.jtis())) == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        ("invalid_client", "check `client_id` and `key_id` (kid)"),
+        ("invalid_scope", "grant the scope okta.workflows.invoke.manage"),
+        ("unauthorized_client", "allow the Client Credentials grant type"),
+        ("invalid_dpop_proof", "untick 'Require Demonstrating Proof of Possession (DPoP) header"),
+    ],
+)
+def test_refusals_carry_okta_error_and_a_hint(error: str, hint: str) -> None:
+    body = {"error": error, "error_description": f"described {error}"}
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(400, json=body))
+
+    with pytest.raises(AuthError) as raised:
+        asyncio.run(source(endpoint).token())
+
+    message = str(raised.value)
+    assert f"(client 0oaX) refused: {error}: described {error}\n  hint: {hint}" in message
+    assert len(endpoint.forms) == 1  # never retried
+
+
+def test_a_dpop_bound_token_is_refused_with_the_hint() -> None:
+    endpoint = FakeTokenEndpoint(lambda n: ok("t", token_type="DPoP"))
+
+    with pytest.raises(AuthError, match="Okta issued a DPoP-bound token"):
+        asyncio.run(source(endpoint).token())
+
+
+def test_bearer_auth_refreshes_once_after_a_401() -> None:
+    endpoint = FakeTokenEndpoint()
+    tokens = source(endpoint)
+    seen: list[str] = []
+
+    def flow(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx2.Response(401)
+
+    async def call() -> int:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(flow)) as client:
+            response = await client.post("https://x.example/invoke", auth=BearerAuth(tokens))
+            return response.status_code
+
+    assert asyncio.run(call()) == 401
+    assert seen == ["Bearer token-1", "Bearer token-2"]
