@@ -31,6 +31,8 @@ def run(
     if emulate and emulator_url:
         raise UsageError("use either --emulate or --emulator URL, not both")
     emulator = Emulator() if emulate else None
+    if emulate:
+        reporter.say("emulating Okta: every request goes to a built-in emulator on loopback")
     result = run_job(
         job, reporter, variables, emulator=emulator, emulator_url=emulator_url, stubs=stubs
     )

@@ -58,7 +58,7 @@ def load_job(path: Path, var_overrides: Mapping[str, Any] | None = None) -> Load
     if version_problem:
         raise JobError([version_problem])
     job = _validate(document)
-    merged = _merge_defaults(job, document)
+    merged = _merge_defaults(job)
     variables = {**job.vars, **(var_overrides or {})}
     loaded = LoadedJob(path=path, job=merged, document=document, vars=variables)
     problems = list(static_problems(loaded))
@@ -200,7 +200,7 @@ def _properties(node: dict[str, Any], defs: dict[str, Any]) -> set[str]:
 # -- defaults ---------------------------------------------------------------------
 
 
-def _merge_defaults(job: Job, document: YamlDocument) -> Job:
+def _merge_defaults(job: Job) -> Job:
     steps = [_with_defaults(job, step) for step in job.steps]
     return job.model_copy(update={"steps": steps})
 
@@ -264,6 +264,8 @@ def _step_problems(loaded: LoadedJob) -> Iterator[str]:
         yield from _step_org_problems(loaded, step, at)
         if not is_template_text(step.flow):
             yield from _url_problems(loaded, (*at, "flow"), step.flow)
+        if step.method == "GET" and step.payload is not None:
+            yield _problem(loaded, (*at, "payload"), "a GET sends no body; use `query` instead")
         scope = TemplateScope(loaded, step.id, earlier=frozenset(first_index))
         yield from _template_problems(scope, step, at)
         first_index.setdefault(step.id, index)

@@ -47,7 +47,8 @@ class ConsoleReporter:
 
     def step_finished(self, step: Step, result: StepResult) -> None:
         detail = f": {result.error}" if result.error else ""
-        timing = f"{_attempts(result.attempts)}, {result.seconds:.2f}s"
+        items = f"{len(result.results)} items, " if step.foreach is not None else ""
+        timing = f"{items}{_attempts(result.attempts)}, {result.seconds:.2f}s"
         line = f"{step.id}: {result.status} ({timing}){detail}"
         self.say(line, always=result.status == FAILED)
         if self.verbose and result.response is not None:

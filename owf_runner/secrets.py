@@ -88,7 +88,7 @@ def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
 def _from_env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise SecretError(f"environment variable {name} is not set")
+        raise SecretError(f"environment variable {name} is not set (to rehearse: --emulate)")
     return value
 
 

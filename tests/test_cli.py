@@ -317,7 +317,7 @@ def test_missing_secret_exits_3_naming_the_reference_line(
     assert result.code == 3
     assert result.err == (
         f"{TWO_ORGS}:25:5: credentials.acme_jwt.private_key: "
-        "environment variable OWF_TEST_ACME_KEY is not set\n"
+        "environment variable OWF_TEST_ACME_KEY is not set (to rehearse: --emulate)\n"
     )
     assert emulator.calls == []
 
