@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import os
@@ -28,6 +29,7 @@ from owf_runner.http import (
 )
 from owf_runner.loader import LoadedJob, load_job, url_problem
 from owf_runner.model import (
+    IDEMPOTENT_RETRY_ON,
     CsvSource,
     JsonlSource,
     JsonSource,
@@ -162,7 +164,7 @@ class Runner:
             result = await self._run_step(step)
         except TemplateError as exc:
             result = StepResult(step.id, FAILED, error=str(exc))
-        result = _timed(result, time.monotonic() - started)
+        result = dataclasses.replace(result, seconds=time.monotonic() - started)
         self.reporter.step_finished(step, result)
         return result
 
@@ -242,7 +244,8 @@ class Runner:
             outputs = self._check(step, context, response)
         except (Failure, TemplateError) as exc:
             failed = exc.response if isinstance(exc, Failure) else None
-            return ItemResult(index, item, FAILED, attempts, response=failed, error=str(exc))
+            error = str(exc) + _not_resent_note(step, exc)
+            return ItemResult(index, item, FAILED, attempts, response=failed, error=error)
         return ItemResult(index, item, SUCCEEDED, attempts, outputs, response)
 
     def _retry_hook(self, step: Step) -> RetryHook:
@@ -319,17 +322,11 @@ def _foreach_result(step: Step, results: list[ItemResult], source_errors: list[s
     )
 
 
-def _timed(result: StepResult, seconds: float) -> StepResult:
-    return StepResult(
-        result.id,
-        result.status,
-        result.attempts,
-        seconds,
-        result.outputs,
-        result.response,
-        result.results,
-        result.error,
-    )
+def _not_resent_note(step: Step, exc: Exception) -> str:
+    ambiguous = isinstance(exc, Failure) and exc.failure_class in IDEMPOTENT_RETRY_ON
+    if not ambiguous or step.idempotent:
+        return ""
+    return " (not re-sent: the flow may have run; `idempotent: true` allows retries)"
 
 
 def _check_url(url: str) -> None:
