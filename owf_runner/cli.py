@@ -14,7 +14,7 @@ from owf_runner import __version__, boundary
 from owf_runner.model import job_schema
 from owf_runner.report import ConsoleReporter
 
-COMMANDS = {"run", "validate", "schema", "emulate"}
+COMMANDS = {"run", "validate", "plan", "schema", "emulate"}
 
 app = typer.Typer(
     add_completion=False,
@@ -73,6 +73,14 @@ def validate(
     from owf_runner import commands
 
     _finish(lambda: commands.validate(jobs, var, vars_file))
+
+
+@app.command()
+def plan(job: JobArg, var: VarOpt = [], vars_file: VarsFileOpt = None) -> None:  # noqa: B006
+    """Show every request JOB would send, rendered, secrets masked; sends nothing."""
+    from owf_runner import commands
+
+    _finish(lambda: commands.plan(job, var, vars_file))
 
 
 @app.command()

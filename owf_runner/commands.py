@@ -13,6 +13,7 @@ from owf_runner.emulation import default_stubs_path, prepare
 from owf_runner.emulator import Emulator, serve_forever
 from owf_runner.errors import ExitCode, JobError, UsageError
 from owf_runner.loader import load_job
+from owf_runner.plan import plan_text
 from owf_runner.report import ConsoleReporter
 from owf_runner.runner import run_job
 from owf_runner.yamlfile import load_yaml
@@ -52,6 +53,12 @@ def validate(jobs: Sequence[Path], var: Sequence[str], vars_file: Path | None) -
             sys.stdout.write(f"{job}: ok\n")
     if problems:
         raise JobError(problems)
+    return ExitCode.OK
+
+
+def plan(job: Path, var: Sequence[str], vars_file: Path | None) -> int:
+    loaded = load_job(job, parse_vars(var, vars_file))
+    sys.stdout.write(plan_text(loaded) + "\n")
     return ExitCode.OK
 
 
