@@ -1,0 +1,344 @@
+"""Secret references, the redactor, and private key loading."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from joserfc.jwk import ECKey, RSAKey
+
+import owf_runner.secrets
+from owf_runner.model import CommandSecret, EnvSecret, FileSecret
+from owf_runner.secrets import (
+    MASK,
+    PrivateKey,
+    Redactor,
+    SecretError,
+    load_private_key,
+    resolve_secret,
+)
+from tests.conftest import ec_key, pem, rsa_key, write_key
+
+SECRET = 'p@ss w/rd"+\\canary-91f3'
+
+
+@pytest.fixture(scope="module")
+def rsa() -> RSAKey:
+    return rsa_key()
+
+
+@pytest.fixture(autouse=True)
+def fresh_redactor(monkeypatch: pytest.MonkeyPatch) -> Redactor:
+    """resolve_secret registers every value; keep this module's canaries out of the global."""
+    redactor = Redactor()
+    monkeypatch.setattr(owf_runner.secrets, "REDACTOR", redactor)
+    return redactor
+
+
+# -- Redactor ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        SECRET,
+        urllib.parse.quote(SECRET, safe=""),
+        urllib.parse.quote_plus(SECRET),
+        json.dumps(SECRET)[1:-1],
+        base64.b64encode(SECRET.encode()).decode(),
+        base64.urlsafe_b64encode(SECRET.encode()).decode(),
+    ],
+    ids=["raw", "url", "url-plus", "json", "base64", "urlsafe-base64"],
+)
+def test_redactor_masks_secret_and_its_encodings(form: str) -> None:
+    redactor = Redactor()
+    redactor.add(SECRET)
+
+    out = redactor.redact(f"before {form} after")
+
+    assert form.rstrip("=") not in out
+    assert out.startswith(f"before {MASK}")
+    assert out.endswith(" after")
+
+
+def test_redactor_masks_json_dumped_payload() -> None:
+    redactor = Redactor()
+    redactor.add(SECRET)
+
+    out = redactor.redact(json.dumps({"token": SECRET}))
+
+    assert out == json.dumps({"token": MASK})
+
+
+def test_redactor_masks_long_pem_lines(rsa: RSAKey) -> None:
+    text = pem(rsa)
+    redactor = Redactor()
+    redactor.add(text)
+    body_lines = [line for line in text.splitlines() if len(line) >= 16]
+    assert len(body_lines) > 5
+    middle = body_lines[len(body_lines) // 2]
+
+    out = redactor.redact(f"log line: {middle}\n")
+
+    assert out == f"log line: {MASK}\n"
+    assert redactor.redact(text).count(MASK) >= 1
+    assert all(line not in redactor.redact(text) for line in body_lines)
+
+
+@pytest.mark.parametrize("short", ["", "a", "abc", "12345", "  ab  "])
+def test_redactor_ignores_secrets_shorter_than_6_chars(short: str) -> None:
+    redactor = Redactor()
+    redactor.add(short)
+    text = "abc 12345 ab a"
+
+    assert redactor.redact(text) == text
+
+
+def test_redactor_masks_a_6_char_secret() -> None:
+    redactor = Redactor()
+    redactor.add("sixsix")
+
+    assert redactor.redact("x sixsix y") == f"x {MASK} y"
+
+
+def test_redactor_leaves_unrelated_text_alone() -> None:
+    redactor = Redactor()
+    redactor.add(SECRET)
+
+    assert redactor.redact("nothing secret here") == "nothing secret here"
+
+
+def test_redactor_strips_surrounding_whitespace_of_secret() -> None:
+    redactor = Redactor()
+    redactor.add("  trimmed-secret\n")
+
+    assert redactor.redact("[trimmed-secret]") == f"[{MASK}]"
+
+
+# -- resolve_secret ----------------------------------------------------------------
+
+
+def test_env_secret_is_resolved_and_registered(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_redactor: Redactor
+) -> None:
+    monkeypatch.setenv("OWF_TEST_SECRET_ENV", "env-value-7781")
+
+    assert resolve_secret(EnvSecret(env="OWF_TEST_SECRET_ENV"), tmp_path) == "env-value-7781"
+    assert fresh_redactor.redact("x=env-value-7781") == f"x={MASK}"
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_missing_env_secret_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("OWF_TEST_MISSING", raising=False)
+    else:
+        monkeypatch.setenv("OWF_TEST_MISSING", value)
+
+    with pytest.raises(SecretError, match=r"^environment variable OWF_TEST_MISSING is not set"):
+        resolve_secret(EnvSecret(env="OWF_TEST_MISSING"), tmp_path)
+
+
+def test_file_secret_is_relative_to_base_dir(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "keys").mkdir()
+    write_key(tmp_path / "keys" / "token.txt", "file-value-5521\n")
+
+    with caplog.at_level(logging.WARNING, logger="owf_runner.secrets"):
+        value = resolve_secret(FileSecret(file="keys/token.txt"), tmp_path)
+
+    assert value == "file-value-5521\n"
+    assert caplog.records == []
+
+
+def test_missing_file_secret(tmp_path: Path) -> None:
+    with pytest.raises(SecretError) as info:
+        resolve_secret(FileSecret(file="nope.pem"), tmp_path)
+
+    assert str(info.value) == f"cannot read {tmp_path / 'nope.pem'}: No such file or directory"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+def test_group_or_other_readable_file_logs_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    path = tmp_path / "open.pem"
+    path.write_text("open-secret-value")
+    os.chmod(path, mode)
+
+    with caplog.at_level(logging.WARNING, logger="owf_runner.secrets"):
+        value = resolve_secret(FileSecret(file="open.pem"), tmp_path)
+
+    assert value == "open-secret-value"
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"{path} is readable by group/others; chmod 600 it"
+    assert "open-secret-value" not in caplog.text
+
+
+def test_command_secret_strips_one_trailing_newline(tmp_path: Path) -> None:
+    ref = CommandSecret(command=[sys.executable, "-c", "print('cmd-value-3391 ')"])
+
+    assert resolve_secret(ref, tmp_path) == "cmd-value-3391 "
+
+
+def test_command_never_goes_through_a_shell(tmp_path: Path) -> None:
+    argument = "a; echo pwned $HOME `id` | cat"
+    ref = CommandSecret(command=[sys.executable, "-c", "import sys; print(sys.argv[1])", argument])
+
+    assert resolve_secret(ref, tmp_path) == argument
+
+
+def test_command_failure_does_not_leak_its_output(tmp_path: Path) -> None:
+    script = "import sys; print('leaked-cmd-secret'); sys.stderr.write('err'); sys.exit(3)"
+    ref = CommandSecret(command=[sys.executable, "-c", script])
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(ref, tmp_path)
+
+    assert str(info.value) == f"command {sys.executable} exited with status 3"
+    assert "leaked-cmd-secret" not in str(info.value)
+
+
+def test_command_not_found(tmp_path: Path) -> None:
+    ref = CommandSecret(command=[str(tmp_path / "no-such-owf-command"), "arg"])
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(ref, tmp_path)
+
+    assert str(info.value) == f"command not found: {tmp_path / 'no-such-owf-command'}"
+
+
+def test_command_printing_nothing_is_an_error(tmp_path: Path) -> None:
+    ref = CommandSecret(command=[sys.executable, "-c", "print()"])
+
+    with pytest.raises(SecretError, match="printed nothing"):
+        resolve_secret(ref, tmp_path)
+
+
+# -- private keys -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["pkcs8", "pkcs1"])
+def test_rsa_pem(rsa: RSAKey, fmt: str) -> None:
+    key = load_private_key(pem(rsa, fmt))
+
+    assert isinstance(key.key, RSAKey)
+    assert key.kid is None
+    assert key.key.as_dict(private=False)["n"] == rsa.as_dict(private=False)["n"]
+    assert key.default_algorithm() == "RS256"
+    assert key.fits("RS256")
+    assert key.fits("RS512")
+    assert not key.fits("ES256")
+
+
+@pytest.mark.parametrize(
+    ("curve", "fmt", "algorithm"),
+    [
+        ("P-256", "sec1", "ES256"),
+        ("P-384", "sec1", "ES384"),
+        ("P-521", "sec1", "ES512"),
+        ("P-256", "pkcs8", "ES256"),
+    ],
+)
+def test_ec_pem(curve: str, fmt: str, algorithm: str) -> None:
+    original = ec_key(curve)
+
+    key = load_private_key(pem(original, fmt))
+
+    assert isinstance(key.key, ECKey)
+    assert key.key.as_dict(private=False)["x"] == original.as_dict(private=False)["x"]
+    assert key.default_algorithm() == algorithm
+    assert key.fits(key.default_algorithm())
+    assert not key.fits("RS256")
+    assert not key.fits("ES256" if algorithm != "ES256" else "ES384")
+
+
+def test_pem_with_surrounding_whitespace(rsa: RSAKey) -> None:
+    assert isinstance(load_private_key("\n\n  " + pem(rsa) + "\n\n").key, RSAKey)
+
+
+def test_jwk_with_kid(rsa: RSAKey) -> None:
+    jwk = {**rsa.as_dict(private=True), "kid": "my-kid"}
+
+    key = load_private_key(json.dumps(jwk))
+
+    assert isinstance(key, PrivateKey)
+    assert key.kid == "my-kid"
+    assert key.default_algorithm() == "RS256"
+
+
+def test_ec_jwk_without_kid() -> None:
+    original = ec_key("P-384")
+    jwk = {k: v for k, v in original.as_dict(private=True).items() if k != "kid"}
+
+    key = load_private_key(json.dumps(jwk))
+
+    assert key.kid is None
+    assert key.default_algorithm() == "ES384"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("garbage", "not a PEM private key (or it is encrypted)"),
+        ("", "not a PEM private key (or it is encrypted)"),
+        ("{not json", "not a JWK: invalid JSON"),
+        (
+            '{"kty": "OKP", "d": "x"}',
+            "not a private JWK: need kty RSA or EC and the private part 'd'",
+        ),
+    ],
+)
+def test_bad_keys_are_secret_errors(text: str, message: str) -> None:
+    with pytest.raises(SecretError) as info:
+        load_private_key(text)
+
+    assert str(info.value) == message
+
+
+def test_public_jwk_is_refused() -> None:
+    public = json.dumps(ec_key().as_dict(private=False))
+
+    with pytest.raises(SecretError, match="private part 'd'"):
+        load_private_key(public)
+
+
+def test_unsupported_curve_is_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    data = ec.generate_private_key(ec.SECP256K1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+    with pytest.raises(SecretError, match="unsupported key type"):
+        load_private_key(data.decode())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a JWK missing required members or with an unknown crv escapes as "
+    "joserfc KeyParameterError / KeyError instead of SecretError",
+)
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        '{"kty": "RSA", "d": "AQAB"}',
+        '{"kty": "EC", "crv": "P-999", "x": "AA", "y": "AA", "d": "AA"}',
+    ],
+    ids=["rsa-missing-n", "ec-unknown-crv"],
+)
+def test_malformed_jwk_is_a_secret_error(jwk: str) -> None:
+    with pytest.raises(SecretError):
+        load_private_key(jwk)

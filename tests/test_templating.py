@@ -1,0 +1,290 @@
+"""Sandboxed Jinja over data: native lone expressions, strict undefined, static analysis."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import uuid
+from typing import Any
+
+import pytest
+
+from owf_runner.templating import (
+    Reference,
+    TemplateError,
+    check_syntax,
+    is_template,
+    locally_bound,
+    references,
+    render_string,
+    render_value,
+    template_strings,
+    truthy,
+)
+
+CONTEXT: dict[str, Any] = {
+    "vars": {
+        "groups": ["eng", "ops"],
+        "meta": {"team": "core"},
+        "count": 3,
+        "active": True,
+        "nothing": None,
+        "name": "Ada",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ vars.groups }}", ["eng", "ops"]),
+        ("{{ vars.meta }}", {"team": "core"}),
+        ("{{ vars.count }}", 3),
+        ("{{ vars.active }}", True),
+        ("{{ vars.nothing }}", None),
+        ("{{ none }}", None),
+        ("  {{ vars.count }}\n", 3),
+        ("{{vars.count+1}}", 4),
+        ("{{ vars.groups | length }}", 2),
+        ("{{ {'n': vars.count} }}", {"n": 3}),
+        ("{{ 2.5 }}", 2.5),
+    ],
+)
+def test_lone_expression_keeps_native_type(template: str, expected: object) -> None:
+    value = render_value(template, CONTEXT)
+
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("n={{ vars.count }}", "n=3"),
+        ("{{ vars.active }}!", "True!"),
+        ("{{ vars.name }} {{ vars.count }}", "Ada 3"),
+        ("{% if vars.active %}on{% endif %}", "on"),
+        ("plain text", "plain text"),
+        ("{{ '{{' }}", "{{"),
+    ],
+)
+def test_mixed_strings_render_to_str(template: str, expected: str) -> None:
+    assert render_value(template, CONTEXT) == expected
+
+
+def test_emulator_render_contract_two_expressions_make_a_string() -> None:
+    assert render_value("{{ 1 }} and {{ 2 }}", {}) == "1 and 2"
+
+
+def test_structures_recurse_and_keep_non_strings() -> None:
+    value = {
+        "{{ vars.name }}_key": ["{{ vars.count }}", {"inner": "{{ vars.groups }}"}],
+        "literal": 5,
+        "flag": False,
+        "none": None,
+        "tuple": ("{{ vars.active }}",),
+    }
+
+    assert render_value(value, CONTEXT) == {
+        "Ada_key": [3, {"inner": ["eng", "ops"]}],
+        "literal": 5,
+        "flag": False,
+        "none": None,
+        "tuple": [True],
+    }
+
+
+def test_render_does_not_mutate_input() -> None:
+    value = {"a": ["{{ vars.count }}"]}
+
+    render_value(value, CONTEXT)
+
+    assert value == {"a": ["{{ vars.count }}"]}
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ vars.missing }}", "x{{ vars.missing }}y", "{{ nope }}", "{{ vars.groups[5] }}"],
+)
+def test_undefined_is_an_error_not_an_empty_string(template: str) -> None:
+    with pytest.raises(TemplateError, match=r"^undefined: "):
+        render_value(template, CONTEXT)
+
+
+def test_undefined_inside_a_structure_is_an_error() -> None:
+    with pytest.raises(TemplateError, match="undefined"):
+        render_value({"a": [{"b": "{{ vars.missing }}"}]}, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ vars.missing is defined }}", False),
+        ("{{ vars.name is defined }}", True),
+        ("{{ vars.missing is undefined }}", True),
+        ("{{ vars.missing | default('dflt') }}", "dflt"),
+        ("{{ vars.missing | d(5) }}", 5),
+        ("{{ vars.name | default('dflt') }}", "Ada"),
+        ("hi {{ vars.missing | default('you') }}", "hi you"),
+    ],
+)
+def test_defined_and_default_still_work(template: str, expected: object) -> None:
+    assert render_value(template, CONTEXT) == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the loader treats `vars.opt.sub | default(...)` as guarded and accepts it, "
+    "but rendering raises 'undefined' when vars.opt is absent (StrictUndefined chain)",
+)
+def test_default_on_a_chained_missing_var_renders_the_default() -> None:
+    assert render_value("{{ vars.opt.sub | default('x') }}", {"vars": {}}) == "x"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ vars.groups.append(1) }}",
+        "{{ vars.meta.update({'x': 1}) }}",
+        "{{ vars.groups.pop() }}",
+        "x {{ vars.meta.clear() }}",
+    ],
+)
+def test_sandbox_refuses_unsafe_access_and_mutation(template: str) -> None:
+    context = {"vars": {"groups": [1, 2], "meta": {"a": 1}}}
+
+    with pytest.raises(TemplateError, match="not allowed"):
+        render_value(template, context)
+
+    assert context == {"vars": {"groups": [1, 2], "meta": {"a": 1}}}
+
+
+def test_list_append_from_the_brief_is_refused() -> None:
+    with pytest.raises(TemplateError, match="not allowed"):
+        render_value("{{ vars.l.append(1) }}", {"vars": {"l": []}})
+
+
+def test_syntax_error_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match=r"^template syntax error: "):
+        render_value("{{ vars.name ", CONTEXT)
+    with pytest.raises(TemplateError, match=r"^template syntax error: "):
+        check_syntax("{% if x %}")
+
+
+def test_check_syntax_accepts_valid_templates() -> None:
+    check_syntax("{{ vars.a }} {% for i in x %}{{ i }}{% endfor %}")
+
+
+def test_runtime_errors_become_template_errors() -> None:
+    with pytest.raises(TemplateError, match=r"^ZeroDivisionError: "):
+        render_value("{{ 1 / 0 }}", {})
+
+
+def test_now_is_iso_8601_utc_ending_in_z() -> None:
+    value = render_value("{{ now() }}", {})
+
+    assert isinstance(value, str)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", value)
+    parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    assert parsed.utcoffset() == datetime.timedelta(0)
+    now = datetime.datetime.now(datetime.UTC)
+    assert abs((now - parsed).total_seconds()) < 300
+
+
+def test_uuid4_is_a_fresh_uuid_string() -> None:
+    first = render_value("{{ uuid4() }}", {})
+    second = render_value("{{ uuid4() }}", {})
+
+    assert isinstance(first, str)
+    assert uuid.UUID(first).version == 4
+    assert first != second
+
+
+def test_render_string_passes_non_templates_through() -> None:
+    assert render_string("no braces here", {}) == "no braces here"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("{{ x }}", True), ("{% if x %}{% endif %}", True), ("{# c #}", True), ("a { b }", False)],
+)
+def test_is_template(text: str, expected: bool) -> None:
+    assert is_template(text) is expected
+
+
+def test_references_finds_roots_and_first_attribute() -> None:
+    text = (
+        "{{ steps.a.outputs.x }} {{ vars['y'] }} {{ vars.z is defined }} "
+        "{{ vars.w | default(1) }} {{ env }} {{ item.app }}"
+    )
+
+    assert references(text) == [
+        Reference("steps", "a", guarded=False),
+        Reference("vars", "y", guarded=False),
+        Reference("vars", "z", guarded=True),
+        Reference("vars", "w", guarded=True),
+        Reference("env", None, guarded=False),
+        Reference("item", "app", guarded=False),
+    ]
+
+
+def test_references_of_dynamic_subscript_has_no_name() -> None:
+    assert references("{{ vars[key] }}")[0] == Reference("vars", None, guarded=False)
+
+
+def test_references_of_plain_text_is_empty() -> None:
+    assert references("no template") == []
+
+
+def test_references_include_function_names() -> None:
+    roots = {ref.root for ref in references("{{ now() }} {{ uuid4() }}")}
+
+    assert roots == {"now", "uuid4"}
+
+
+def test_locally_bound_names() -> None:
+    text = "{% set q = 1 %}{% for i, j in vars.pairs %}{{ i }}{{ j }}{% endfor %}{{ vars.a }}"
+
+    assert locally_bound(text) == {"q", "i", "j"}
+    assert locally_bound("{{ vars.a }}") == set()
+    assert locally_bound("plain") == set()
+
+
+def test_template_strings_yields_every_string_with_its_path() -> None:
+    value = {"a": ["x", {"b": "y"}], "n": 1}
+
+    assert list(template_strings(value)) == [
+        (("a",), "a"),
+        (("a", 0), "x"),
+        (("a", 1, "b"), "b"),
+        (("a", 1, "b"), "y"),
+        (("n",), "n"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", False),
+        ("false", False),
+        ("False", False),
+        (" no ", False),
+        ("0", False),
+        ("none", False),
+        ("null", False),
+        ("yes", True),
+        ("anything", True),
+        (0, False),
+        (1, True),
+        ([], False),
+        ([0], True),
+        ({}, False),
+        (None, False),
+        (False, False),
+        (True, True),
+    ],
+)
+def test_truthy(value: object, expected: bool) -> None:
+    assert truthy(value) is expected

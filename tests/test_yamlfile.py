@@ -1,0 +1,225 @@
+"""YAML loading: 1.2 scalars, positions, duplicate keys, refused tags and bombs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from owf_runner.errors import ExitCode, JobError
+from owf_runner.yamlfile import MAX_FILE_BYTES, Mark, format_key_path, load_yaml
+
+
+def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(JobError) as info:
+        load_yaml(path)
+    assert info.value.exit_code == ExitCode.INVALID_JOB
+    return info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("scalar", "expected"),
+    [
+        ("yes", "yes"),
+        ("no", "no"),
+        ("on", "on"),
+        ("off", "off"),
+        ("Yes", "Yes"),
+        ("y", "y"),
+        ("true", True),
+        ("False", False),
+        ("012", 12),
+        ("-7", -7),
+        ("1:20", "1:20"),
+        ("2024-01-02", "2024-01-02"),
+        ("2024-01-02T10:00:00Z", "2024-01-02T10:00:00Z"),
+        ("1.5", 1.5),
+        ("1e3", 1000.0),
+        ("~", None),
+        ("null", None),
+        ("", None),
+        ("'012'", "012"),
+        ('"true"', "true"),
+    ],
+)
+def test_yaml_12_core_scalars(tmp_path: Path, scalar: str, expected: object) -> None:
+    value = load_yaml(write(tmp_path, f"value: {scalar}\n")).data["value"]
+
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_special_floats(tmp_path: Path) -> None:
+    data = load_yaml(write(tmp_path, "a: .inf\nb: -.Inf\nc: .nan\n")).data
+
+    assert data["a"] == math.inf
+    assert data["b"] == -math.inf
+    assert math.isnan(data["c"])
+
+
+def test_empty_file_is_none(tmp_path: Path) -> None:
+    assert load_yaml(write(tmp_path, "")).data is None
+
+
+def test_where_gives_file_line_col_of_each_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "top: 1\nnested:\n  list: [1, {inner: 2}]\n  other: x\n")
+    doc = load_yaml(path)
+
+    assert doc.data == {"top": 1, "nested": {"list": [1, {"inner": 2}], "other": "x"}}
+    assert doc.where(("top",)) == f"{path}:1:1"
+    assert doc.where(("nested", "list")) == f"{path}:3:3"
+    assert doc.where(("nested", "list", 1)) == f"{path}:3:13"
+    assert doc.where(("nested", "list", 1, "inner")) == f"{path}:3:14"
+    assert doc.where(("nested", "other")) == f"{path}:4:3"
+
+
+def test_where_falls_back_to_nearest_ancestor(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: 1\nnested:\n  b: 2\n")
+    doc = load_yaml(path)
+
+    assert doc.locate(("nested", "missing", 3)) == Mark(2, 1)
+    assert doc.where(("nowhere",)) == f"{path}:1:1"
+
+
+def test_format_key_path() -> None:
+    assert format_key_path(("steps", 0, "payload", "name")) == "steps[0].payload.name"
+    assert format_key_path(()) == ""
+
+
+def test_duplicate_keys_name_position_and_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: 1\nb:\n  c: 2\n  c: 3\na: 4\n")
+
+    assert problems(path) == [
+        f"{path}:4:3: b.c: duplicate key 'c'",
+        f"{path}:5:1: a: duplicate key 'a'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "tag"),
+    [
+        ("a: !!python/object:os.system x\n", "tag:yaml.org,2002:python/object:os.system"),
+        ("a: !!python/name:os.system ''\n", "tag:yaml.org,2002:python/name:os.system"),
+        ("a: !!binary aGVsbG8=\n", "tag:yaml.org,2002:binary"),
+        ("a: !custom x\n", "!custom"),
+    ],
+)
+def test_unsupported_tags_are_refused(tmp_path: Path, text: str, tag: str) -> None:
+    path = write(tmp_path, text)
+
+    assert problems(path) == [f"{path}:1:4: a: unsupported YAML tag {tag!r}"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: tags on mappings/sequences are never checked; "
+    "`a: !!python/object/apply:os.system {args: [x]}` loads as a plain mapping",
+)
+def test_python_object_tag_on_a_mapping_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: !!python/object/apply:os.system\n  args: [echo pwned]\n")
+
+    [message] = problems(path)
+    assert message.startswith(f"{path}:1:4: a: unsupported YAML tag")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: tags on sequences are never checked; `a: !!python/tuple [1]` loads as [1]",
+)
+def test_tag_on_a_sequence_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: !!python/tuple [1, 2]\n")
+
+    assert problems(path) == [
+        f"{path}:1:4: a: unsupported YAML tag 'tag:yaml.org,2002:python/tuple'"
+    ]
+
+
+def test_complex_keys_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "? [a, b]\n: 1\n")
+
+    [message] = problems(path)
+    assert message.startswith(f"{path}:1:3: ")
+    assert message.endswith("mapping keys must be plain strings")
+
+
+def test_billion_laughs_fails_fast(tmp_path: Path) -> None:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+        previous = name
+    path = write(tmp_path, "\n".join(lines) + "\n")
+
+    [message] = problems(path)
+    assert message.startswith(f"{path}:")
+    assert message.endswith("document too large or too deeply nested (aliases?)")
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: &a [*a]\n")
+
+    [message] = problems(path)
+    assert "too deeply nested" in message
+
+
+def test_deep_nesting_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: " + "[" * 80 + "]" * 80 + "\n")
+
+    [message] = problems(path)
+    assert "too deeply nested" in message
+
+
+def test_files_over_5_mib_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: no 5 MiB written
+
+    assert problems(path) == [
+        f"{path}:1:1: file is {MAX_FILE_BYTES + 1} bytes; job files are limited to 5 MiB"
+    ]
+
+
+def test_size_limit_boundary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("owf_runner.yamlfile.MAX_FILE_BYTES", 10)
+    at_limit = tmp_path / "ten.yaml"
+    at_limit.write_bytes(b"a: 123456\n")
+    over = tmp_path / "eleven.yaml"
+    over.write_bytes(b"a: 1234567\n")
+
+    assert load_yaml(at_limit).data == {"a": 123456}
+    assert problems(over) == [f"{over}:1:1: file is 11 bytes; job files are limited to 5 MiB"]
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: 1\nb: [1, 2\nc: 3\n")
+
+    [message] = problems(path)
+    assert message.startswith(f"{path}:3:2: invalid YAML: ")
+    assert "expected ',' or ']'" in message
+
+
+def test_tab_indentation_is_invalid_yaml_with_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "a:\n\tb: 1\n")
+
+    [message] = problems(path)
+    assert message.startswith(f"{path}:2:1: invalid YAML: ")
+
+
+def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"a: caf\xe9\n")
+
+    assert problems(path) == [f"{path}:1:1: job file is not valid UTF-8"]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+
+    assert problems(path) == [f"{path}: cannot read job file: No such file or directory"]
