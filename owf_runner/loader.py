@@ -12,13 +12,13 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from owf_runner.errors import JobError
-from owf_runner.model import Job, Step, job_schema
+from owf_runner.model import Job, Record, Step, job_schema
 from owf_runner.templating import (
     ENV,
     Reference,
@@ -30,6 +30,8 @@ from owf_runner.templating import (
 from owf_runner.templating import is_template as is_template_text
 from owf_runner.templating import template_strings as strings_in
 from owf_runner.yamlfile import KeyPath, YamlDocument, format_key_path, load_yaml
+
+RecordT = TypeVar("RecordT", bound=Record)
 
 # Names every template may use, and the extra ones only some fields see.
 COMMON_NAMES = {"vars", "env", "steps", "run", "job"}
@@ -100,19 +102,29 @@ def _messages(exc: ValidationError, document: YamlDocument) -> Iterator[str]:
 
 
 def _data_path(loc: tuple[str | int, ...], data: Any) -> KeyPath:
-    """Pydantic's loc minus the union-member tags it inserts.
+    """Pydantic's loc minus the union tags it inserts (``env``, ``private_key_jwt``...).
 
-    A part is kept when it indexes the data; the last part is kept anyway
-    when it names a missing key of a mapping.
+    A tag can also be a key of the data (``{env: X, typo: 1}``), so both readings
+    are tried; the one that places the loc's last part wins.
     """
-    path: list[str | int] = []
-    for position, part in enumerate(loc):
-        if _indexes(data, part):
-            data = data[part]
-        elif not (position == len(loc) - 1 and isinstance(data, dict)):
-            continue
-        path.append(part)
-    return tuple(path)
+    return max(_readings(loc, data, ()), key=lambda reading: (reading[1], len(reading[0])))[0]
+
+
+def _readings(
+    loc: tuple[str | int, ...], data: Any, path: KeyPath
+) -> Iterator[tuple[KeyPath, bool]]:
+    """(path, whether the last loc part was placed) for each way of reading ``loc``."""
+    if not loc:
+        yield path, False
+        return
+    part, rest = loc[0], loc[1:]
+    if not rest:
+        placed = _indexes(data, part) or isinstance(data, dict)  # a missing or extra key
+        yield ((*path, part), True) if placed else (path, False)
+        return
+    if _indexes(data, part):
+        yield from _readings(rest, data[part], (*path, part))
+    yield from _readings(rest, data, path)
 
 
 def _indexes(data: Any, part: str | int) -> bool:
@@ -209,11 +221,7 @@ def _with_defaults(job: Job, step: Step) -> Step:
     defaults = job.defaults
     org_name = step.org or defaults.org or (next(iter(job.orgs)) if len(job.orgs) == 1 else None)
     org = job.orgs.get(org_name or "")
-    retry = defaults.retry
-    if step.retry is not None:
-        retry = retry.model_copy(
-            update={k: getattr(step.retry, k) for k in step.retry.model_fields_set}
-        )
+    retry = defaults.retry if step.retry is None else _overlay(defaults.retry, step.retry)
     return step.model_copy(
         update={
             "org": org_name,
@@ -222,6 +230,16 @@ def _with_defaults(job: Job, step: Step) -> Step:
             "rate_limit": step.rate_limit or (org and org.rate_limit) or defaults.rate_limit,
         }
     )
+
+
+def _overlay(base: RecordT, top: RecordT) -> RecordT:
+    """``base`` with the keys ``top`` set explicitly, merged recursively."""
+    update: dict[str, Any] = {}
+    for name in top.model_fields_set:
+        mine, theirs = getattr(top, name), getattr(base, name)
+        both_records = isinstance(mine, Record) and isinstance(theirs, Record)
+        update[name] = _overlay(theirs, mine) if both_records else mine
+    return base.model_copy(update=update)
 
 
 # -- static checks ----------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from owf_runner.model import Algorithm, CommandSecret, EnvSecret, FileSecret, SecretRef
@@ -177,6 +178,6 @@ def _load_jwk(text: str) -> PrivateKey:
     key_class = RSAKey if kty == "RSA" else ECKey
     try:
         key = key_class.import_key(jwk)
-    except ValueError as exc:
-        raise SecretError(f"invalid JWK: {exc}") from None
+    except (ValueError, KeyError, TypeError, JoseError) as exc:
+        raise SecretError(f"invalid JWK: {type(exc).__name__}: {exc}") from None
     return PrivateKey(key, kid=jwk.get("kid"))

@@ -11,11 +11,11 @@ import datetime
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -36,8 +36,12 @@ def _uuid4() -> str:
     return str(uuid.uuid4())
 
 
+class _StrictChainableUndefined(ChainableUndefined, StrictUndefined):
+    """Fails on use like StrictUndefined, but ``vars.a.b | default(1)`` works when a is missing."""
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = ImmutableSandboxedEnvironment(undefined=_StrictChainableUndefined, autoescape=False)
     env.globals.update(now=_now, uuid4=_uuid4)
     return env
 
@@ -115,7 +119,7 @@ class Reference:
 
     root: str
     name: str | None
-    guarded: bool  # inside ``is defined`` / ``| default``
+    guarded: bool = field(default=False, compare=False)  # under `is defined` / `| default`
 
 
 def template_strings(value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -140,20 +144,71 @@ def references(text: str) -> list[Reference]:
     match = _LONE_EXPRESSION.match(text)
     source = "{{ " + match.group("expr") + " }}" if match else text
     tree = ENV.parse(source)
-    return list(_walk(tree, guarded=False))
+    return list(_walk(tree, frozenset()))
 
 
-def _walk(node: nodes.Node, guarded: bool) -> Iterator[Reference]:
+def _walk(node: nodes.Node, guarded: frozenset[Reference]) -> Iterator[Reference]:
+    """References under ``node``; ``guarded`` holds those a surrounding test made safe."""
     if isinstance(node, nodes.Test | nodes.Filter) and node.name in _GUARDS:
-        guarded = True
-    if isinstance(node, nodes.Getattr | nodes.Getitem) and isinstance(node.node, nodes.Name):
-        yield Reference(node.node.name, _attribute(node), guarded)
-        return
-    if isinstance(node, nodes.Name) and node.ctx == "load":
-        yield Reference(node.name, None, guarded)
-        return
+        yield from _walk_guard(node, guarded)
+    elif isinstance(node, nodes.If | nodes.CondExpr):
+        yield from _walk_conditional(node, guarded)
+    elif isinstance(node, nodes.Getattr | nodes.Getitem) and isinstance(node.node, nodes.Name):
+        ref = _reference(node)
+        yield Reference(ref.root, ref.name, ref in guarded)
+        if isinstance(node, nodes.Getitem):
+            yield from _walk(node.arg, guarded)  # vars[steps.x.outputs.key]
+    elif isinstance(node, nodes.Name) and node.ctx == "load":
+        yield Reference(node.name, None, Reference(node.name, None) in guarded)
+    else:
+        for child in node.iter_child_nodes():
+            yield from _walk(child, guarded)
+
+
+def _walk_guard(
+    node: nodes.Test | nodes.Filter, guarded: frozenset[Reference]
+) -> Iterator[Reference]:
+    # `x | default(...)` and `x is defined` make x, and anything chained on it, safe.
     for child in node.iter_child_nodes():
-        yield from _walk(child, guarded)
+        inner = guarded | _chain_roots(child) if child is node.node else guarded
+        yield from _walk(child, inner)
+
+
+def _walk_conditional(
+    node: nodes.If | nodes.CondExpr, guarded: frozenset[Reference]
+) -> Iterator[Reference]:
+    # `{% if x is defined %}{{ x }}{% endif %}`: x is safe in the first branch only.
+    tests = [node.test, *node.test.find_all(nodes.Test)]
+    safe = guarded.union(
+        *(_chain_roots(t.node) for t in tests if isinstance(t, nodes.Test) and t.name == "defined")
+    )
+    first = node.body if isinstance(node, nodes.If) else [node.expr1]
+    yield from _walk(node.test, guarded)
+    for child in first:
+        yield from _walk(child, safe)
+    rest: list[nodes.Node | None] = (
+        [*node.elif_, *node.else_] if isinstance(node, nodes.If) else [node.expr2]
+    )
+    for other in rest:
+        if other is not None:
+            yield from _walk(other, guarded)
+
+
+def _chain_roots(top: nodes.Node | None) -> frozenset[Reference]:
+    """The ``root.name`` at the bottom of an attribute chain like ``vars.a.b``."""
+    node: nodes.Node | None = top
+    while isinstance(node, nodes.Getattr | nodes.Getitem) and not isinstance(node.node, nodes.Name):
+        node = node.node
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        return frozenset({_reference(node)})
+    if isinstance(node, nodes.Name):
+        return frozenset({Reference(node.name, None)})
+    return frozenset()
+
+
+def _reference(node: nodes.Getattr | nodes.Getitem) -> Reference:
+    assert isinstance(node.node, nodes.Name)  # noqa: S101 - callers check
+    return Reference(node.node.name, _attribute(node))
 
 
 def _attribute(node: nodes.Getattr | nodes.Getitem) -> str | None:

@@ -35,7 +35,7 @@ class _Yaml12Loader(yaml.SafeLoader):
 _Yaml12Loader.yaml_implicit_resolvers = {}
 _RESOLVERS = [
     ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("tag:yaml.org,2002:int", r"^[-+]?[0-9]+$", "-+0123456789"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
     (
         "tag:yaml.org,2002:float",
         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
@@ -118,6 +118,9 @@ class _Builder:
     def build(self, node: yaml.Node, key_path: KeyPath) -> Any:
         self._count(node, key_path)
         self.doc.marks.setdefault(key_path, _mark(node))
+        if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
+            self._problem(node, key_path, f"unsupported YAML tag {node.tag!r}")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, key_path)
         if isinstance(node, yaml.SequenceNode):
@@ -184,9 +187,19 @@ def _null(value: str) -> None:
     return None
 
 
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
+def _int(value: str) -> int:
+    # YAML 1.2: 0o17 and 0x1F are integers; 012 is twelve, not octal ten.
+    if value.lower().lstrip("+-").startswith(("0o", "0x")):
+        return int(value, 0)
+    return int(value)
+
+
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "str": str,
-    "int": int,
+    "int": _int,
     "float": _float,
     "bool": _bool,
     "null": _null,

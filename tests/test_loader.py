@@ -315,11 +315,6 @@ def test_earlier_step_reference_is_accepted(tmp_path: Path) -> None:
     assert [step.id for step in load_job(path).job.steps] == ["first", "second"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: names inside a subscript on a root (`vars[...]`) are never walked, so a "
-    "later-step reference hidden there passes the static check",
-)
 def test_later_step_reference_inside_a_subscript_is_refused(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -335,11 +330,6 @@ def test_later_step_reference_inside_a_subscript_is_refused(tmp_path: Path) -> N
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an extra key in a secret reference names the discriminator key instead: "
-    "\"unknown key 'env'; did you mean 'env'?\"",
-)
 def test_extra_key_in_secret_reference_names_that_key(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -397,11 +387,6 @@ def test_defaults_are_merged_into_steps(tmp_path: Path) -> None:
     assert own_rate.rate_limit == "1/m"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: retry is merged one level deep only; a step's `backoff: {max: 5}` resets "
-    "defaults.retry.backoff.initial (0.5) to the model default 1.0",
-)
 def test_retry_backoff_is_deep_merged(tmp_path: Path) -> None:
     path = write(
         tmp_path,

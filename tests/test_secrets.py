@@ -326,11 +326,6 @@ def test_unsupported_curve_is_refused() -> None:
         load_private_key(data.decode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JWK missing required members or with an unknown crv escapes as "
-    "joserfc KeyParameterError / KeyError instead of SecretError",
-)
 @pytest.mark.parametrize(
     "jwk",
     [

@@ -132,11 +132,6 @@ def test_defined_and_default_still_work(template: str, expected: object) -> None
     assert render_value(template, CONTEXT) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the loader treats `vars.opt.sub | default(...)` as guarded and accepts it, "
-    "but rendering raises 'undefined' when vars.opt is absent (StrictUndefined chain)",
-)
 def test_default_on_a_chained_missing_var_renders_the_default() -> None:
     assert render_value("{{ vars.opt.sub | default('x') }}", {"vars": {}}) == "x"
 
