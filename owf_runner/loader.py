@@ -7,36 +7,22 @@ reported at once, and a job with any problem sends nothing.
 from __future__ import annotations
 
 import difflib
-import ipaddress
-import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from owf_runner.checks import JobParts, static_problems
 from owf_runner.errors import JobError
-from owf_runner.model import Job, Record, Step, job_schema
-from owf_runner.templating import (
-    ENV,
-    Reference,
-    TemplateError,
-    check_syntax,
-    locally_bound,
-    references,
-)
-from owf_runner.templating import is_template as is_template_text
-from owf_runner.templating import template_strings as strings_in
+from owf_runner.model import Credential, Defaults, Job, Org, Record, Step, job_schema
 from owf_runner.yamlfile import KeyPath, YamlDocument, format_key_path, load_yaml
 
 RecordT = TypeVar("RecordT", bound=Record)
-
-# Names every template may use, and the extra ones only some fields see.
-COMMON_NAMES = {"vars", "env", "steps", "run", "job"}
-FOREACH_NAMES = {"item", "index"}
-RESPONSE_NAMES = {"response"}
+_CREDENTIAL = TypeAdapter[Credential](Credential)
 
 
 @dataclass(frozen=True)
@@ -59,14 +45,27 @@ def load_job(path: Path, var_overrides: Mapping[str, Any] | None = None) -> Load
     version_problem = _check_version(document)
     if version_problem:
         raise JobError([version_problem])
-    job = _validate(document)
+    try:
+        job = Job.model_validate(document.data)
+    except ValidationError as exc:
+        parts = _parts_of_invalid(document, var_overrides)
+        raise JobError(_sorted([*_messages(exc, document), *static_problems(parts)])) from None
     merged = _merge_defaults(job)
     variables = {**job.vars, **(var_overrides or {})}
-    loaded = LoadedJob(path=path, job=merged, document=document, vars=variables)
-    problems = list(static_problems(loaded))
+    problems = list(static_problems(_parts_of(merged, document, variables)))
     if problems:
-        raise JobError(problems)
-    return loaded
+        raise JobError(_sorted(problems))
+    return LoadedJob(path=path, job=merged, document=document, vars=variables)
+
+
+def _sorted(problems: list[str]) -> list[str]:
+    """In file order: by line, then column."""
+
+    def position(problem: str) -> tuple[int, int]:
+        match = re.search(r":(\d+):(\d+): ", problem)
+        return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+    return sorted(dict.fromkeys(problems), key=position)
 
 
 def _check_version(document: YamlDocument) -> str | None:
@@ -81,13 +80,6 @@ def _check_version(document: YamlDocument) -> str | None:
             f"{data['version']!r}; this runner reads version 1"
         )
     return None
-
-
-def _validate(document: YamlDocument) -> Job:
-    try:
-        return Job.model_validate(document.data)
-    except ValidationError as exc:
-        raise JobError(list(_messages(exc, document))) from None
 
 
 def _messages(exc: ValidationError, document: YamlDocument) -> Iterator[str]:
@@ -213,21 +205,22 @@ def _properties(node: dict[str, Any], defs: dict[str, Any]) -> set[str]:
 
 
 def _merge_defaults(job: Job) -> Job:
-    steps = [_with_defaults(job, step) for step in job.steps]
+    steps = [_with_defaults(job.defaults, job.orgs, step) for step in job.steps]
     return job.model_copy(update={"steps": steps})
 
 
-def _with_defaults(job: Job, step: Step) -> Step:
-    defaults = job.defaults
-    org_name = step.org or defaults.org or (next(iter(job.orgs)) if len(job.orgs) == 1 else None)
-    org = job.orgs.get(org_name or "")
+def _with_defaults(defaults: Defaults, orgs: Mapping[str, Any], step: Step) -> Step:
+    only_org = next(iter(orgs)) if len(orgs) == 1 else None
+    org_name = step.org or defaults.org or only_org
+    org = orgs.get(org_name or "")
+    org_rate = org.rate_limit if isinstance(org, Org) else None
     retry = defaults.retry if step.retry is None else _overlay(defaults.retry, step.retry)
     return step.model_copy(
         update={
             "org": org_name,
             "timeout": step.timeout or defaults.timeout,
             "retry": retry,
-            "rate_limit": step.rate_limit or (org and org.rate_limit) or defaults.rate_limit,
+            "rate_limit": step.rate_limit or org_rate or defaults.rate_limit,
         }
     )
 
@@ -242,172 +235,53 @@ def _overlay(base: RecordT, top: RecordT) -> RecordT:
     return base.model_copy(update=update)
 
 
-# -- static checks ----------------------------------------------------------------
+# -- parts for the static checks ------------------------------------------------------
 
 
-def static_problems(loaded: LoadedJob) -> Iterator[str]:
-    yield from _org_problems(loaded)
-    yield from _step_problems(loaded)
+def _parts_of(job: Job, document: YamlDocument, variables: Mapping[str, Any]) -> JobParts:
+    return JobParts(
+        document=document,
+        vars=variables,
+        orgs=job.orgs,
+        credentials=job.credentials,
+        steps=tuple(enumerate(job.steps)),
+        step_ids=tuple(step.id for step in job.steps),
+        org_names=frozenset(job.orgs),
+        credential_names=frozenset(job.credentials),
+    )
 
 
-def _org_problems(loaded: LoadedJob) -> Iterator[str]:
-    job = loaded.job
-    for name, org in job.orgs.items():
-        at = ("orgs", name)
-        if org.credential not in job.credentials:
-            yield _problem(
-                loaded, (*at, "credential"), _unknown(org.credential, job.credentials, "credential")
-            )
-        if not org.domain and not org.token_url:
-            yield _problem(loaded, at, "needs `domain` (or `token_url`)")
-        if org.domain and ("/" in org.domain or ":" in org.domain.split(":")[0]):
-            yield _problem(
-                loaded,
-                (*at, "domain"),
-                f"expected a host name like acme.okta.com, found {org.domain!r}",
-            )
-        if org.token_url:
-            yield from _url_problems(loaded, (*at, "token_url"), org.token_url)
+def _parts_of_invalid(document: YamlDocument, overrides: Mapping[str, Any] | None) -> JobParts:
+    """The parts of an invalid job that validate on their own, for the static checks."""
+    data = document.data
+    raw_orgs, raw_credentials = _mapping(data.get("orgs")), _mapping(data.get("credentials"))
+    orgs = _valid(raw_orgs, Org.model_validate)
+    defaults = next(
+        iter(_valid({"d": data.get("defaults", {})}, Defaults.model_validate).values()), Defaults()
+    )
+    raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    steps = _valid(dict(enumerate(raw_steps)), Step.model_validate)
+    return JobParts(
+        document=document,
+        vars={**_mapping(data.get("vars")), **(overrides or {})},
+        orgs=orgs,
+        credentials=_valid(raw_credentials, _CREDENTIAL.validate_python),
+        steps=tuple((i, _with_defaults(defaults, raw_orgs, s)) for i, s in steps.items()),
+        step_ids=tuple(str(s.get("id")) if isinstance(s, dict) else "" for s in raw_steps),
+        org_names=frozenset(raw_orgs),
+        credential_names=frozenset(raw_credentials),
+    )
 
 
-def _step_problems(loaded: LoadedJob) -> Iterator[str]:
-    first_index: dict[str, int] = {}
-    for index, step in enumerate(loaded.job.steps):
-        at: KeyPath = ("steps", index)
-        if step.id in first_index:
-            first = first_index[step.id]
-            yield _problem(
-                loaded, (*at, "id"), f"duplicate step id {step.id!r} (see steps[{first}])"
-            )
-        yield from _step_org_problems(loaded, step, at)
-        if not is_template_text(step.flow):
-            yield from _url_problems(loaded, (*at, "flow"), step.flow)
-        if step.method == "GET" and step.payload is not None:
-            yield _problem(loaded, (*at, "payload"), "a GET sends no body; use `query` instead")
-        scope = TemplateScope(loaded, step.id, earlier=frozenset(first_index))
-        yield from _template_problems(scope, step, at)
-        first_index.setdefault(step.id, index)
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
-def _step_org_problems(loaded: LoadedJob, step: Step, at: KeyPath) -> Iterator[str]:
-    orgs = loaded.job.orgs
-    if step.org is None:
-        yield _problem(
-            loaded,
-            at,
-            "no `org`: set it on the step or in `defaults.org` (the job has several orgs)",
-        )
-    elif step.org not in orgs:
-        key = (*at, "org") if "org" in _raw(loaded, at) else ("defaults", "org")
-        yield _problem(loaded, key, _unknown(step.org, orgs, "org"))
-
-
-def _raw(loaded: LoadedJob, key_path: KeyPath) -> Any:
-    data = loaded.document.data
-    for part in key_path:
-        data = data[part]
-    return data
-
-
-def _unknown(name: str, known: Iterable[str], kind: str) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {kind} {name!r}{hint}"
-
-
-def _url_problems(loaded: LoadedJob, at: KeyPath, url: str) -> Iterator[str]:
-    message = url_problem(url)
-    if message:
-        yield _problem(loaded, at, message)
-
-
-def url_problem(url: str) -> str | None:
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        return "URLs with user info (user@host) are refused: credentials belong in `credentials`"
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
-        return None
-    return f"expected an https URL, found {url!r}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _template_fields(step: Step) -> Iterator[tuple[str, Any, set[str]]]:
-    """(field, value, names it may use beyond the common ones)."""
-    extra = FOREACH_NAMES if step.foreach is not None else set()
-    yield "flow", step.flow, extra
-    yield "query", step.query, extra
-    yield "headers", step.headers, extra
-    yield "payload", step.payload, extra
-    if isinstance(step.when, str):
-        yield "when", step.when, set()
-    if isinstance(step.foreach, str):
-        yield "foreach", step.foreach, set()
-    yield "expect", {"that": list(step.expect.that)}, extra | RESPONSE_NAMES
-    outputs = {k: v if isinstance(v, str) else {"value": v.value} for k, v in step.outputs.items()}
-    yield "outputs", outputs, extra | RESPONSE_NAMES
-
-
-@dataclass(frozen=True)
-class TemplateScope:
-    """What the templates of one step may refer to."""
-
-    loaded: LoadedJob
-    step_id: str
-    earlier: frozenset[str]
-
-
-def _template_problems(scope: TemplateScope, step: Step, at: KeyPath) -> Iterator[str]:
-    for field, value, extra in _template_fields(step):
-        for sub, text in strings_in(value):
-            message = _template_message(scope, text, COMMON_NAMES | extra)
-            if message:
-                yield _problem(scope.loaded, (*at, field, *sub), message)
-
-
-def _template_message(scope: TemplateScope, text: str, allowed: set[str]) -> str | None:
-    try:
-        check_syntax(text)
-        refs = references(text)
-    except TemplateError as exc:
-        return str(exc)
-    bound = locally_bound(text)
-    problems = (_reference_problem(scope, ref, allowed) for ref in refs if ref.root not in bound)
-    return next((problem for problem in problems if problem), None)
-
-
-def _reference_problem(scope: TemplateScope, ref: Reference, allowed: set[str]) -> str | None:
-    if ref.root not in allowed and ref.root not in ENV.globals:  # range(), dict(), now() ...
-        return f"unknown name {ref.root!r} in template (available: {', '.join(sorted(allowed))})"
-    if ref.root == "steps" and ref.name is not None and ref.name not in scope.earlier:
-        return _step_reference_problem(scope, ref.name)
-    variables = scope.loaded.vars
-    if (
-        ref.root == "vars"
-        and ref.name is not None
-        and not ref.guarded
-        and ref.name not in variables
-    ):
-        return _unknown(ref.name, variables, "variable") + " (define it under `vars` or pass --var)"
-    return None
-
-
-def _step_reference_problem(scope: TemplateScope, name: str) -> str:
-    if name == scope.step_id:
-        return f"steps.{name} is this step; templates can only use earlier steps"
-    later = {step.id for step in scope.loaded.job.steps}
-    what = "a later step" if name in later else "no step"
-    return f"steps.{name} names {what}; templates can only use earlier steps"
-
-
-def _problem(loaded: LoadedJob, key_path: KeyPath, message: str) -> str:
-    return f"{loaded.where(key_path)}: {format_key_path(key_path)}: {message}"
+def _valid(raw: Mapping[Any, Any], validate: Callable[[Any], Any]) -> dict[Any, Any]:
+    valid: dict[Any, Any] = {}
+    for key, value in raw.items():
+        try:
+            valid[key] = validate(value)
+        except ValidationError:
+            continue
+    return valid

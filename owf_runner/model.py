@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 DEFAULT_SCOPE = "okta.workflows.invoke.manage"
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -180,14 +180,6 @@ class Step(Record):
     retry: Retry | None = None
     timeout: Annotated[float, Field(gt=0)] | None = None
     rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = None
-
-    @field_validator("headers")
-    @classmethod
-    def _credential_owns_auth_headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name in headers:
-            if name.lower() in {"authorization", "x-api-client-token"}:
-                raise ValueError(f"header {name!r} is set by the step's credential")
-        return headers
 
 
 class Job(Record):

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import httpx2
 
 from owf_runner import emulation
+from owf_runner.checks import url_problem
 from owf_runner.credentials import Resolved, build_auths, resolve_credentials
 from owf_runner.emulator import Emulator
 from owf_runner.errors import OwfError
@@ -27,7 +28,7 @@ from owf_runner.http import (
     classify_status,
     to_record,
 )
-from owf_runner.loader import LoadedJob, load_job, url_problem
+from owf_runner.loader import LoadedJob, load_job
 from owf_runner.model import (
     IDEMPOTENT_RETRY_ON,
     CsvSource,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from owf_runner.checks import is_loopback, url_problem
 from owf_runner.errors import ExitCode, JobError
-from owf_runner.loader import LoadedJob, is_loopback, load_job, url_problem
+from owf_runner.loader import LoadedJob, load_job
 from owf_runner.model import Backoff, Retry
 
 INVALID = Path(__file__).parent / "data" / "invalid"
@@ -61,7 +62,8 @@ EXPECTED: dict[str, list[str]] = {
         "credentials belong in `credentials`"
     ],
     "authorization_header.yaml": [
-        "9:5: steps[0].headers: header 'Authorization' is set by the step's credential"
+        "10:7: steps[0].headers.Authorization: header 'Authorization' is set by the org's "
+        "credential; remove it here"
     ],
     "no_org_several_orgs.yaml": [
         "8:5: steps[0]: no `org`: set it on the step or in `defaults.org` "
@@ -252,8 +254,8 @@ def test_x_api_client_token_header_is_refused(tmp_path: Path) -> None:
     path = job_with_step(tmp_path, "    headers: {x-api-client-token: abc}\n")
 
     assert problems_of(path) == [
-        f"{path}:11:5: steps[0].headers: "
-        "header 'x-api-client-token' is set by the step's credential"
+        f"{path}:11:15: steps[0].headers.x-api-client-token: "
+        "header 'x-api-client-token' is set by the org's credential; remove it here"
     ]
 
 

@@ -1,0 +1,229 @@
+"""Static checks before anything is sent: references, URLs, templates.
+
+They run over :class:`JobParts`, which the loader builds from a valid job or,
+piecewise, from the parts of an invalid one that did validate — so one run of
+``owf-run validate`` reports every problem in the file, not only the first kind.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from owf_runner.model import Credential, Org, Step
+from owf_runner.templating import (
+    ENV,
+    Reference,
+    TemplateError,
+    check_syntax,
+    locally_bound,
+    references,
+)
+from owf_runner.templating import is_template as is_template_text
+from owf_runner.templating import template_strings as strings_in
+from owf_runner.yamlfile import KeyPath, YamlDocument, format_key_path
+
+# Names every template may use, and the extra ones only some fields see.
+COMMON_NAMES = frozenset({"vars", "env", "steps", "run", "job"})
+FOREACH_NAMES = frozenset({"item", "index"})
+RESPONSE_NAMES = frozenset({"response"})
+CREDENTIAL_HEADERS = {"authorization", "x-api-client-token"}
+
+
+@dataclass(frozen=True)
+class JobParts:
+    document: YamlDocument
+    vars: Mapping[str, Any]
+    orgs: Mapping[str, Org]
+    credentials: Mapping[str, Credential]
+    steps: tuple[tuple[int, Step], ...]  # (index in the file, step with defaults merged)
+    step_ids: tuple[str, ...]  # every step's id as written, valid or not
+    org_names: frozenset[str]  # as written, valid or not
+    credential_names: frozenset[str]
+
+    def problem(self, key_path: KeyPath, message: str) -> str:
+        return f"{self.document.where(key_path)}: {format_key_path(key_path)}: {message}"
+
+
+def static_problems(parts: JobParts) -> Iterator[str]:
+    yield from _org_problems(parts)
+    yield from _step_problems(parts)
+
+
+# -- orgs ----------------------------------------------------------------------------
+
+
+def _org_problems(parts: JobParts) -> Iterator[str]:
+    for name, org in parts.orgs.items():
+        at = ("orgs", name)
+        if org.credential not in parts.credential_names:
+            message = unknown(org.credential, parts.credential_names, "credential")
+            yield parts.problem((*at, "credential"), message)
+        if not org.domain and not org.token_url:
+            yield parts.problem(at, "needs `domain` (or `token_url`)")
+        if org.domain and not _is_host_name(org.domain):
+            message = f"expected a host name like acme.okta.com, found {org.domain!r}"
+            yield parts.problem((*at, "domain"), message)
+        if org.token_url:
+            yield from _url_problems(parts, (*at, "token_url"), org.token_url)
+
+
+def _is_host_name(domain: str) -> bool:
+    return bool(domain) and not any(c in domain for c in "/:@ ?#")
+
+
+# -- steps ---------------------------------------------------------------------------
+
+
+def _step_problems(parts: JobParts) -> Iterator[str]:
+    first_index: dict[str, int] = {}
+    for index, raw_id in enumerate(parts.step_ids):
+        if raw_id in first_index:
+            message = f"duplicate step id {raw_id!r} (see steps[{first_index[raw_id]}])"
+            yield parts.problem(("steps", index, "id"), message)
+        first_index.setdefault(raw_id, index)
+    for index, step in parts.steps:
+        yield from _one_step_problems(parts, index, step)
+
+
+def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[str]:
+    at: KeyPath = ("steps", index)
+    yield from _step_org_problems(parts, step, at)
+    if not is_template_text(step.flow):
+        yield from _url_problems(parts, (*at, "flow"), step.flow)
+    if step.method == "GET" and step.payload is not None:
+        yield parts.problem((*at, "payload"), "a GET sends no body; use `query` instead")
+    for name in step.headers:
+        if name.lower() in CREDENTIAL_HEADERS:
+            message = f"header {name!r} is set by the org's credential; remove it here"
+            yield parts.problem((*at, "headers", name), message)
+    scope = TemplateScope(parts, step.id, earlier=frozenset(parts.step_ids[:index]))
+    yield from _template_problems(scope, step, at)
+
+
+def _step_org_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[str]:
+    if step.org is None:
+        message = "no `org`: set it on the step or in `defaults.org` (the job has several orgs)"
+        yield parts.problem(at, message)
+    elif step.org not in parts.org_names:
+        key = (*at, "org") if (*at, "org") in parts.document.marks else ("defaults", "org")
+        yield parts.problem(key, unknown(step.org, parts.org_names, "org"))
+
+
+def unknown(name: str, known: Iterable[str], kind: str) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {name!r}{hint}"
+
+
+# -- URLs ----------------------------------------------------------------------------
+
+
+def _url_problems(parts: JobParts, at: KeyPath, url: str) -> Iterator[str]:
+    message = url_problem(url)
+    if message:
+        yield parts.problem(at, message)
+
+
+def url_problem(url: str) -> str | None:
+    try:
+        split = urllib.parse.urlsplit(url)
+        host = split.hostname
+    except ValueError as exc:
+        return f"invalid URL {url!r}: {exc}"
+    if split.username is not None or split.password is not None:
+        return "URLs with user info (user@host) are refused: credentials belong in `credentials`"
+    if split.scheme == "https" and host:
+        return None
+    if split.scheme == "http" and host and is_loopback(host):
+        return None
+    return f"expected an https URL, found {url!r}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# -- templates -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateScope:
+    """What the templates of one step may refer to."""
+
+    parts: JobParts
+    step_id: str
+    earlier: frozenset[str]
+
+
+def _template_fields(step: Step) -> Iterator[tuple[KeyPath, Any, frozenset[str]]]:
+    """(key path within the step, value, names it may use beyond the common ones)."""
+    extra = FOREACH_NAMES if step.foreach is not None else frozenset()
+    yield ("flow",), step.flow, extra
+    yield ("query",), step.query, extra
+    yield ("headers",), step.headers, extra
+    yield ("payload",), step.payload, extra
+    if isinstance(step.when, str):
+        yield ("when",), step.when, frozenset()
+    if step.foreach is not None and not isinstance(step.foreach, list):
+        yield ("foreach",), _foreach_text(step.foreach), frozenset()
+    yield ("expect", "that"), list(step.expect.that), extra | RESPONSE_NAMES
+    for name, spec in step.outputs.items():
+        key = ("outputs", name) if isinstance(spec, str) else ("outputs", name, "value")
+        yield key, spec if isinstance(spec, str) else spec.value, extra | RESPONSE_NAMES
+
+
+def _foreach_text(source: Any) -> Any:
+    if isinstance(source, str):
+        return source
+    return source.model_dump(by_alias=True)
+
+
+def _template_problems(scope: TemplateScope, step: Step, at: KeyPath) -> Iterator[str]:
+    for key, value, extra in _template_fields(step):
+        for sub, text in strings_in(value):
+            message = _template_message(scope, text, COMMON_NAMES | extra)
+            if message:
+                yield scope.parts.problem((*at, *key, *sub), message)
+
+
+def _template_message(scope: TemplateScope, text: str, allowed: frozenset[str]) -> str | None:
+    try:
+        check_syntax(text)
+        refs = references(text)
+    except TemplateError as exc:
+        return str(exc)
+    bound = locally_bound(text)
+    problems = (_reference_problem(scope, ref, allowed) for ref in refs if ref.root not in bound)
+    return next((problem for problem in problems if problem), None)
+
+
+def _reference_problem(scope: TemplateScope, ref: Reference, allowed: frozenset[str]) -> str | None:
+    if ref.root not in allowed and ref.root not in ENV.globals:  # range(), dict(), now() ...
+        return f"unknown name {ref.root!r} in template (available: {', '.join(sorted(allowed))})"
+    if ref.root == "steps" and ref.name is not None and ref.name not in scope.earlier:
+        return _step_reference_problem(scope, ref.name)
+    variables = scope.parts.vars
+    unsafe_var = ref.root == "vars" and ref.name is not None and not ref.guarded
+    if unsafe_var and ref.name not in variables:
+        return (
+            unknown(str(ref.name), variables, "variable")
+            + " (define it under `vars` or pass --var)"
+        )
+    return None
+
+
+def _step_reference_problem(scope: TemplateScope, name: str) -> str:
+    if name == scope.step_id:
+        return f"steps.{name} is this step; templates can only use earlier steps"
+    what = "a later step" if name in scope.parts.step_ids else "no step"
+    return f"steps.{name} names {what}; templates can only use earlier steps"
