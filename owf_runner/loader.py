@@ -6,20 +6,19 @@ reported at once, and a job with any problem sends nothing.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
-from pydantic_core import ErrorDetails
 
 from owf_runner.checks import JobParts, static_problems
 from owf_runner.errors import JobError
-from owf_runner.model import Credential, Defaults, Job, Org, Record, Step, job_schema
-from owf_runner.yamlfile import KeyPath, YamlDocument, format_key_path, load_yaml
+from owf_runner.model import Credential, Defaults, Job, Org, Record, Step
+from owf_runner.problems import validation_problems
+from owf_runner.yamlfile import KeyPath, YamlDocument, load_yaml
 
 RecordT = TypeVar("RecordT", bound=Record)
 _CREDENTIAL = TypeAdapter[Credential](Credential)
@@ -49,7 +48,9 @@ def load_job(path: Path, var_overrides: Mapping[str, Any] | None = None) -> Load
         job = Job.model_validate(document.data)
     except ValidationError as exc:
         parts = _parts_of_invalid(document, var_overrides)
-        raise JobError(_sorted([*_messages(exc, document), *static_problems(parts)])) from None
+        raise JobError(
+            _sorted([*validation_problems(exc, document), *static_problems(parts)])
+        ) from None
     merged = _merge_defaults(job)
     variables = {**job.vars, **(var_overrides or {})}
     problems = list(static_problems(_parts_of(merged, document, variables)))
@@ -80,125 +81,6 @@ def _check_version(document: YamlDocument) -> str | None:
             f"{data['version']!r}; this runner reads version 1"
         )
     return None
-
-
-def _messages(exc: ValidationError, document: YamlDocument) -> Iterator[str]:
-    seen: set[str] = set()
-    for error in exc.errors(include_url=False):
-        path = _data_path(error["loc"], document.data)
-        message = _describe(error, path, document.data)
-        line = f"{document.where(path)}: {format_key_path(path) or '(top level)'}: {message}"
-        if line not in seen:
-            seen.add(line)
-            yield line
-
-
-def _data_path(loc: tuple[str | int, ...], data: Any) -> KeyPath:
-    """Pydantic's loc minus the union tags it inserts (``env``, ``private_key_jwt``...).
-
-    A tag can also be a key of the data (``{env: X, typo: 1}``), so both readings
-    are tried; the one that places the loc's last part wins.
-    """
-    return max(_readings(loc, data, ()), key=lambda reading: (reading[1], len(reading[0])))[0]
-
-
-def _readings(
-    loc: tuple[str | int, ...], data: Any, path: KeyPath
-) -> Iterator[tuple[KeyPath, bool]]:
-    """(path, whether the last loc part was placed) for each way of reading ``loc``."""
-    if not loc:
-        yield path, False
-        return
-    part, rest = loc[0], loc[1:]
-    if not rest:
-        placed = _indexes(data, part) or isinstance(data, dict)  # a missing or extra key
-        yield ((*path, part), True) if placed else (path, False)
-        return
-    if _indexes(data, part):
-        yield from _readings(rest, data[part], (*path, part))
-    yield from _readings(rest, data, path)
-
-
-def _indexes(data: Any, part: str | int) -> bool:
-    if isinstance(data, dict):
-        return part in data
-    return isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
-
-
-def _describe(error: ErrorDetails, path: KeyPath, data: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return _unknown_key(path, data)
-    if kind == "missing":
-        return "required key is missing"
-    found = _type_name(error.get("input"))
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, found {found}"
-    return str(error["msg"]).removeprefix("Value error, ")
-
-
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "list_type": "a list",
-    "tuple_type": "a list",
-}
-
-
-def _type_name(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
-    names |= {dict: "a mapping", list: "a list", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _unknown_key(path: KeyPath, data: Any) -> str:
-    key = str(path[-1])
-    allowed = _allowed_keys(job_schema(), path[:-1], data)
-    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {key!r}{hint}"
-
-
-def _allowed_keys(schema: dict[str, Any], path: KeyPath, data: Any) -> set[str]:
-    """The property names the JSON Schema allows at ``path``."""
-    defs = schema.get("$defs", {})
-    candidates = [schema]
-    for part in path:
-        candidates = [child for node in candidates for child in _children(node, part, defs)]
-    return {name for node in candidates for name in _properties(node, defs)}
-
-
-def _expand(node: dict[str, Any], defs: dict[str, Any]) -> list[dict[str, Any]]:
-    if "$ref" in node:
-        return _expand(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
-    branches = node.get("anyOf") or node.get("oneOf")
-    if branches:
-        return [leaf for branch in branches for leaf in _expand(branch, defs)]
-    return [node]
-
-
-def _children(node: dict[str, Any], part: str | int, defs: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for leaf in _expand(node, defs):
-        if isinstance(part, int) and isinstance(leaf.get("items"), dict):
-            found.append(leaf["items"])
-        elif part in leaf.get("properties", {}):
-            found.append(leaf["properties"][part])
-        elif isinstance(leaf.get("additionalProperties"), dict):
-            found.append(leaf["additionalProperties"])
-    return found
-
-
-def _properties(node: dict[str, Any], defs: dict[str, Any]) -> set[str]:
-    return {name for leaf in _expand(node, defs) for name in leaf.get("properties", {})}
 
 
 # -- defaults ---------------------------------------------------------------------

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
@@ -42,13 +43,18 @@ class CommandSecret(Record):
     ]
 
 
-def _secret_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        kinds = [kind for kind in ("env", "file", "command") if kind in value]
-        return kinds[0] if len(kinds) == 1 else None
-    if isinstance(value, EnvSecret | FileSecret | CommandSecret):
-        return type(value).__name__.removesuffix("Secret").lower()
-    return None
+def _kind_by_key(kinds: dict[str, type[Record]]) -> Callable[[Any], str | None]:
+    """A discriminator: the one key of ``kinds`` a mapping has (or a record's own kind)."""
+
+    def kind(value: Any) -> str | None:
+        if isinstance(value, Record):
+            return next((k for k, cls in kinds.items() if isinstance(value, cls)), None)
+        if isinstance(value, dict):
+            present = [k for k in kinds if k in value]
+            return present[0] if len(present) == 1 else None
+        return None
+
+    return kind
 
 
 SecretRef = Annotated[
@@ -56,10 +62,9 @@ SecretRef = Annotated[
     | Annotated[FileSecret, Tag("file")]
     | Annotated[CommandSecret, Tag("command")],
     Discriminator(
-        _secret_kind,
+        _kind_by_key({"env": EnvSecret, "file": FileSecret, "command": CommandSecret}),
         custom_error_type="secret_reference",
-        custom_error_message="secrets do not live in job files: use {env: NAME}, "
-        "{file: PATH} or {command: [argv, ...]}",
+        custom_error_message="expected one of {env: NAME}, {file: PATH} or {command: [argv, ...]}",
     ),
 ]
 
@@ -147,7 +152,25 @@ class JsonSource(Record):
     json_: str = Field(alias="json")
 
 
-ForeachSource = str | list[Any] | CsvSource | JsonlSource | JsonSource
+def _foreach_kind(value: Any) -> str | None:
+    if isinstance(value, str | list):
+        return type(value).__name__
+    return _kind_by_key({"csv": CsvSource, "jsonl": JsonlSource, "json": JsonSource})(value)
+
+
+ForeachSource = Annotated[
+    Annotated[str, Tag("str")]
+    | Annotated[list[Any], Tag("list")]
+    | Annotated[CsvSource, Tag("csv")]
+    | Annotated[JsonlSource, Tag("jsonl")]
+    | Annotated[JsonSource, Tag("json")],
+    Discriminator(
+        _foreach_kind,
+        custom_error_type="foreach_source",
+        custom_error_message="expected a list, a template giving a list, or one of "
+        "{csv: PATH}, {jsonl: PATH}, {json: PATH}",
+    ),
+]
 
 
 class Expect(Record):
@@ -158,6 +181,18 @@ class Expect(Record):
 class SecretOutput(Record):
     value: str
     secret: bool = False
+
+
+Output = Annotated[
+    Annotated[str, Tag("str")] | Annotated[SecretOutput, Tag("record")],
+    Discriminator(
+        lambda v: (
+            "str" if isinstance(v, str) else "record" if isinstance(v, dict | Record) else None
+        ),
+        custom_error_type="output",
+        custom_error_message='expected a template, or {value: "{{ ... }}", secret: true}',
+    ),
+]
 
 
 class Step(Record):
@@ -174,7 +209,7 @@ class Step(Record):
     concurrency: Annotated[int, Field(ge=1, le=100)] = 1
     fail_fast: bool = False
     expect: Expect = Expect()
-    outputs: dict[str, str | SecretOutput] = {}
+    outputs: dict[str, Output] = {}
     continue_on_error: bool = False
     idempotent: bool = False
     retry: Retry | None = None

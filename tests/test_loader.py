@@ -32,7 +32,8 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "duplicate_step_id.yaml": ["9:5: steps[1].id: duplicate step id 'ping' (see steps[0])"],
     "bad_step_id.yaml": [
-        "7:5: steps[0].id: String should match pattern '^[A-Za-z_][A-Za-z0-9_]*$'"
+        "7:5: steps[0].id: expected a step id (letters, digits and _, not starting with a "
+        "digit), found 'create-user'"
     ],
     "later_step_reference.yaml": [
         "10:7: steps[0].payload.user: steps.second names a later step; "
