@@ -35,14 +35,14 @@ from owf_runner.model import (
     JsonlSource,
     JsonSource,
     Retry,
-    SecretOutput,
     Step,
     rate_per_second,
 )
 from owf_runner.retry import Failure, Pacer, RetryHook, requested_wait, retrying
 from owf_runner.secrets import REDACTOR
-from owf_runner.sources import SourceError, file_items, source_path
+from owf_runner.sources import SourceError, file_items, source_key, source_path
 from owf_runner.templating import TemplateError, render_value, truthy
+from owf_runner.yamlfile import KeyPath, format_key_path
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 SUCCEEDED, FAILED, SKIPPED, NOT_RUN = "succeeded", "failed", "skipped", "not run"
@@ -136,6 +136,7 @@ class Runner:
         self.started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self.states: dict[str, dict[str, Any]] = {}
         self.pacers: dict[str, Pacer] = {}
+        self.step_index = {step.id: index for index, step in enumerate(loaded.job.steps)}
 
     async def run(self) -> RunResult:
         results: list[StepResult] = []
@@ -170,7 +171,7 @@ class Runner:
         return result
 
     async def _run_step(self, step: Step) -> StepResult:
-        if step.when is not None and not truthy(self._render(step, "when", step.when)):
+        if step.when is not None and not truthy(self._render(step, ("when",), step.when)):
             return StepResult(step.id, SKIPPED)
         if step.foreach is not None:
             return await self._foreach(step)
@@ -185,12 +186,17 @@ class Runner:
         )
 
     def _render(
-        self, step: Step, where: str, value: Any, context: Mapping[str, Any] | None = None
+        self, step: Step, key: KeyPath, value: Any, context: Mapping[str, Any] | None = None
     ) -> Any:
+        """Render one field of ``step``; a failure names the file, line and key path."""
         try:
             return render_value(value, context if context is not None else self.context())
         except TemplateError as exc:
-            raise TemplateError(f"{where}: {exc}") from None
+            raise self._located(step, (*key, *exc.path), str(exc)) from None
+
+    def _located(self, step: Step, key: KeyPath, message: str) -> TemplateError:
+        at = ("steps", self.step_index[step.id], *key)
+        return TemplateError(f"{self.loaded.where(at)}: {format_key_path(at)}: {message}")
 
     # -- foreach ---------------------------------------------------------------
 
@@ -222,9 +228,9 @@ class Runner:
     def _items(self, step: Step) -> Iterator[tuple[int, Any]]:
         source = step.foreach
         if isinstance(source, CsvSource | JsonlSource | JsonSource):
-            path = self._render(step, "foreach", source_path(source))
+            path = self._render(step, ("foreach", source_key(source)), source_path(source))
             return enumerate(file_items(source, self.loaded.path.parent / str(path)))
-        items = self._render(step, "foreach", source)
+        items = self._render(step, ("foreach",), source)
         if not isinstance(items, list):
             raise TemplateError(f"foreach: expected a list, found {type(items).__name__}")
         return enumerate(items)
@@ -256,15 +262,18 @@ class Runner:
         return hook
 
     def _build_request(self, step: Step, context: Mapping[str, Any]) -> RenderedRequest:
-        url = str(self._render(step, "flow", step.flow, context))
-        _check_url(url)
-        payload = self._render(step, "payload", step.payload, context)
+        url = str(self._render(step, ("flow",), step.flow, context))
+        problem = url_problem(url)
+        if problem:
+            raise self._located(step, ("flow",), problem)
+        payload = self._render(step, ("payload",), step.payload, context)
         size = len(json.dumps(payload).encode())
         if size > MAX_PAYLOAD_BYTES:
-            raise TemplateError(f"payload: rendered payload is {size} bytes; the limit is 1 MiB")
-        query = self._render(step, "query", step.query, context)
+            message = f"rendered payload is {size} bytes; the limit is 1 MiB"
+            raise self._located(step, ("payload",), message)
+        query = self._render(step, ("query",), step.query, context)
         headers = {
-            k: str(v) for k, v in self._render(step, "headers", step.headers, context).items()
+            k: str(v) for k, v in self._render(step, ("headers",), step.headers, context).items()
         }
         return RenderedRequest(step.method, url, query, headers, payload)
 
@@ -296,16 +305,18 @@ class Runner:
     def _check(self, step: Step, context: dict[str, Any], response: HttpResponse) -> dict[str, Any]:
         with_response = {**context, "response": response.as_context()}
         for index, expression in enumerate(step.expect.that):
-            if not truthy(self._render(step, f"expect.that[{index}]", expression, with_response)):
+            if not truthy(self._render(step, ("expect", "that", index), expression, with_response)):
                 raise Failure(None, f"expectation failed: {expression}", response)
         return self._outputs(step, with_response)
 
     def _outputs(self, step: Step, context: Mapping[str, Any]) -> dict[str, Any]:
         outputs: dict[str, Any] = {}
         for name, spec in step.outputs.items():
-            template = spec.value if isinstance(spec, SecretOutput) else spec
-            value = self._render(step, f"outputs.{name}", template, context)
-            if isinstance(spec, SecretOutput) and spec.secret:
+            if isinstance(spec, str):
+                outputs[name] = self._render(step, ("outputs", name), spec, context)
+                continue
+            value = self._render(step, ("outputs", name, "value"), spec.value, context)
+            if spec.secret:
                 REDACTOR.add(value if isinstance(value, str) else json.dumps(value))
             outputs[name] = value
         return outputs
@@ -328,12 +339,6 @@ def _not_resent_note(step: Step, exc: Exception) -> str:
     if not ambiguous or step.idempotent:
         return ""
     return " (not re-sent: the flow may have run; `idempotent: true` allows retries)"
-
-
-def _check_url(url: str) -> None:
-    problem = url_problem(url)
-    if problem:
-        raise TemplateError(f"flow: {problem}")
 
 
 def _query(query: Mapping[str, Any]) -> dict[str, str]:

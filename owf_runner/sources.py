@@ -18,6 +18,13 @@ class SourceError(TemplateError):
     """A foreach source could not be read; it fails the step before that item is sent."""
 
 
+def source_key(source: FileSource) -> str:
+    """The key the job file uses for this source: csv, jsonl or json."""
+    if isinstance(source, CsvSource):
+        return "csv"
+    return "jsonl" if isinstance(source, JsonlSource) else "json"
+
+
 def source_path(source: FileSource) -> str:
     if isinstance(source, CsvSource):
         return source.csv

@@ -25,7 +25,17 @@ _GUARDS = {"defined", "undefined", "default", "d"}
 
 
 class TemplateError(Exception):
-    """A template failed to compile or render; ``message`` is user-facing."""
+    """A template failed to compile or render; the text is user-facing.
+
+    ``path`` is where, inside the rendered structure, the failing string is.
+    """
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def at(self, key: str | int) -> TemplateError:
+        return TemplateError(str(self), (key, *self.path))
 
 
 def _now() -> str:
@@ -97,10 +107,17 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         return render_string(value, context)
     if isinstance(value, Mapping):
-        return {str(render_string(k, context)): render_value(v, context) for k, v in value.items()}
+        return {str(render_string(k, context)): _render_at(k, v, context) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [render_value(item, context) for item in value]
+        return [_render_at(index, item, context) for index, item in enumerate(value)]
     return value
+
+
+def _render_at(key: str | int, value: Any, context: Mapping[str, Any]) -> Any:
+    try:
+        return render_value(value, context)
+    except TemplateError as exc:
+        raise exc.at(key) from None
 
 
 def truthy(value: Any) -> bool:

@@ -159,7 +159,8 @@ def test_undefined_at_render_time_fails_the_step_before_sending(
     assert result.exit_code == 1
     assert emulator.invocations() == []
     assert result.steps[0].error == (
-        "payload: undefined: 'dict object' has no attribute 'OWF_SURELY_UNSET_VARIABLE'"
+        f"{tmp_path / 'job.yaml'}:8:15: steps[0].payload.x: "
+        "undefined: 'dict object' has no attribute 'OWF_SURELY_UNSET_VARIABLE'"
     )
 
 
@@ -170,7 +171,9 @@ def test_a_payload_over_one_mebibyte_is_not_sent(tmp_path: Path, emulator: Emula
 
     assert result.exit_code == 1
     assert emulator.invocations() == []
-    assert str(result.steps[0].error).endswith("bytes; the limit is 1 MiB")
+    error = str(result.steps[0].error)
+    assert error.startswith(f"{tmp_path / 'job.yaml'}:8:5: steps[0].payload: rendered payload is ")
+    assert error.endswith(" bytes; the limit is 1 MiB")
 
 
 @pytest.mark.parametrize("when", ["false", '"{{ 1 > 2 }}"', '"{{ [] }}"'])
@@ -179,3 +182,18 @@ def test_falsy_when_skips(tmp_path: Path, emulator: Emulator, when: str) -> None
 
     assert result.steps[0].status == "skipped"
     assert emulator.calls == []
+
+
+def test_a_sandbox_violation_fails_the_step_before_sending(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    step = "    payload: {x: \"{{ ''.__class__.__mro__ }}\"}\n"
+
+    result = run(tmp_path, step, emulator)
+
+    assert result.exit_code == 1
+    assert emulator.calls == []  # not even a token request
+    assert result.steps[0].error == (
+        f"{tmp_path / 'job.yaml'}:8:15: steps[0].payload.x: not allowed in templates: "
+        "access to attribute '__class__' of 'str' object is unsafe."
+    )
