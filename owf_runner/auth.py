@@ -85,10 +85,10 @@ class TokenSource:
         client: httpx2.AsyncClient,
         key: TokenKey,
         assertion: ClientAssertion,
-        wait: wait_base = TOKEN_RETRY_WAIT,
+        wait: wait_base | None = None,
     ) -> None:
         self._client = client
-        self._wait = wait
+        self._wait = wait or TOKEN_RETRY_WAIT
         self._key = key
         self._assertion = assertion
         self._lock = asyncio.Lock()

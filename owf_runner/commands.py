@@ -18,6 +18,8 @@ from owf_runner.report import ConsoleReporter
 from owf_runner.runner import run_job
 from owf_runner.yamlfile import load_yaml
 
+OKTA_FLOW_RATE = 10  # invocations per second per flow
+
 
 def run(
     job: Path,
@@ -31,7 +33,7 @@ def run(
     variables = parse_vars(var, vars_file)
     if emulate and emulator_url:
         raise UsageError("use either --emulate or --emulator URL, not both")
-    emulator = Emulator() if emulate else None
+    emulator = _cli_emulator() if emulate else None
     if emulate:
         reporter.say("emulating Okta: every request goes to a built-in emulator on loopback")
     result = run_job(
@@ -63,7 +65,7 @@ def plan(job: Path, var: Sequence[str], vars_file: Path | None) -> int:
 
 
 def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
-    emulator = Emulator()
+    emulator = _cli_emulator()
     if job is not None:
         loaded = load_job(job)
         prepare(emulator, loaded, resolve_credentials(loaded), stubs or default_stubs_path(job))
@@ -77,6 +79,12 @@ def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
         serve_forever(emulator, port=port, ready=ready)
     return ExitCode.OK
+
+
+def _cli_emulator() -> Emulator:
+    emulator = Emulator()
+    emulator.rate_limit = OKTA_FLOW_RATE  # rehearse with Okta's throttling, as users meet it
+    return emulator
 
 
 def parse_vars(pairs: Sequence[str], vars_file: Path | None) -> dict[str, Any]:

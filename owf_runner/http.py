@@ -68,8 +68,11 @@ def to_record(response: httpx2.Response) -> HttpResponse:
 
 
 def _body(response: httpx2.Response) -> Any:
+    """JSON when the flow says so (the Return card does); otherwise the text as is."""
     if not response.content:
         return None
+    if "json" not in response.headers.get("content-type", "json"):
+        return response.text
     try:
         return json.loads(response.content)
     except ValueError:

@@ -76,9 +76,9 @@ class _WaitTooLong(stop_base):
 
 def requested_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds the server asked us to wait: Retry-After, else X-Rate-Limit-Reset."""
-    retry_after = headers.get("retry-after")
-    if retry_after:
-        return _retry_after(retry_after, now)
+    retry_after = _retry_after(headers.get("retry-after", ""), now)
+    if retry_after is not None:
+        return retry_after
     reset = headers.get("x-rate-limit-reset")
     if reset and reset.strip().isdigit():
         server_now = _http_date(headers.get("date")) or (now or time.time())
@@ -87,6 +87,8 @@ def requested_wait(headers: Mapping[str, str], now: float | None = None) -> floa
 
 
 def _retry_after(value: str, now: float | None) -> float | None:
+    if not value.strip():
+        return None
     if value.strip().isdigit():
         return float(value)
     when = _http_date(value)

@@ -346,24 +346,38 @@ def _query(query: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _raise_for_status(step: Step, response: HttpResponse, pacer: Pacer) -> None:
-    status = response.status
-    expected = step.expect.status
-    if expected is not None and status in expected:
+    failure = _status_failure(step, response)
+    if failure is None:
         return
+    wait = failure.requested_wait
+    if failure.failure_class == "throttled" and wait and wait <= _max_wait(step):
+        pacer.hold(wait)  # every worker on this flow waits for the reset, not only this one
+    raise failure
+
+
+def _status_failure(step: Step, response: HttpResponse) -> Failure | None:
+    status, expected = response.status, step.expect.status
+    if expected is not None and status in expected:
+        return None
     if 300 <= status < 400:
         location = response.headers.get("location", "(none)")
-        raise Failure(
-            None, f"HTTP {status} redirect to {location}; redirects are not followed", response
-        )
+        message = f"HTTP {status} redirect to {location}; redirects are not followed"
+        return Failure(None, message, response)
     failure_class = classify_status(status)
+    if failure_class is None and expected is None and 200 <= status < 300:
+        return None
     wait = requested_wait(response.headers) if failure_class else None
-    if failure_class == "throttled" and wait:
-        pacer.hold(wait)
-    if failure_class or expected is not None or not 200 <= status < 300:
-        wanted = ", ".join(map(str, expected)) if expected else "2xx"
-        raise Failure(
-            failure_class, f"HTTP {status} (expected {wanted}){_excerpt(response)}", response, wait
+    wanted = ", ".join(map(str, expected)) if expected else "2xx"
+    message = f"HTTP {status} (expected {wanted}){_excerpt(response)}"
+    if wait is not None and wait > _max_wait(step):
+        message += (
+            f"; the server asked to wait {wait:.0f}s, over retry.max_wait ({_max_wait(step):g}s)"
         )
+    return Failure(failure_class, message, response, wait)
+
+
+def _max_wait(step: Step) -> float:
+    return (step.retry or Retry()).max_wait
 
 
 def _excerpt(response: HttpResponse) -> str:

@@ -8,7 +8,6 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from ._http import Reply, Request, Server, json_reply
 from ._models import Fault, FlowStub, RecordedCall
 from ._stubs import load_stub_file
 
+_TOKEN_FAULTS = "\0token"  # noqa: S105 - a fault-count key that no flow id can be
 TOKEN_PATH = "/oauth2/v1/token"  # noqa: S105 -- a URL path, not a password
 INVOKE_SCOPE = "okta.workflows.invoke.manage"
 _INVOKE_PATH = re.compile(r"/api/flo/(?P<flow>[^/]+)/invoke")
@@ -71,7 +71,8 @@ class Emulator:
         self._used_jtis: set[tuple[str, str]] = set()
         self._calls: list[RecordedCall] = []
         self._fault_counts: dict[str, int] = {}
-        self._recent: dict[str, deque[float]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # flow → (tokens, when)
+        self._token_faults: tuple[Fault, ...] = ()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -208,6 +209,7 @@ class Emulator:
             headers=dict(request.headers),
             body=request.body,
             status=0 if reply.drop else reply.status,
+            received_at=self._clock(),
             **details,
         )
         with self._lock:
@@ -215,13 +217,21 @@ class Emulator:
 
     # -- token endpoint ----------------------------------------------------------------
 
+    def set_token_faults(self, *faults: Fault) -> None:
+        """Faults for the next token requests (an outage of the token endpoint)."""
+        with self._lock:
+            self._token_faults = tuple(faults)
+            self._fault_counts.pop(_TOKEN_FAULTS, None)
+
     def _handle_token(self, request: Request) -> Reply:
         form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
         claims = _peek_claims(form.get("client_assertion", ""))
         client_id = claims.get("iss") if claims else None
         jti = claims.get("jti") if claims else None
+        fault = self._next_fault(_TOKEN_FAULTS, self._token_faults)
         try:
-            reply = self._grant(request, form)
+            # A faulty endpoint answers before it looks at the assertion: its jti stays unused.
+            reply = self._token_fault(request, fault) if fault else self._grant(request, form)
             error = None
         except OAuthError as refusal:
             reply = _oauth_error_reply(refusal, _NO_STORE)
@@ -236,6 +246,12 @@ class Emulator:
             error=error,
         )
         return reply
+
+    def _token_fault(self, request: Request, fault: Fault) -> Reply:
+        if fault.drop:
+            return Reply(0, drop=True, delay=fault.delay)
+        reply = self._fault_reply(request, fault, fault.status or 503)
+        return Reply(reply.status, reply.headers, reply.body, delay=fault.delay)
 
     def _grant(self, request: Request, form: Mapping[str, str]) -> Reply:
         if request.method != "POST":
@@ -371,27 +387,31 @@ class Emulator:
         return issued.client_id
 
     def _rate_limited(self, flow_id: str) -> Reply | None:
+        """A token bucket per flow: `rate_limit` calls a second, bursts up to that many.
+
+        Evenly paced traffic at the limit always finds a token, so it passes even
+        with scheduling jitter; a burst of more than the limit gets 429s.
+        """
         limit = self.rate_limit
         if limit is None:
             return None
         now = self._clock()
         with self._lock:
-            recent = self._recent.setdefault(flow_id, deque())
-            while recent and recent[0] <= now - 1.0:
-                recent.popleft()
-            if len(recent) < limit:
-                recent.append(now)
-                return None
-            reset = math.ceil(recent[0] + 1.0)
+            tokens, then = self._buckets.get(flow_id, (float(limit), now))
+            tokens = min(float(limit), tokens + (now - then) * limit)
+            allowed = tokens >= 1.0
+            self._buckets[flow_id] = (tokens - 1.0 if allowed else tokens, now)
+        if allowed:
+            return None
         headers = {
             "X-Rate-Limit-Limit": str(limit),
             "X-Rate-Limit-Remaining": "0",
-            "X-Rate-Limit-Reset": str(reset),
+            "X-Rate-Limit-Reset": str(math.ceil(now + (1.0 - tokens) / limit)),
         }
         return json_reply(429, {"error": "too_many_requests"}, headers)
 
     def _answer(self, request: Request, flow_id: str, stub: FlowStub) -> Reply:
-        fault = self._next_fault(flow_id, stub)
+        fault = self._next_fault(flow_id, stub.faults)
         if fault is None:
             return self._stub_reply(request, stub, {})
         if fault.drop:
@@ -402,13 +422,13 @@ class Emulator:
             reply = self._fault_reply(request, fault, fault.status)
         return Reply(reply.status, reply.headers, reply.body, delay=fault.delay)
 
-    def _next_fault(self, flow_id: str, stub: FlowStub) -> Fault | None:
-        if not stub.faults:
+    def _next_fault(self, key: str, faults: tuple[Fault, ...]) -> Fault | None:
+        if not faults:
             return None
         with self._lock:
-            count = self._fault_counts.get(flow_id, 0) + 1
-            self._fault_counts[flow_id] = count
-        for fault in stub.faults:  # consumed in order: each covers the next `times` calls
+            count = self._fault_counts.get(key, 0) + 1
+            self._fault_counts[key] = count
+        for fault in faults:  # consumed in order: each covers the next `times` calls
             if count <= fault.times:
                 return fault
             count -= fault.times

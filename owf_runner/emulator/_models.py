@@ -85,3 +85,4 @@ class RecordedCall:
     jti: str | None = None
     claims: dict[str, Any] | None = None
     error: str | None = None
+    received_at: float = 0.0  # the emulator's clock (epoch seconds) when it arrived
