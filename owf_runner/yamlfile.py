@@ -78,6 +78,7 @@ class YamlDocument:
 def load_yaml(path: Path) -> YamlDocument:
     text = _read_text(path)
     try:
+        _check_depth(path, text)
         node = yaml.compose(text, Loader=_Yaml12Loader)
     except yaml.MarkedYAMLError as exc:
         raise JobError([_syntax_message(path, exc)]) from None
@@ -99,6 +100,20 @@ def _read_text(path: Path) -> str:
         raise JobError([f"{path}: cannot read job file: {exc.strerror}"]) from None
     except UnicodeDecodeError:
         raise JobError([f"{path}:1:1: job file is not valid UTF-8"]) from None
+
+
+def _check_depth(path: Path, text: str) -> None:
+    """Refuse deep nesting from the event stream: the composer would recurse too deep."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Yaml12Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+                raise JobError([f"{where}: nested more than {MAX_DEPTH} levels deep"])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _syntax_message(path: Path, exc: yaml.MarkedYAMLError) -> str:

@@ -163,8 +163,14 @@ def test_recursive_alias_is_refused(tmp_path: Path) -> None:
 def test_deep_nesting_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "a: " + "[" * 80 + "]" * 80 + "\n")
 
-    [message] = problems(path)
-    assert "too deeply nested" in message
+    assert problems(path) == [f"{path}:1:67: nested more than 64 levels deep"]
+
+
+def test_very_deep_nesting_is_refused_without_recursion(tmp_path: Path) -> None:
+    # Deep enough that a recursive composer would hit Python's recursion limit.
+    path = write(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n")
+
+    assert problems(path) == [f"{path}:1:67: nested more than 64 levels deep"]
 
 
 def test_files_over_5_mib_are_refused(tmp_path: Path) -> None:
