@@ -50,8 +50,31 @@ class _StrictChainableUndefined(ChainableUndefined, StrictUndefined):
     """Fails on use like StrictUndefined, but ``vars.a.b | default(1)`` works when a is missing."""
 
 
+MAX_BUILT_SIZE = 1024 * 1024  # a rendered payload may not exceed 1 MiB anyway
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus a cap on ``'x' * n`` and ``n ** m`` (memory bombs)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 1024:
+            raise SecurityError("exponent too large")
+        if operator == "*" and _repeat_size(left, right) > MAX_BUILT_SIZE:
+            raise SecurityError("repetition larger than 1 MiB")
+        return super().call_binop(context, operator, left, right)
+
+
+def _repeat_size(left: Any, right: Any) -> int:
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, str | list | tuple) and isinstance(times, int):
+            return len(seq) * times
+    return 0
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=_StrictChainableUndefined, autoescape=False)
+    env = _Sandbox(undefined=_StrictChainableUndefined, autoescape=False)
     env.globals.update(now=_now, uuid4=_uuid4)
     return env
 
@@ -68,6 +91,8 @@ def check_syntax(text: str) -> None:
         ENV.parse(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from None
+    except RecursionError:
+        raise TemplateError("template nested too deeply") from None
 
 
 @lru_cache(maxsize=4096)
@@ -94,6 +119,8 @@ def render_string(text: str, context: Mapping[str, Any]) -> Any:
         raise TemplateError(f"not allowed in templates: {exc}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+    except RecursionError:
+        raise TemplateError("template nested too deeply") from None
 
 
 def _native(value: Any) -> Any:
@@ -160,8 +187,10 @@ def references(text: str) -> list[Reference]:
         return []
     match = _LONE_EXPRESSION.match(text)
     source = "{{ " + match.group("expr") + " }}" if match else text
-    tree = ENV.parse(source)
-    return list(_walk(tree, frozenset()))
+    try:
+        return list(_walk(ENV.parse(source), frozenset()))
+    except RecursionError:
+        raise TemplateError("template nested too deeply") from None
 
 
 def _walk(node: nodes.Node, guarded: frozenset[Reference]) -> Iterator[Reference]:

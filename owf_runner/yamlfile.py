@@ -110,7 +110,7 @@ def _check_depth(path: Path, text: str) -> None:
             depth += 1
             if depth > MAX_DEPTH:
                 mark = event.start_mark
-                where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+                where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
                 raise JobError([f"{where}: nested more than {MAX_DEPTH} levels deep"])
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1

@@ -283,3 +283,24 @@ def test_template_strings_yields_every_string_with_its_path() -> None:
 )
 def test_truthy(value: object, expected: bool) -> None:
     assert truthy(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ 'x' * 10**10 }}", "not allowed in templates: repetition larger than 1 MiB"),
+        ("{{ [0] * 10**9 }}", "not allowed in templates: repetition larger than 1 MiB"),
+        ("{{ 2 ** 100000000 }}", "not allowed in templates: exponent too large"),
+        ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "template nested too deeply"),
+    ],
+)
+def test_memory_and_recursion_bombs_are_refused(template: str, message: str) -> None:
+    with pytest.raises(TemplateError) as raised:
+        render_value(template, {})
+
+    assert str(raised.value) == message
+
+
+def test_small_repetition_still_works() -> None:
+    assert render_value("{{ 'ab' * 3 }}", {}) == "ababab"
+    assert render_value("{{ 2 ** 10 }}", {}) == 1024
