@@ -173,7 +173,12 @@ class _Builder:
         if converter is None:
             self._problem(node, key_path, f"unsupported YAML tag {node.tag!r}")
             return None
-        return converter(value)
+        try:
+            return converter(value)
+        except ValueError:  # e.g. an integer of more than 4300 digits
+            what = "an integer" if tag == "int" else "a number"
+            self._problem(node, key_path, f"cannot read {value[:20]!r}... as {what}")
+            return None
 
     def _problem(self, node: yaml.Node, key_path: KeyPath, message: str) -> None:
         mark = _mark(node)

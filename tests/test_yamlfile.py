@@ -220,3 +220,9 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
 
     assert problems(path) == [f"{path}: cannot read job file: No such file or directory"]
+
+
+def test_an_integer_too_long_to_read_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: " + "9" * 5000 + "\n")
+
+    assert problems(path) == [f"{path}:1:4: a: cannot read '99999999999999999999'... as an integer"]
