@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -21,7 +22,23 @@ from owf_runner.secrets import REDACTOR
 _QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "authlib")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that the run unwinds the same way."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def call(action: Callable[[], int]) -> int:
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _guarded(action)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _guarded(action: Callable[[], int]) -> int:
     try:
         return action()
     except JobError as exc:
@@ -33,6 +50,9 @@ def call(action: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         _error("owf-run: interrupted")
         return ExitCode.INTERRUPTED
+    except Terminated:
+        _error("owf-run: terminated")
+        return ExitCode.TERMINATED
     except Exception:
         log = write_crash_log(traceback.format_exc())
         _error(f"owf-run: internal error (a bug in owf-runner); details in {log}")

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -463,3 +464,35 @@ steps:
     flow: https://acme.workflows.okta.com/api/flo/each/invoke
     payload: {n: 1}
 """
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "word"), [(15, 143, "terminated"), (2, 130, "interrupted")]
+)
+def test_a_signal_mid_run_exits_with_its_code(
+    tmp_path: Path, emulator: Emulator, signum: int, code: int, word: str
+) -> None:
+    emulator.set_stub("one", FlowStub(security="none", faults=(Fault(delay=30),)))
+    job = _none_job(tmp_path, "")
+    script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
+    assert script
+    env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+    process = subprocess.Popen(
+        [script, str(job), "--emulator", emulator.base_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        for _ in range(200):  # until the request is in flight (at most 20 s)
+            if emulator.invocations():
+                break
+            time.sleep(0.1)
+        assert emulator.invocations(), "the run never sent its request"
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == code
+    assert err.endswith(f"owf-run: {word}\n")
