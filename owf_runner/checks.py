@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import ssl
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -70,6 +71,18 @@ def _org_problems(parts: JobParts) -> Iterator[str]:
             yield parts.problem((*at, "domain"), message)
         if org.token_url:
             yield from _url_problems(parts, (*at, "token_url"), org.token_url)
+        if org.ca_bundle:
+            yield from _ca_bundle_problems(parts, (*at, "ca_bundle"), org.ca_bundle)
+
+
+def _ca_bundle_problems(parts: JobParts, at: KeyPath, bundle: str) -> Iterator[str]:
+    path = parts.document.path.parent / bundle
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except FileNotFoundError:
+        yield parts.problem(at, f"no such file: {path}")
+    except (OSError, ssl.SSLError) as exc:
+        yield parts.problem(at, f"not a PEM file of CA certificates: {path} ({exc})")
 
 
 def _is_host_name(domain: str) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -14,8 +16,12 @@ from owf_runner import __version__
 USER_AGENT = f"owf-runner/{__version__}"
 
 
-def build_client(emulator_url: str | None = None) -> httpx2.AsyncClient:
-    transport: httpx2.AsyncBaseTransport = httpx2.AsyncHTTPTransport(retries=0)
+def build_client(
+    emulator_url: str | None = None, ca_bundles: Sequence[Path] = ()
+) -> httpx2.AsyncClient:
+    transport: httpx2.AsyncBaseTransport = httpx2.AsyncHTTPTransport(
+        retries=0, verify=tls_context(ca_bundles)
+    )
     if emulator_url:
         transport = EmulatorTransport(emulator_url, transport)
     return httpx2.AsyncClient(
@@ -26,6 +32,17 @@ def build_client(emulator_url: str | None = None) -> httpx2.AsyncClient:
         trust_env=emulator_url is None,
         limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
     )
+
+
+def tls_context(ca_bundles: Sequence[Path]) -> ssl.SSLContext:
+    """The default trust store plus each org's `ca_bundle` (a corporate proxy's CA).
+
+    Verification is never switched off: the bundles only add trust anchors.
+    """
+    context = httpx2.create_ssl_context()
+    for bundle in ca_bundles:
+        context.load_verify_locations(cafile=bundle)
+    return context
 
 
 class EmulatorTransport(httpx2.AsyncBaseTransport):

@@ -429,6 +429,8 @@ def run_job(
 async def _execute(
     loaded: LoadedJob, resolved: dict[str, Resolved], reporter: Reporter, emulator_url: str | None
 ) -> RunResult:
-    async with build_client(emulator_url) as client:
+    base = loaded.path.parent
+    bundles = [base / org.ca_bundle for org in loaded.job.orgs.values() if org.ca_bundle]
+    async with build_client(emulator_url, bundles) as client:
         auths = build_auths(loaded, resolved, client)
         return await Runner(loaded, client, auths, reporter).run()
