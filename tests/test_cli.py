@@ -496,3 +496,42 @@ def test_a_signal_mid_run_exits_with_its_code(
         process.kill()
     assert process.returncode == code
     assert err.endswith(f"owf-run: {word}\n")
+
+
+def test_quiet_prints_only_the_summary(two_orgs: Emulator, cli: RunCli) -> None:
+    result = cli(TWO_ORGS, "--emulator", two_orgs.base_url, "--quiet")
+
+    assert result.code == 0
+    assert result.out.splitlines()[0].startswith("run ")
+    assert "started" not in result.out
+    assert _summary_row(result.out, "notify") == ["notify", "succeeded", "1"]
+
+
+def test_two_orgs_with_the_same_app_share_one_token(
+    tmp_path: Path, emulator: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = rsa_key()
+    monkeypatch.setenv("OWF_TEST_KEY", pem(key))
+    emulator.register_client("0oaX", "kid-x", key.as_dict(private=False))
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        _jwt_job(None)
+        .replace(
+            "  acme: {domain: acme.okta.com, credential: jwt}\n",
+            "  acme: {domain: acme.okta.com, credential: jwt}\n"
+            "  acme_again: {domain: acme.okta.com, credential: jwt2}\n",
+        )
+        .replace(
+            "credentials:\n",
+            "credentials:\n  jwt2: {type: private_key_jwt, client_id: 0oaX, key_id: kid-x,"
+            " private_key: {env: OWF_TEST_KEY}}\n",
+        )
+        + "    org: acme\n  - id: again\n    org: acme_again\n"
+        "    flow: https://acme.workflows.okta.com/api/flo/each/invoke\n"
+    )
+
+    result = cli(str(job), "--emulator", emulator.base_url)
+
+    assert result.code == 0, result.err
+    assert len(emulator.token_requests()) == 1
+    assert len(emulator.invocations()) == 2
