@@ -6,6 +6,7 @@ import json
 import math
 import re
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -74,6 +75,7 @@ class Emulator:
         self._buckets: dict[str, tuple[float, float]] = {}  # flow → (tokens, when)
         self._token_faults: tuple[Fault, ...] = ()
         self._server: Server | None = None
+        self._scheme = "http"
         self._thread: threading.Thread | None = None
 
     # -- configuration -------------------------------------------------------------
@@ -112,11 +114,17 @@ class Emulator:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve in a daemon thread; returns the base URL, e.g. http://127.0.0.1:PORT."""
+    def start(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> str:
+        """Serve in a daemon thread; returns the base URL, e.g. http://127.0.0.1:PORT.
+
+        With ``tls`` (a server-side context) it serves https, for tests of certificate checks.
+        """
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
-        server = Server((host, port), self._handle)
+        self._scheme = "https" if tls else "http"
+        server = Server((host, port), self._handle, tls)
         thread = threading.Thread(target=server.serve, name="okta-emulator", daemon=True)
         thread.start()
         self._server, self._thread = server, thread
@@ -158,7 +166,7 @@ class Emulator:
             raise RuntimeError("the emulator is not running")
         host, port = self._server.server_address[:2]
         host_text = host.decode() if isinstance(host, bytes) else host
-        return f"http://{host_text}:{port}"
+        return f"{self._scheme}://{host_text}:{port}"
 
     # -- what happened -----------------------------------------------------------------
 
@@ -284,7 +292,9 @@ class Emulator:
             )
         with self._lock:
             keys = {client: dict(by_kid) for client, by_kid in self._keys.items()}
-        verified = _assertion.verify(assertion, _token_url(request), keys, self._clock())
+        verified = _assertion.verify(
+            assertion, _token_url(request, self._scheme), keys, self._clock()
+        )
         with self._lock:
             # Check and mark in one step: two concurrent requests with one jti get one token.
             if (verified.client_id, verified.jti) in self._used_jtis:
@@ -481,9 +491,9 @@ class Emulator:
         }
 
 
-def _token_url(request: Request) -> str:
+def _token_url(request: Request, scheme: str) -> str:
     # Behind the runner's emulation rewrite the original scheme arrives as X-Forwarded-Proto.
-    proto = request.headers.get("x-forwarded-proto", "http")
+    proto = request.headers.get("x-forwarded-proto", scheme)
     return f"{proto}://{request.host}{TOKEN_PATH}"
 
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -62,8 +63,11 @@ class Server(ThreadingHTTPServer):
     # handle_request() is only called once select() says a connection waits; never block.
     timeout = 0
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: App, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.app = app
+        self.tls = tls
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         # serve_forever() notices shutdown() only at its next poll; a wake-up socket lets
@@ -81,6 +85,16 @@ class Server(ThreadingHTTPServer):
                 for key, _ in selector.select():
                     if key.fileobj is self and not self._stopping:
                         self.handle_request()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens on first read, in the handler's thread, not here in the
+            # accept loop where a slow or refusing client would stall everyone.
+            connection = self.tls.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def stop_serving(self) -> None:
         self._stopping = True
