@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from owf_runner.checks import is_loopback, url_problem
 from owf_runner.errors import ExitCode, JobError
 from owf_runner.loader import LoadedJob, load_job
 from owf_runner.model import Backoff, Retry
@@ -79,7 +78,134 @@ EXPECTED: dict[str, list[str]] = {
         "11:7: steps[0].payload.name: unknown variable 'missing' "
         "(define it under `vars` or pass --var)",
     ],
+    "yaml_syntax_error.yaml": ["4:12: invalid YAML: expected ',' or '}', but got ':'"],
+    "not_a_mapping.yaml": ["1:1: (top level): expected a mapping of job keys"],
+    "not_utf8.yaml": ["1:1: job file is not valid UTF-8"],
+    "alias_bomb.yaml": ["3:31: document too large or too deeply nested (aliases?)"],
+    "python_tag.yaml": [
+        "9:14: steps[0].payload: unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'"
+    ],
+    "complex_key.yaml": ["10:9: steps[0].payload: mapping keys must be plain strings"],
+    "duplicate_nested_key.yaml": ["11:7: steps[0].retry.attempts: duplicate key 'attempts'"],
+    "unknown_key_without_suggestion.yaml": ["6:1: zzzqqq: unknown key 'zzzqqq'"],
+    "vars_not_mapping.yaml": ["2:1: vars: expected a mapping, found a list"],
+    "no_orgs.yaml": ["2:1: orgs: needs at least one entry"],
+    "no_steps.yaml": ["6:1: steps: needs at least one entry"],
+    "steps_mapping.yaml": ["6:1: steps: expected a list, found a mapping"],
+    "credential_without_type.yaml": [
+        "5:3: credentials.acme_jwt: `type` is required: private_key_jwt, client_token or none"
+    ],
+    "unknown_credential_type.yaml": [
+        "6:5: credentials.acme_jwt.type: unknown type 'basic_auth'; "
+        "expected 'private_key_jwt', 'client_token', 'none'"
+    ],
+    "empty_client_id.yaml": [
+        "7:5: credentials.acme_jwt.client_id: String should have at least 1 character"
+    ],
+    "secret_two_keys.yaml": [
+        "7:5: credentials.acme_jwt.token: expected exactly one of env, file or command, "
+        "found env, file"
+    ],
+    "secret_unknown_key.yaml": [
+        "7:13: credentials.acme_jwt.token.envv: unknown key 'envv'; did you mean 'env'?"
+    ],
+    "bad_algorithm.yaml": [
+        "10:5: credentials.acme_jwt.algorithm: expected 'RS256', 'RS384', 'RS512', 'ES256', "
+        "'ES384' or 'ES512', found 'HS256'"
+    ],
+    "scopes_string.yaml": ["10:5: credentials.acme_jwt.scopes: expected a list, found a string"],
+    "bad_rate_limit.yaml": [
+        "3:55: orgs.acme.rate_limit: expected a rate like 10/s, 600/min or 3600/h, found 'fast'"
+    ],
+    "domain_with_scheme.yaml": [
+        "3:10: orgs.acme.domain: expected a host name like acme.okta.com, "
+        "found 'https://acme.okta.com'"
+    ],
+    "token_url_http.yaml": [
+        "4:5: orgs.acme.token_url: expected an https URL, "
+        "found 'http://login.acme.com/oauth2/v1/token'"
+    ],
+    "step_without_flow.yaml": ["7:5: steps[0].flow: required key is missing"],
+    "method_put.yaml": ["9:5: steps[0].method: expected 'POST' or 'GET', found 'PUT'"],
+    "negative_timeout.yaml": ["9:5: steps[0].timeout: expected a number above 0, found -5"],
+    "concurrency_zero.yaml": ["10:5: steps[0].concurrency: expected at least 1, found 0"],
+    "retry_attempts_too_many.yaml": [
+        "9:13: steps[0].retry.attempts: expected at most 100, found 101"
+    ],
+    "retry_on_unknown_class.yaml": [
+        "10:21: steps[0].retry.on[1]: expected 'connect', 'throttled', 'unavailable', 'server', "
+        "'timeout' or 'dropped', found 'http_500'"
+    ],
+    "unknown_backoff_key.yaml": [
+        "8:27: defaults.retry.backoff.maximum: unknown key 'maximum'; did you mean 'max'?"
+    ],
+    "expect_status_not_integers.yaml": [
+        "10:21: steps[0].expect.status[1]: expected an integer, found a string"
+    ],
+    "output_unknown_key.yaml": [
+        "10:50: steps[0].outputs.user_id.secrte: unknown key 'secrte'; did you mean 'secret'?"
+    ],
+    "output_not_a_template.yaml": [
+        '9:15: steps[0].outputs.user_id: expected a template, or {value: "{{ ... }}", secret: true}'
+    ],
+    "foreach_unknown_source.yaml": [
+        "9:5: steps[0].foreach: expected a list, a template giving a list, "
+        "or one of {csv: PATH}, {jsonl: PATH}, {json: PATH}"
+    ],
+    "header_integer.yaml": ["9:15: steps[0].headers.X-Count: expected a string, found an integer"],
+    "when_integer.yaml": [
+        "9:5: steps[0].when: expected a string, found an integer",
+        "9:5: steps[0].when: expected true or false, found an integer",
+    ],
+    "get_with_payload.yaml": ["10:5: steps[0].payload: a GET sends no body; use `query` instead"],
+    "unknown_name_in_when.yaml": [
+        "9:5: steps[0].when: unknown name 'enabled' in template "
+        "(available: env, job, run, steps, vars)"
+    ],
+    "response_in_payload.yaml": [
+        "10:7: steps[0].payload.status: unknown name 'response' in template "
+        "(available: env, job, run, steps, vars)"
+    ],
+    "nonexistent_step_reference.yaml": [
+        "9:15: steps[0].payload.a: steps.nope names no step; templates can only use earlier steps"
+    ],
+    "jinja_if_empty.yaml": [
+        "9:15: steps[0].payload.a: template syntax error: "
+        "Expected an expression, got 'end of statement block'"
+    ],
+    "unknown_filter.yaml": [
+        "11:15: steps[1].payload.name: template syntax error: No filter named 'nosuchfilter'."
+    ],
 }
+
+# Files whose EXPECTED lines are what the runner should print but does not (yet).
+EXACT_BUGS: dict[str, str] = {
+    "no_orgs.yaml": "BUG: `orgs: {}` also reports the step as having no org because "
+    "'the job has several orgs', which is false (it has none)",
+    "secret_unknown_key.yaml": "BUG: an unknown key in a secret reference ({envv: X}) gets no "
+    "'did you mean' suggestion and is not located at the key",
+    "unknown_credential_type.yaml": "BUG: an unknown credential `type` is reported at the "
+    "credential's name, not at its `type` key",
+    "unknown_filter.yaml": "BUG: an unknown Jinja filter passes the static checks; the job "
+    "sends earlier steps' requests and fails at render time",
+}
+# Files whose actual output lacks the FILE:LINE:COL: key.path: message shape.
+FORMAT_BUGS: dict[str, str] = {
+    "not_utf8.yaml": "BUG: 'job file is not valid UTF-8' has no key path, e.g. (top level)",
+    "alias_bomb.yaml": "BUG: 'document too large ...' has no key path",
+    "unknown_filter.yaml": EXACT_BUGS["unknown_filter.yaml"],
+}
+
+
+def with_bugs(names: list[str], bugs: dict[str, str]) -> list[object]:
+    """``names`` as pytest params, the known bugs marked as strict xfails."""
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=bugs[name]))
+        if name in bugs
+        else name
+        for name in names
+    ]
+
 
 HEAD = """\
 version: 1
@@ -110,7 +236,7 @@ def job_with_step(tmp_path: Path, step: str, head: str = HEAD) -> Path:
     return write(tmp_path, f"{head}steps:\n  - id: ping\n    flow: {PING}\n{step}")
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", with_bugs(sorted(EXPECTED), EXACT_BUGS))
 def test_invalid_job_exact_messages(name: str) -> None:
     path = INVALID / name
 
@@ -128,15 +254,19 @@ def test_all_problems_are_reported_at_once() -> None:
     assert len(str(JobError(problems)).splitlines()) == 3
 
 
-def test_every_message_has_file_line_col_key_path() -> None:
-    for name in EXPECTED:
-        path = INVALID / name
-        for message in problems_of(path):
-            rest = message.removeprefix(f"{path}:")
-            line, col, key_and_message = rest.split(":", 2)
-            assert line.isdigit(), message
-            assert col.isdigit(), message
-            assert ": " in key_and_message.strip(), message
+def test_there_are_at_least_40_invalid_files() -> None:
+    assert len(EXPECTED) >= 40
+
+
+@pytest.mark.parametrize("name", with_bugs(sorted(EXPECTED), FORMAT_BUGS))
+def test_every_message_has_file_line_col_key_path(name: str) -> None:
+    path = INVALID / name
+    for message in problems_of(path):
+        rest = message.removeprefix(f"{path}:")
+        line, col, key_and_message = rest.split(":", 2)
+        assert line.isdigit(), message
+        assert col.isdigit(), message
+        assert ": " in key_and_message.strip(), message
 
 
 def test_var_override_makes_a_reference_valid(tmp_path: Path) -> None:
@@ -185,45 +315,6 @@ def test_templated_flow_skips_the_literal_url_check(tmp_path: Path) -> None:
     )
 
     assert load_job(path).job.steps[0].flow == "{{ vars.url }}"
-
-
-@pytest.mark.parametrize(
-    ("url", "problem"),
-    [
-        ("https://acme.okta.com/x", None),
-        ("http://127.0.0.1/x", None),
-        ("http://acme.okta.com/x", "expected an https URL, found 'http://acme.okta.com/x'"),
-        ("ftp://acme.okta.com/x", "expected an https URL, found 'ftp://acme.okta.com/x'"),
-        ("https:///nohost", "expected an https URL, found 'https:///nohost'"),
-        ("acme.okta.com/x", "expected an https URL, found 'acme.okta.com/x'"),
-        (
-            "https://user@acme.okta.com/x",
-            "URLs with user info (user@host) are refused: credentials belong in `credentials`",
-        ),
-        (
-            "http://u:p@127.0.0.1/x",
-            "URLs with user info (user@host) are refused: credentials belong in `credentials`",
-        ),
-    ],
-)
-def test_url_problem(url: str, problem: str | None) -> None:
-    assert url_problem(url) == problem
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("localhost", True),
-        ("127.0.0.1", True),
-        ("[::1]", True),
-        ("::1", True),
-        ("10.0.0.1", False),
-        ("localhost.evil.com", False),
-        ("acme.okta.com", False),
-    ],
-)
-def test_is_loopback(host: str, loopback: bool) -> None:
-    assert is_loopback(host) is loopback
 
 
 def test_token_url_is_checked_too(tmp_path: Path) -> None:
