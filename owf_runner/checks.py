@@ -33,6 +33,11 @@ COMMON_NAMES = frozenset({"vars", "env", "steps", "run", "job"})
 FOREACH_NAMES = frozenset({"item", "index"})
 RESPONSE_NAMES = frozenset({"response"})
 CREDENTIAL_HEADERS = {"authorization", "x-api-client-token"}
+_ONLY_IN = {
+    "response": "in `outputs` and `expect.that`, once the flow has answered",
+    "item": "in a step with `foreach` (not in its `when` or `foreach`)",
+    "index": "in a step with `foreach` (not in its `when` or `foreach`)",
+}
 
 
 @dataclass(frozen=True)
@@ -120,8 +125,9 @@ def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[str]
 
 def _step_org_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[str]:
     if step.org is None:
-        message = "no `org`: set it on the step or in `defaults.org` (the job has several orgs)"
-        yield parts.problem(at, message)
+        if parts.org_names:  # with no org at all, `orgs` says so already
+            message = "no `org`: set it on the step or in `defaults.org` (the job has several orgs)"
+            yield parts.problem(at, message)
     elif step.org not in parts.org_names:
         key = (*at, "org") if (*at, "org") in parts.document.marks else ("defaults", "org")
         yield parts.problem(key, unknown(step.org, parts.org_names, "org"))
@@ -222,6 +228,9 @@ def _template_message(scope: TemplateScope, text: str, allowed: frozenset[str]) 
 
 def _reference_problem(scope: TemplateScope, ref: Reference, allowed: frozenset[str]) -> str | None:
     if ref.root not in allowed and ref.root not in ENV.globals:  # range(), dict(), now() ...
+        where = _ONLY_IN.get(ref.root)
+        if where:
+            return f"{ref.root!r} is only available {where}"
         return f"unknown name {ref.root!r} in template (available: {', '.join(sorted(allowed))})"
     if ref.root == "steps" and ref.name is not None and ref.name not in scope.earlier:
         return _step_reference_problem(scope, ref.name)

@@ -23,6 +23,7 @@ from owf_runner.auth import (
 from owf_runner.errors import JobError
 from owf_runner.loader import LoadedJob
 from owf_runner.model import ClientTokenCredential, PrivateKeyJwtCredential
+from owf_runner.problems import in_file_order
 from owf_runner.secrets import PrivateKey, SecretError, load_private_key, resolve_secret
 
 
@@ -49,7 +50,7 @@ def resolve_credentials(loaded: LoadedJob, fallback: Fallback | None = None) -> 
                 problems.append(_problem(loaded, name, str(exc)))
             resolved[name] = stand_in
     if problems:
-        raise JobError(problems)
+        raise JobError(in_file_order(problems))
     return resolved
 
 

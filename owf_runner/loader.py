@@ -6,7 +6,6 @@ reported at once, and a job with any problem sends nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from owf_runner.checks import JobParts, static_problems
 from owf_runner.errors import JobError
 from owf_runner.model import Credential, Defaults, Job, Org, Record, Step
-from owf_runner.problems import validation_problems
+from owf_runner.problems import in_file_order, validation_problems
 from owf_runner.yamlfile import KeyPath, YamlDocument, load_yaml
 
 RecordT = TypeVar("RecordT", bound=Record)
@@ -49,24 +48,14 @@ def load_job(path: Path, var_overrides: Mapping[str, Any] | None = None) -> Load
     except ValidationError as exc:
         parts = _parts_of_invalid(document, var_overrides)
         raise JobError(
-            _sorted([*validation_problems(exc, document), *static_problems(parts)])
+            in_file_order([*validation_problems(exc, document), *static_problems(parts)])
         ) from None
     merged = _merge_defaults(job)
     variables = {**job.vars, **(var_overrides or {})}
     problems = list(static_problems(_parts_of(merged, document, variables)))
     if problems:
-        raise JobError(_sorted(problems))
+        raise JobError(in_file_order(problems))
     return LoadedJob(path=path, job=merged, document=document, vars=variables)
-
-
-def _sorted(problems: list[str]) -> list[str]:
-    """In file order: by line, then column."""
-
-    def position(problem: str) -> tuple[int, int]:
-        match = re.search(r":(\d+):(\d+): ", problem)
-        return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-    return sorted(dict.fromkeys(problems), key=position)
 
 
 def _check_version(document: YamlDocument) -> str | None:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Discriminator, Field, Strict, Tag
 
 DEFAULT_SCOPE = "okta.workflows.invoke.manage"
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -20,6 +20,12 @@ Algorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
 FailureClass = Literal["connect", "throttled", "unavailable", "server", "timeout", "dropped"]
 DEFAULT_RETRY_ON: tuple[FailureClass, ...] = ("connect", "throttled", "unavailable")
 IDEMPOTENT_RETRY_ON: tuple[FailureClass, ...] = ("server", "timeout", "dropped")
+
+
+# YAML already typed every value: `yes`, "5" and 1 are not booleans or numbers in disguise.
+Bool = Annotated[bool, Strict()]
+Int = Annotated[int, Strict()]
+Seconds = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class Record(BaseModel):
@@ -111,14 +117,14 @@ class Org(Record):
 
 
 class Backoff(Record):
-    initial: Annotated[float, Field(gt=0)] = 1.0
-    max: Annotated[float, Field(gt=0)] = 30.0
+    initial: Annotated[Seconds, Field(gt=0)] = 1.0
+    max: Annotated[Seconds, Field(gt=0)] = 30.0
 
 
 class Retry(Record):
-    attempts: Annotated[int, Field(ge=1, le=100)] = 4
+    attempts: Annotated[Int, Field(ge=1, le=100)] = 4
     backoff: Backoff = Backoff()
-    max_wait: Annotated[float, Field(ge=0)] = 300.0
+    max_wait: Annotated[Seconds, Field(ge=0)] = 300.0
     on: tuple[FailureClass, ...] | None = Field(
         None,
         description="Default: connect, throttled, unavailable (+ server, timeout, dropped "
@@ -135,7 +141,7 @@ class Retry(Record):
 
 class Defaults(Record):
     org: str | None = None
-    timeout: Annotated[float, Field(gt=0)] = 65.0
+    timeout: Annotated[Seconds, Field(gt=0)] = 65.0
     retry: Retry = Retry()
     rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] = "10/s"
 
@@ -174,13 +180,13 @@ ForeachSource = Annotated[
 
 
 class Expect(Record):
-    status: tuple[int, ...] | None = Field(None, description="Default: any 2xx")
+    status: tuple[Int, ...] | None = Field(None, description="Default: any 2xx")
     that: tuple[str, ...] = ()
 
 
 class SecretOutput(Record):
     value: str
-    secret: bool = False
+    secret: Bool = False
 
 
 Output = Annotated[
@@ -204,16 +210,16 @@ class Step(Record):
     query: dict[str, Any] = {}
     headers: dict[str, str] = {}
     payload: Any = None
-    when: str | bool | None = None
+    when: str | Bool | None = None
     foreach: ForeachSource | None = None
-    concurrency: Annotated[int, Field(ge=1, le=100)] = 1
-    fail_fast: bool = False
+    concurrency: Annotated[Int, Field(ge=1, le=100)] = 1
+    fail_fast: Bool = False
     expect: Expect = Expect()
     outputs: dict[str, Output] = {}
-    continue_on_error: bool = False
-    idempotent: bool = False
+    continue_on_error: Bool = False
+    idempotent: Bool = False
     retry: Retry | None = None
-    timeout: Annotated[float, Field(gt=0)] | None = None
+    timeout: Annotated[Seconds, Field(gt=0)] | None = None
     rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,18 +11,47 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from owf_runner.model import job_schema
-from owf_runner.yamlfile import KeyPath, YamlDocument, format_key_path
+from owf_runner.yamlfile import TOP, KeyPath, YamlDocument, format_key_path
 
 
 def validation_problems(exc: ValidationError, document: YamlDocument) -> Iterator[str]:
-    seen: set[str] = set()
+    by_path: dict[KeyPath, list[str]] = {}
     for error in exc.errors(include_url=False):
-        path = _data_path(error["loc"], document.data, error["type"] in _KEY_ERRORS)
-        message = _describe(error, path, document.data)
-        line = f"{document.where(path)}: {format_key_path(path) or '(top level)'}: {message}"
-        if line not in seen:
-            seen.add(line)
-            yield line
+        path, message = _located(error, document.data)
+        messages = by_path.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+    for path, messages in by_path.items():
+        for message in _merge_type_errors(messages):
+            yield f"{document.where(path)}: {format_key_path(path) or TOP}: {message}"
+
+
+def _located(error: ErrorDetails, data: Any) -> tuple[KeyPath, str]:
+    path = _data_path(error["loc"], data, error["type"] in _KEY_ERRORS)
+    value = error.get("input")
+    if error["type"] == "union_tag_invalid" and isinstance(value, dict) and "type" in value:
+        path = (*path, "type")  # point at the wrong type, not at the credential
+    stray = _stray_secret_key(error, value)
+    if stray is not None:
+        return (*path, stray), _unknown_key((*path, stray), data)
+    return path, _describe(error, path, data)
+
+
+def _stray_secret_key(error: ErrorDetails, value: Any) -> str | None:
+    """The one unknown key of a secret reference like ``{envv: X}``, to point at."""
+    if error["type"] != "secret_reference" or not isinstance(value, dict) or len(value) != 1:
+        return None
+    key = next(iter(value))
+    return None if key in {"env", "file", "command"} else str(key)
+
+
+def _merge_type_errors(messages: list[str]) -> list[str]:
+    """`when: 5` fails both union members; say "expected a string or true or false" once."""
+    wanted = [m.removeprefix("expected ").split(", found ")[0] for m in messages]
+    found = {m.split(", found ", 1)[-1] for m in messages}
+    if len(messages) < 2 or len(found) != 1 or not all(m.startswith("expected ") for m in messages):
+        return messages
+    return [f"expected {' or '.join(wanted)}, found {found.pop()}"]
 
 
 def _data_path(loc: tuple[str | int, ...], data: Any, about_a_key: bool) -> KeyPath:
@@ -93,6 +123,7 @@ _SPECIAL: dict[str, Callable[[Any, dict[str, Any], KeyPath], str]] = {
     "secret_reference": _secret_reference,
     "string_pattern_mismatch": _pattern,
     "too_short": lambda v, ctx, p: "needs at least one entry",
+    "string_too_short": lambda v, ctx, p: "must not be empty",
     "literal_error": lambda v, ctx, p: f"expected {ctx['expected']}, found {v!r}",
     "union_tag_not_found": lambda v, ctx, p: (
         "`type` is required: private_key_jwt, client_token or none"
@@ -169,3 +200,13 @@ def _children(node: dict[str, Any], part: str | int, defs: dict[str, Any]) -> li
 
 def _properties(node: dict[str, Any], defs: dict[str, Any]) -> set[str]:
     return {name for leaf in _expand(node, defs) for name in leaf.get("properties", {})}
+
+
+def in_file_order(problems: list[str]) -> list[str]:
+    """Problem lines sorted by line, then column; duplicates dropped."""
+
+    def position(problem: str) -> tuple[int, int]:
+        match = re.search(r":(\d+):(\d+): ", problem)
+        return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+    return sorted(dict.fromkeys(problems), key=position)

@@ -179,5 +179,6 @@ def _load_jwk(text: str) -> PrivateKey:
     try:
         key = key_class.import_key(jwk)
     except (ValueError, KeyError, TypeError, JoseError) as exc:
-        raise SecretError(f"invalid JWK: {type(exc).__name__}: {exc}") from None
+        detail = str(exc) or "missing or malformed key parameters"
+        raise SecretError(f"invalid JWK: {type(exc).__name__}: {detail}") from None
     return PrivateKey(key, kid=jwk.get("kid"))

@@ -87,8 +87,9 @@ def is_template(text: str) -> bool:
 
 
 def check_syntax(text: str) -> None:
+    """Parse and compile: compiling also finds unknown filters and tests."""
     try:
-        ENV.parse(text)
+        _compiled(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from None
     except RecursionError:
@@ -199,6 +200,8 @@ def _walk(node: nodes.Node, guarded: frozenset[Reference]) -> Iterator[Reference
         yield from _walk_guard(node, guarded)
     elif isinstance(node, nodes.If | nodes.CondExpr):
         yield from _walk_conditional(node, guarded)
+    elif isinstance(node, nodes.For):
+        yield from _walk_loop(node, guarded)
     elif isinstance(node, nodes.Getattr | nodes.Getitem) and isinstance(node.node, nodes.Name):
         ref = _reference(node)
         yield Reference(ref.root, ref.name, ref in guarded)
@@ -240,6 +243,21 @@ def _walk_conditional(
             yield from _walk(other, guarded)
 
 
+def _walk_loop(node: nodes.For, guarded: frozenset[Reference]) -> Iterator[Reference]:
+    # The loop's own names (and `loop`) exist in its body only, not after the loop.
+    yield from _walk(node.iter, guarded)
+    own = _names(node.target) | {"loop"}
+    for child in [*node.body, *([node.test] if node.test else [])]:
+        yield from (ref for ref in _walk(child, guarded) if ref.root not in own)
+    for child in node.else_:
+        yield from _walk(child, guarded)
+
+
+def _names(target: nodes.Node) -> set[str]:
+    found = [target] if isinstance(target, nodes.Name) else list(target.find_all(nodes.Name))
+    return {name.name for name in found if isinstance(name, nodes.Name)}
+
+
 def _chain_roots(top: nodes.Node | None) -> frozenset[Reference]:
     """The ``root.name`` at the bottom of an attribute chain like ``vars.a.b``."""
     node: nodes.Node | None = top
@@ -266,9 +284,14 @@ def _attribute(node: nodes.Getattr | nodes.Getitem) -> str | None:
 
 
 def locally_bound(text: str) -> set[str]:
-    """Names a template assigns itself ({% set %}, loop variables)."""
+    """Names a template assigns itself with {% set %}, {% with %} or macro parameters.
+
+    Loop variables are not here: ``references`` already scopes them to their loop.
+    """
     if not is_template(text):
         return set()
     match = _LONE_EXPRESSION.match(text)
     tree = ENV.parse("{{ " + match.group("expr") + " }}" if match else text)
-    return {n.name for n in tree.find_all(nodes.Name) if n.ctx in {"store", "param"}}
+    loop_names = {name for loop in tree.find_all(nodes.For) for name in _names(loop.target)}
+    stored = {n.name for n in tree.find_all(nodes.Name) if n.ctx in {"store", "param"}}
+    return stored - loop_names

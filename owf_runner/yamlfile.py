@@ -7,6 +7,7 @@ duplicate keys are caught, and alias expansion is bounded.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import yaml
 
 from owf_runner.errors import JobError
 
+TOP = "(top level)"  # the key path of a problem with the whole file
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 64
@@ -94,12 +96,13 @@ def _read_text(path: Path) -> str:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise JobError([f"{path}:1:1: file is {size} bytes; job files are limited to 5 MiB"])
+            message = f"file is {size} bytes; job files are limited to 5 MiB"
+            raise JobError([f"{path}:1:1: {TOP}: {message}"])
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise JobError([f"{path}: cannot read job file: {exc.strerror}"]) from None
     except UnicodeDecodeError:
-        raise JobError([f"{path}:1:1: job file is not valid UTF-8"]) from None
+        raise JobError([f"{path}:1:1: {TOP}: job file is not valid UTF-8"]) from None
 
 
 def _check_depth(path: Path, text: str) -> None:
@@ -111,7 +114,7 @@ def _check_depth(path: Path, text: str) -> None:
             if depth > MAX_DEPTH:
                 mark = event.start_mark
                 where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-                raise JobError([f"{where}: nested more than {MAX_DEPTH} levels deep"])
+                raise JobError([f"{where}: {TOP}: nested more than {MAX_DEPTH} levels deep"])
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -119,7 +122,7 @@ def _check_depth(path: Path, text: str) -> None:
 def _syntax_message(path: Path, exc: yaml.MarkedYAMLError) -> str:
     mark = exc.problem_mark
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-    return f"{where}: invalid YAML: {exc.problem}"
+    return f"{where}: {TOP}: invalid YAML: {exc.problem}"
 
 
 class _Builder:
@@ -134,7 +137,7 @@ class _Builder:
         self._count(node, key_path)
         self.doc.marks.setdefault(key_path, _mark(node))
         if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
-            self._problem(node, key_path, f"unsupported YAML tag {node.tag!r}")
+            self._problem(node, key_path, f"unsupported YAML tag {_shown(node.tag)}")
             return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, key_path)
@@ -143,11 +146,17 @@ class _Builder:
         return self._scalar(node, key_path)
 
     def _count(self, node: yaml.Node, key_path: KeyPath) -> None:
-        # Aliases make a small file expand into a huge tree ("billion laughs").
+        # Aliases make a small file expand into a huge or endless tree ("billion laughs").
         self.nodes_seen += 1
-        if self.nodes_seen > MAX_NODES or len(key_path) > MAX_DEPTH:
-            where = f"{self.doc.path}:{_mark(node).line}:{_mark(node).col}"
-            raise JobError([f"{where}: document too large or too deeply nested (aliases?)"])
+        if len(key_path) > MAX_DEPTH:
+            message = f"nested more than {MAX_DEPTH} levels deep (through aliases)"
+        elif self.nodes_seen > MAX_NODES:
+            message = f"more than {MAX_NODES} values once aliases are expanded (an alias bomb?)"
+        else:
+            return
+        where = f"{self.doc.path}:{_mark(node).line}:{_mark(node).col}"
+        dotted = format_key_path(key_path[:1]) or TOP  # the full path may be 100s deep
+        raise JobError([f"{where}: {dotted}: {message}"])
 
     def _mapping(self, node: yaml.MappingNode, key_path: KeyPath) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -171,7 +180,7 @@ class _Builder:
         tag = node.tag.rsplit(":", 1)[-1]
         converter = _CONVERTERS.get(tag)
         if converter is None:
-            self._problem(node, key_path, f"unsupported YAML tag {node.tag!r}")
+            self._problem(node, key_path, f"unsupported YAML tag {_shown(node.tag)}")
             return None
         try:
             return converter(value)
@@ -182,8 +191,13 @@ class _Builder:
 
     def _problem(self, node: yaml.Node, key_path: KeyPath, message: str) -> None:
         mark = _mark(node)
-        dotted = format_key_path(key_path) or "(top level)"
+        dotted = format_key_path(key_path) or TOP
         self.problems.append(f"{self.doc.path}:{mark.line}:{mark.col}: {dotted}: {message}")
+
+
+def _shown(tag: str) -> str:
+    """A tag as the user wrote it: ``!!python/object``, not ``tag:yaml.org,2002:python/object``."""
+    return tag.replace("tag:yaml.org,2002:", "!!")
 
 
 def _mark(node: yaml.Node) -> Mark:
@@ -230,6 +244,14 @@ def format_key_path(key_path: KeyPath) -> str:
     return "".join(_key_parts(key_path)).lstrip(".")
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _key_parts(key_path: KeyPath) -> Iterator[str]:
     for part in key_path:
-        yield f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            yield f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            yield f".{part}"
+        else:  # quoted, so a key with a newline or an escape code stays on one harmless line
+            yield f"[{json.dumps(part)}]"

@@ -164,12 +164,6 @@ def test_unguarded_or_forward_references_are_refused(
     assert problems_of(path) == [f"{path}:{AT}: {message}"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a loop variable used after its loop is treated as locally bound; the "
-    "static check accepts it and the step fails at render time ('i' is undefined), "
-    "after earlier steps were sent",
-)
 def test_loop_variable_used_outside_its_loop_is_refused(tmp_path: Path) -> None:
     path = job_file(tmp_path, "{% for i in range(3) %}{% endfor %}{{ i }}")
 

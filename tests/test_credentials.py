@@ -306,11 +306,6 @@ def test_every_credential_problem_is_reported_at_once(
     assert (result.code, result.out, emulator.calls) == (3, "", [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: credential problems come in alphabetical order of credential name, "
-    "not in file order like every other problem",
-)
 def test_credential_problems_are_in_file_order(
     tmp_path: Path, emulator: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

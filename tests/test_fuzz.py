@@ -183,11 +183,6 @@ def test_mutated_jobs_are_accepted_or_refused_never_a_crash(
         assert PROBLEM_LINE.match(line), line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: key paths print mapping keys raw: a key holding a newline splits one "
-    "problem over two lines, and one holding ESC sends terminal escape codes",
-)
 def test_control_characters_in_keys_do_not_break_problem_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

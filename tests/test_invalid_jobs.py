@@ -13,12 +13,10 @@ import pytest
 
 from owf_runner.emulator import Emulator
 from tests.conftest import Cli
-from tests.test_loader import EXACT_BUGS, EXPECTED, INVALID, with_bugs
+from tests.test_loader import EXPECTED, INVALID
 
 RunCli = Callable[..., Cli]
 NAMES = sorted(EXPECTED)
-# Files the runner wrongly accepts: it runs them, so they do reach the emulator.
-ACCEPTED_BY_A_BUG = {"unknown_filter.yaml": EXACT_BUGS["unknown_filter.yaml"]}
 
 
 def expected_lines(name: str) -> list[str]:
@@ -30,7 +28,7 @@ def test_every_invalid_file_is_covered() -> None:
     assert len(NAMES) >= 40
 
 
-@pytest.mark.parametrize("name", with_bugs(NAMES, ACCEPTED_BY_A_BUG))
+@pytest.mark.parametrize("name", NAMES)
 def test_invalid_job_exits_3_and_sends_nothing(
     name: str, emulator: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -50,7 +48,7 @@ def test_invalid_job_exits_3_and_sends_nothing(
     assert all(line.startswith(f"{path}:") for line in lines), result.err
 
 
-@pytest.mark.parametrize("name", with_bugs(NAMES, EXACT_BUGS))
+@pytest.mark.parametrize("name", NAMES)
 def test_invalid_job_prints_exactly_the_expected_problems(
     name: str, emulator: Emulator, cli: RunCli
 ) -> None:
@@ -69,12 +67,7 @@ def test_validate_reports_every_file_at_once(cli: RunCli) -> None:
     assert result.code == 3
     printed = result.err.splitlines()
     for name in NAMES:
-        if name in ACCEPTED_BY_A_BUG:
-            continue
-        if name in EXACT_BUGS:  # reported, though not in the words it should be
-            assert any(line.startswith(f"{INVALID / name}:") for line in printed), name
-            continue
         for line in expected_lines(name):
             assert line in printed
     reported = {line.split(":", 1)[0] for line in printed}
-    assert reported == {p for p in paths if not p.endswith(tuple(ACCEPTED_BY_A_BUG))}
+    assert reported == set(paths)

@@ -242,7 +242,7 @@ def test_references_include_function_names() -> None:
 def test_locally_bound_names() -> None:
     text = "{% set q = 1 %}{% for i, j in vars.pairs %}{{ i }}{{ j }}{% endfor %}{{ vars.a }}"
 
-    assert locally_bound(text) == {"q", "i", "j"}
+    assert locally_bound(text) == {"q"}  # loop variables are scoped by references()
     assert locally_bound("{{ vars.a }}") == set()
     assert locally_bound("plain") == set()
 

@@ -105,16 +105,16 @@ def test_duplicate_keys_name_position_and_key_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "tag"),
     [
-        ("a: !!python/object:os.system x\n", "tag:yaml.org,2002:python/object:os.system"),
-        ("a: !!python/name:os.system ''\n", "tag:yaml.org,2002:python/name:os.system"),
-        ("a: !!binary aGVsbG8=\n", "tag:yaml.org,2002:binary"),
+        ("a: !!python/object:os.system x\n", "!!python/object:os.system"),
+        ("a: !!python/name:os.system ''\n", "!!python/name:os.system"),
+        ("a: !!binary aGVsbG8=\n", "!!binary"),
         ("a: !custom x\n", "!custom"),
     ],
 )
 def test_unsupported_tags_are_refused(tmp_path: Path, text: str, tag: str) -> None:
     path = write(tmp_path, text)
 
-    assert problems(path) == [f"{path}:1:4: a: unsupported YAML tag {tag!r}"]
+    assert problems(path) == [f"{path}:1:4: a: unsupported YAML tag {tag}"]
 
 
 def test_python_object_tag_on_a_mapping_is_refused(tmp_path: Path) -> None:
@@ -127,9 +127,7 @@ def test_python_object_tag_on_a_mapping_is_refused(tmp_path: Path) -> None:
 def test_tag_on_a_sequence_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "a: !!python/tuple [1, 2]\n")
 
-    assert problems(path) == [
-        f"{path}:1:4: a: unsupported YAML tag 'tag:yaml.org,2002:python/tuple'"
-    ]
+    assert problems(path) == [f"{path}:1:4: a: unsupported YAML tag !!python/tuple"]
 
 
 def test_complex_keys_are_refused(tmp_path: Path) -> None:
@@ -150,27 +148,26 @@ def test_billion_laughs_fails_fast(tmp_path: Path) -> None:
 
     [message] = problems(path)
     assert message.startswith(f"{path}:")
-    assert message.endswith("document too large or too deeply nested (aliases?)")
+    assert message.endswith(": more than 100000 values once aliases are expanded (an alias bomb?)")
 
 
 def test_recursive_alias_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "a: &a [*a]\n")
 
-    [message] = problems(path)
-    assert "too deeply nested" in message
+    assert problems(path) == [f"{path}:1:4: a: nested more than 64 levels deep (through aliases)"]
 
 
 def test_deep_nesting_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "a: " + "[" * 80 + "]" * 80 + "\n")
 
-    assert problems(path) == [f"{path}:1:67: nested more than 64 levels deep"]
+    assert problems(path) == [f"{path}:1:67: (top level): nested more than 64 levels deep"]
 
 
 def test_very_deep_nesting_is_refused_without_recursion(tmp_path: Path) -> None:
     # Deep enough that a recursive composer would hit Python's recursion limit.
     path = write(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n")
 
-    assert problems(path) == [f"{path}:1:67: nested more than 64 levels deep"]
+    assert problems(path) == [f"{path}:1:67: (top level): nested more than 64 levels deep"]
 
 
 def test_files_over_5_mib_are_refused(tmp_path: Path) -> None:
@@ -179,7 +176,8 @@ def test_files_over_5_mib_are_refused(tmp_path: Path) -> None:
         handle.truncate(MAX_FILE_BYTES + 1)  # sparse: no 5 MiB written
 
     assert problems(path) == [
-        f"{path}:1:1: file is {MAX_FILE_BYTES + 1} bytes; job files are limited to 5 MiB"
+        f"{path}:1:1: (top level): file is {MAX_FILE_BYTES + 1} bytes; "
+        "job files are limited to 5 MiB"
     ]
 
 
@@ -191,14 +189,16 @@ def test_size_limit_boundary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     over.write_bytes(b"a: 1234567\n")
 
     assert load_yaml(at_limit).data == {"a": 123456}
-    assert problems(over) == [f"{over}:1:1: file is 11 bytes; job files are limited to 5 MiB"]
+    assert problems(over) == [
+        f"{over}:1:1: (top level): file is 11 bytes; job files are limited to 5 MiB"
+    ]
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "a: 1\nb: [1, 2\nc: 3\n")
 
     [message] = problems(path)
-    assert message.startswith(f"{path}:3:2: invalid YAML: ")
+    assert message.startswith(f"{path}:3:2: (top level): invalid YAML: ")
     assert "expected ',' or ']'" in message
 
 
@@ -206,14 +206,14 @@ def test_tab_indentation_is_invalid_yaml_with_line(tmp_path: Path) -> None:
     path = write(tmp_path, "a:\n\tb: 1\n")
 
     [message] = problems(path)
-    assert message.startswith(f"{path}:2:1: invalid YAML: ")
+    assert message.startswith(f"{path}:2:1: (top level): invalid YAML: ")
 
 
 def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"a: caf\xe9\n")
 
-    assert problems(path) == [f"{path}:1:1: job file is not valid UTF-8"]
+    assert problems(path) == [f"{path}:1:1: (top level): job file is not valid UTF-8"]
 
 
 def test_missing_file(tmp_path: Path) -> None:
