@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,3 +89,27 @@ def jwt_segments(assertion: str) -> tuple[dict[str, object], dict[str, object]]:
 
     header, claims, _ = assertion.split(".")
     return decode(header), decode(claims)
+
+
+def encodings(secret: str) -> list[str]:
+    """The secret and its long lines, raw, base64, URL-encoded and JSON-escaped."""
+    pieces = [secret, *(line for line in secret.splitlines() if len(line) >= 16)]
+    forms: list[str] = []
+    for piece in pieces:
+        raw = piece.encode()
+        forms += [
+            piece,
+            urllib.parse.quote(piece, safe=""),
+            urllib.parse.quote_plus(piece),
+            json.dumps(piece)[1:-1],
+            base64.b64encode(raw).decode().rstrip("="),
+            base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        ]
+    return forms
+
+
+def assert_not_leaked(result: Cli, *secrets: str) -> None:
+    printed = result.out + result.err
+    for secret in secrets:
+        for form in encodings(secret):
+            assert form not in printed

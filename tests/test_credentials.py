@@ -7,7 +7,6 @@ output, in any common encoding.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import urllib.parse
@@ -20,7 +19,7 @@ from joserfc.jwk import ECKey, RSAKey
 import owf_runner.secrets
 from owf_runner.emulator import Emulator, FlowStub
 from owf_runner.secrets import MASK
-from tests.conftest import Cli, ec_key, jwt_segments, pem, rsa_key, write_key
+from tests.conftest import Cli, assert_not_leaked, ec_key, jwt_segments, pem, rsa_key, write_key
 
 RunCli = Callable[..., Cli]
 CANARY = "canary-secret-value-93f1"
@@ -70,30 +69,6 @@ def token_job(tmp_path: Path, ref: str) -> Path:
     path = tmp_path / "job.yaml"
     path.write_text(TOKEN_JOB.format(ref=ref), encoding="utf-8")
     return path
-
-
-def encodings(secret: str) -> list[str]:
-    """The secret and its long lines, raw, base64, URL-encoded and JSON-escaped."""
-    pieces = [secret, *(line for line in secret.splitlines() if len(line) >= 16)]
-    forms: list[str] = []
-    for piece in pieces:
-        raw = piece.encode()
-        forms += [
-            piece,
-            urllib.parse.quote(piece, safe=""),
-            urllib.parse.quote_plus(piece),
-            json.dumps(piece)[1:-1],
-            base64.b64encode(raw).decode().rstrip("="),
-            base64.urlsafe_b64encode(raw).decode().rstrip("="),
-        ]
-    return forms
-
-
-def assert_not_leaked(result: Cli, *secrets: str) -> None:
-    printed = result.out + result.err
-    for secret in secrets:
-        for form in encodings(secret):
-            assert form not in printed
 
 
 def assert_refused(result: Cli, emulator: Emulator, line: str) -> None:
