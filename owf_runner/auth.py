@@ -23,7 +23,8 @@ from tenacity.wait import wait_base
 
 from owf_runner.errors import AuthError
 from owf_runner.model import Algorithm
-from owf_runner.secrets import REDACTOR, SigningKey
+from owf_runner.redaction import REDACTOR
+from owf_runner.secrets import SigningKey
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300

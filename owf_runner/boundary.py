@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from owf_runner.errors import ExitCode, JobError, OwfError
-from owf_runner.secrets import REDACTOR
+from owf_runner.redaction import REDACTOR
 
 _QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "authlib")
 

@@ -11,8 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from owf_runner import __version__, boundary
-from owf_runner.model import job_schema
-from owf_runner.report import ConsoleReporter
 
 COMMANDS = {"run", "validate", "plan", "schema", "emulate"}
 
@@ -57,6 +55,7 @@ def run(
 ) -> None:
     """Run JOB (also: `owf-run JOB`)."""
     from owf_runner import commands
+    from owf_runner.report import ConsoleReporter
 
     boundary.configure_logging(verbose)
     reporter = ConsoleReporter(quiet=quiet, verbose=verbose)
@@ -86,6 +85,8 @@ def plan(job: JobArg, var: VarOpt = [], vars_file: VarsFileOpt = None) -> None: 
 @app.command()
 def schema() -> None:
     """Print the job-file JSON Schema (schemas/job.schema.json)."""
+    from owf_runner.model import job_schema
+
     typer.echo(json.dumps(job_schema(), indent=2))
 
 

@@ -23,7 +23,7 @@ from owf_runner.emulator._stubs import load_stub_file
 from owf_runner.errors import JobError
 from owf_runner.loader import LoadedJob
 from owf_runner.model import ClientTokenCredential, PrivateKeyJwtCredential
-from owf_runner.secrets import REDACTOR
+from owf_runner.redaction import REDACTOR
 
 _CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 

@@ -21,7 +21,7 @@ from owf_runner.model import (
     Retry,
     Step,
 )
-from owf_runner.secrets import REDACTOR
+from owf_runner.redaction import REDACTOR
 from owf_runner.templating import TemplateError, render_value, truthy
 
 MAX_ITEMS_SHOWN = 10

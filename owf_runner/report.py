@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from owf_runner.model import Step
+from owf_runner.redaction import REDACTOR
 from owf_runner.retry import Failure
 from owf_runner.runner import FAILED, ItemResult, RunResult, StepResult
-from owf_runner.secrets import REDACTOR
 
 
 @dataclass

@@ -38,8 +38,8 @@ from owf_runner.model import (
     Step,
     rate_per_second,
 )
+from owf_runner.redaction import REDACTOR
 from owf_runner.retry import Failure, Pacer, RetryHook, requested_wait, retrying
-from owf_runner.secrets import REDACTOR
 from owf_runner.sources import SourceError, file_items, source_key, source_path
 from owf_runner.templating import TemplateError, render_value, truthy
 from owf_runner.yamlfile import KeyPath, format_key_path

@@ -6,14 +6,11 @@ resolved, before anything could print it.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
 import stat
 import subprocess
-import threading
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +20,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from owf_runner.model import Algorithm, CommandSecret, EnvSecret, FileSecret, SecretRef
+from owf_runner.redaction import REDACTOR
 
 COMMAND_TIMEOUT = 30.0
-MASK = "********"
 log = logging.getLogger(__name__)
 SigningKey = RSAKey | ECKey
 _EC_ALGORITHMS: dict[str, Algorithm] = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -33,46 +30,6 @@ _EC_ALGORITHMS: dict[str, Algorithm] = {"P-256": "ES256", "P-384": "ES384", "P-5
 
 class SecretError(Exception):
     """A reference could not be resolved; the message never contains the value."""
-
-
-class Redactor:
-    """Masks every registered secret, and its common encodings, in text."""
-
-    def __init__(self) -> None:
-        self._needles: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, secret: str) -> None:
-        secret = secret.strip()
-        if len(secret) < 6:  # masking "abc" everywhere would mangle output, not protect
-            return
-        with self._lock:
-            self._needles.update(_encodings(secret))
-
-    def redact(self, text: str) -> str:
-        with self._lock:
-            needles = sorted(self._needles, key=len, reverse=True)
-        for needle in needles:
-            text = text.replace(needle, MASK)
-        return text
-
-
-def _encodings(secret: str) -> set[str]:
-    raw = secret.encode()
-    forms = {
-        secret,
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret),
-        json.dumps(secret)[1:-1],
-        base64.b64encode(raw).decode().rstrip("="),
-        base64.urlsafe_b64encode(raw).decode().rstrip("="),
-    }
-    # A multi-line secret (a PEM key) also leaks line by line.
-    forms.update(line for line in secret.splitlines() if len(line) >= 16)
-    return {form for form in forms if form}
-
-
-REDACTOR = Redactor()
 
 
 def resolve_secret(ref: SecretRef, base_dir: Path) -> str:

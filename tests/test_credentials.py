@@ -18,7 +18,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 import owf_runner.secrets
 from owf_runner.emulator import Emulator, FlowStub
-from owf_runner.secrets import MASK
+from owf_runner.redaction import MASK
 from tests.conftest import Cli, assert_not_leaked, ec_key, jwt_segments, pem, rsa_key, write_key
 
 RunCli = Callable[..., Cli]

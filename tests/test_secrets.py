@@ -15,10 +15,9 @@ from joserfc.jwk import ECKey, RSAKey
 
 import owf_runner.secrets
 from owf_runner.model import CommandSecret, EnvSecret, FileSecret
+from owf_runner.redaction import MASK, Redactor
 from owf_runner.secrets import (
-    MASK,
     PrivateKey,
-    Redactor,
     SecretError,
     load_private_key,
     resolve_secret,
