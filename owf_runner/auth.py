@@ -203,10 +203,3 @@ class ClientTokenAuth(httpx2.Auth):
     ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         request.headers["x-api-client-token"] = self._token
         yield request
-
-
-class NoAuth(httpx2.Auth):
-    async def async_auth_flow(
-        self, request: httpx2.Request
-    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        yield request

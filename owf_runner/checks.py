@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from owf_runner.model import Credential, Org, Step
+from owf_runner.model import Org, Step
 from owf_runner.templating import (
     ENV,
     Reference,
@@ -45,7 +45,6 @@ class JobParts:
     document: YamlDocument
     vars: Mapping[str, Any]
     orgs: Mapping[str, Org]
-    credentials: Mapping[str, Credential]
     steps: tuple[tuple[int, Step], ...]  # (index in the file, step with defaults merged)
     step_ids: tuple[str, ...]  # every step's id as written, valid or not
     org_names: frozenset[str]  # as written, valid or not

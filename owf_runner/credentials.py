@@ -16,7 +16,6 @@ from owf_runner.auth import (
     BearerAuth,
     ClientAssertion,
     ClientTokenAuth,
-    NoAuth,
     TokenKey,
     TokenSource,
 )
@@ -113,5 +112,5 @@ def build_auths(
         elif isinstance(value, ClientToken):
             auths[org_name] = ClientTokenAuth(value.token)
         else:
-            auths[org_name] = NoAuth()
+            auths[org_name] = httpx2.Auth()  # the base flow sends the request as is
     return auths

@@ -18,8 +18,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from owf_runner.auth import ClientAssertion
 from owf_runner.credentials import ClientToken, Resolved
-from owf_runner.emulator import Emulator, FlowStub
-from owf_runner.emulator._stubs import load_stub_file
+from owf_runner.emulator import Emulator, FlowStub, load_stub_file
 from owf_runner.errors import JobError
 from owf_runner.loader import LoadedJob
 from owf_runner.model import ClientTokenCredential, PrivateKeyJwtCredential

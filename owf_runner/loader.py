@@ -11,16 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from owf_runner.checks import JobParts, static_problems
 from owf_runner.errors import JobError
-from owf_runner.model import Credential, Defaults, Job, Org, Record, Step
+from owf_runner.model import Defaults, Job, Org, Record, Step
 from owf_runner.problems import in_file_order, validation_problems
 from owf_runner.yamlfile import KeyPath, YamlDocument, load_yaml
 
 RecordT = TypeVar("RecordT", bound=Record)
-_CREDENTIAL = TypeAdapter[Credential](Credential)
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,6 @@ def _parts_of(job: Job, document: YamlDocument, variables: Mapping[str, Any]) ->
         document=document,
         vars=variables,
         orgs=job.orgs,
-        credentials=job.credentials,
         steps=tuple(enumerate(job.steps)),
         step_ids=tuple(step.id for step in job.steps),
         org_names=frozenset(job.orgs),
@@ -136,7 +134,6 @@ def _parts_of_invalid(document: YamlDocument, overrides: Mapping[str, Any] | Non
         document=document,
         vars={**_mapping(data.get("vars")), **(overrides or {})},
         orgs=orgs,
-        credentials=_valid(raw_credentials, _CREDENTIAL.validate_python),
         steps=tuple((i, _with_defaults(defaults, raw_orgs, s)) for i, s in steps.items()),
         step_ids=tuple(str(s.get("id")) if isinstance(s, dict) else "" for s in raw_steps),
         org_names=frozenset(raw_orgs),

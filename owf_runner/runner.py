@@ -243,8 +243,8 @@ class Runner:
         attempts = 0
         try:
             request = self._build_request(step, context)
-            policy = step.retry or Retry()
-            async for attempt in retrying(policy, step.idempotent, self._retry_hook(step)):
+            hook = self._retry_hook(step)
+            async for attempt in retrying(_policy(step), step.idempotent, hook):
                 with attempt:
                     attempts += 1
                     response = await self._send(step, request)
@@ -377,7 +377,11 @@ def _status_failure(step: Step, response: HttpResponse) -> Failure | None:
 
 
 def _max_wait(step: Step) -> float:
-    return (step.retry or Retry()).max_wait
+    return _policy(step).max_wait
+
+
+def _policy(step: Step) -> Retry:
+    return step.retry or Retry()  # the loader always sets it; this keeps mypy honest
 
 
 def _excerpt(response: HttpResponse) -> str:
