@@ -1,6 +1,7 @@
 """owf-runner: run Okta Workflows API-endpoint flows from YAML job files.
 
-The small public API: ``load_job(path)`` and ``run_job(path, reporter)``.
+The small public API: ``load_plan(path)`` (load → check → resolve) and ``execute``
+(run a plan over a client); ``owf_runner.commands`` shows how the stages fit.
 """
 
 from __future__ import annotations
@@ -8,17 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_job", "run_job"]
+__all__ = ["__version__", "execute", "load_plan"]
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use so `owf-run --version` stays fast.
-    if name == "load_job":
-        from owf_runner.loader import load_job
+    if name == "load_plan":
+        from owf_runner.commands import load_plan
 
-        return load_job
-    if name == "run_job":
-        from owf_runner.runner import run_job
+        return load_plan
+    if name == "execute":
+        from owf_runner.runner import execute
 
-        return run_job
+        return execute
     raise AttributeError(f"module 'owf_runner' has no attribute {name!r}")

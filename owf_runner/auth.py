@@ -10,7 +10,7 @@ minutes, and a joserfc key object so EC keys work (see DESIGN §3 traps).
 from __future__ import annotations
 
 import asyncio
-import time
+import math
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity import wait_exponential_jitter as wait_jittered
 from tenacity.wait import wait_base
 
+from owf_runner.clock import Clock
 from owf_runner.errors import AuthError
 from owf_runner.model import Algorithm
 from owf_runner.redaction import REDACTOR
@@ -78,6 +79,13 @@ class _TokenEndpointUnavailable(Exception):
     """5xx or no answer from the token endpoint: worth another, freshly signed, try."""
 
 
+class TokenEndpointUnreachable(Exception):
+    """Every try at the token endpoint failed: the steps that need it fail (exit 1).
+
+    Not an AuthError: Okta did not refuse the credentials, nobody answered.
+    """
+
+
 class TokenSource:
     """The access token of one TokenKey, fetched once however many callers ask."""
 
@@ -86,10 +94,12 @@ class TokenSource:
         client: httpx2.AsyncClient,
         key: TokenKey,
         assertion: ClientAssertion,
-        wait: wait_base | None = None,
+        clock: Clock,
+        wait: wait_base = TOKEN_RETRY_WAIT,
     ) -> None:
         self._client = client
-        self._wait = wait or TOKEN_RETRY_WAIT
+        self._clock = clock
+        self._wait = wait
         self._key = key
         self._assertion = assertion
         self._lock = asyncio.Lock()
@@ -98,7 +108,7 @@ class TokenSource:
 
     async def token(self) -> str:
         async with self._lock:
-            if self._token is None or time.monotonic() >= self._refresh_at:
+            if self._token is None or self._clock.monotonic() >= self._refresh_at:
                 await self._fetch()
             assert self._token is not None  # noqa: S101 - _fetch sets it or raises
             return self._token
@@ -110,6 +120,7 @@ class TokenSource:
 
     async def _fetch(self) -> None:
         retrying = AsyncRetrying(
+            sleep=self._clock.sleep,
             stop=stop_after_attempt(TOKEN_ATTEMPTS),
             wait=self._wait,
             retry=retry_if_exception_type(_TokenEndpointUnavailable),
@@ -120,7 +131,8 @@ class TokenSource:
                 with attempt:
                     answer = await self._request_token()
         except _TokenEndpointUnavailable as exc:
-            raise AuthError(f"{self._describe()}: token endpoint unavailable: {exc}") from None
+            where = f"could not reach the token endpoint {self._key.token_url}"
+            raise TokenEndpointUnreachable(f"{where} ({TOKEN_ATTEMPTS} tries; {exc})") from None
         self._accept(answer)
 
     async def _request_token(self) -> Mapping[str, Any]:
@@ -157,12 +169,21 @@ class TokenSource:
         if not isinstance(token, str) or not token:
             raise AuthError(f"{self._describe()}: the token response has no access_token")
         REDACTOR.add(token)
-        lifetime = float(answer.get("expires_in") or 3600)
+        lifetime = _lifetime(answer.get("expires_in"))
         self._token = token
-        self._refresh_at = time.monotonic() + lifetime - min(60.0, lifetime / 2)
+        self._refresh_at = self._clock.monotonic() + lifetime - min(60.0, lifetime / 2)
 
     def _describe(self) -> str:
         return f"token request to {self._key.token_url} (client {self._key.client_id})"
+
+
+def _lifetime(expires_in: Any) -> float:
+    """Seconds the token lives; a missing or malformed ``expires_in`` means Okta's hour."""
+    try:
+        seconds = float(expires_in)
+    except (TypeError, ValueError, OverflowError):
+        return 3600.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 3600.0
 
 
 def _refusal(what: str, status: int, body: Mapping[str, Any]) -> str:

@@ -42,7 +42,7 @@ def _guarded(action: Callable[[], int]) -> int:
     try:
         return action()
     except JobError as exc:
-        _error("\n".join(exc.problems))
+        _error(str(exc))
         return exc.exit_code
     except OwfError as exc:
         _error(f"owf-run: {exc}")

@@ -8,14 +8,14 @@ piecewise, from the parts of an invalid one that did validate — so one run of
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import ssl
-import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from owf_runner.context import COMMON_NAMES, FOREACH_NAMES, RESPONSE_NAMES
 from owf_runner.model import Org, Step
+from owf_runner.problems import KeyPath, Problem
 from owf_runner.templating import (
     ENV,
     Reference,
@@ -26,12 +26,9 @@ from owf_runner.templating import (
 )
 from owf_runner.templating import is_template as is_template_text
 from owf_runner.templating import template_strings as strings_in
-from owf_runner.yamlfile import KeyPath, YamlDocument, format_key_path
+from owf_runner.urls import url_problem
+from owf_runner.yamlfile import YamlDocument
 
-# Names every template may use, and the extra ones only some fields see.
-COMMON_NAMES = frozenset({"vars", "env", "steps", "run", "job"})
-FOREACH_NAMES = frozenset({"item", "index"})
-RESPONSE_NAMES = frozenset({"response"})
 CREDENTIAL_HEADERS = {"authorization", "x-api-client-token"}
 _ONLY_IN = {
     "response": "in `outputs` and `expect.that`, once the flow has answered",
@@ -45,16 +42,17 @@ class JobParts:
     document: YamlDocument
     vars: Mapping[str, Any]
     orgs: Mapping[str, Org]
-    steps: tuple[tuple[int, Step], ...]  # (index in the file, step with defaults merged)
+    steps: tuple[tuple[int, Step], ...]  # (index in the file, step as written)
     step_ids: tuple[str, ...]  # every step's id as written, valid or not
     org_names: frozenset[str]  # as written, valid or not
     credential_names: frozenset[str]
+    default_org: str | None  # for steps without `org`
 
-    def problem(self, key_path: KeyPath, message: str) -> str:
-        return f"{self.document.where(key_path)}: {format_key_path(key_path)}: {message}"
+    def problem(self, key_path: KeyPath, message: str) -> Problem:
+        return self.document.problem(key_path, message)
 
 
-def static_problems(parts: JobParts) -> Iterator[str]:
+def static_problems(parts: JobParts) -> Iterator[Problem]:
     yield from _org_problems(parts)
     yield from _step_problems(parts)
 
@@ -62,7 +60,7 @@ def static_problems(parts: JobParts) -> Iterator[str]:
 # -- orgs ----------------------------------------------------------------------------
 
 
-def _org_problems(parts: JobParts) -> Iterator[str]:
+def _org_problems(parts: JobParts) -> Iterator[Problem]:
     for name, org in parts.orgs.items():
         at = ("orgs", name)
         if org.credential not in parts.credential_names:
@@ -79,7 +77,7 @@ def _org_problems(parts: JobParts) -> Iterator[str]:
             yield from _ca_bundle_problems(parts, (*at, "ca_bundle"), org.ca_bundle)
 
 
-def _ca_bundle_problems(parts: JobParts, at: KeyPath, bundle: str) -> Iterator[str]:
+def _ca_bundle_problems(parts: JobParts, at: KeyPath, bundle: str) -> Iterator[Problem]:
     path = parts.document.path.parent / bundle
     try:
         ssl.create_default_context().load_verify_locations(cafile=path)
@@ -96,7 +94,7 @@ def _is_host_name(domain: str) -> bool:
 # -- steps ---------------------------------------------------------------------------
 
 
-def _step_problems(parts: JobParts) -> Iterator[str]:
+def _step_problems(parts: JobParts) -> Iterator[Problem]:
     first_index: dict[str, int] = {}
     for index, raw_id in enumerate(parts.step_ids):
         if raw_id in first_index:
@@ -107,7 +105,7 @@ def _step_problems(parts: JobParts) -> Iterator[str]:
         yield from _one_step_problems(parts, index, step)
 
 
-def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[str]:
+def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[Problem]:
     at: KeyPath = ("steps", index)
     yield from _step_org_problems(parts, step, at)
     if not is_template_text(step.flow):
@@ -122,14 +120,15 @@ def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[str]
     yield from _template_problems(scope, step, at)
 
 
-def _step_org_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[str]:
-    if step.org is None:
+def _step_org_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[Problem]:
+    org = step.org or parts.default_org
+    if org is None:
         if parts.org_names:  # with no org at all, `orgs` says so already
             message = "no `org`: set it on the step or in `defaults.org` (the job has several orgs)"
             yield parts.problem(at, message)
-    elif step.org not in parts.org_names:
-        key = (*at, "org") if (*at, "org") in parts.document.marks else ("defaults", "org")
-        yield parts.problem(key, unknown(step.org, parts.org_names, "org"))
+    elif org not in parts.org_names:
+        key = (*at, "org") if step.org else ("defaults", "org")
+        yield parts.problem(key, unknown(org, parts.org_names, "org"))
 
 
 def unknown(name: str, known: Iterable[str], kind: str) -> str:
@@ -141,34 +140,10 @@ def unknown(name: str, known: Iterable[str], kind: str) -> str:
 # -- URLs ----------------------------------------------------------------------------
 
 
-def _url_problems(parts: JobParts, at: KeyPath, url: str) -> Iterator[str]:
+def _url_problems(parts: JobParts, at: KeyPath, url: str) -> Iterator[Problem]:
     message = url_problem(url)
     if message:
         yield parts.problem(at, message)
-
-
-def url_problem(url: str) -> str | None:
-    try:
-        split = urllib.parse.urlsplit(url)
-        host = split.hostname
-    except ValueError as exc:
-        return f"invalid URL {url!r}: {exc}"
-    if split.username is not None or split.password is not None:
-        return "URLs with user info (user@host) are refused: credentials belong in `credentials`"
-    if split.scheme == "https" and host:
-        return None
-    if split.scheme == "http" and host and is_loopback(host):
-        return None
-    return f"expected an https URL, found {url!r}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 # -- templates -----------------------------------------------------------------------
@@ -206,7 +181,7 @@ def _foreach_text(source: Any) -> Any:
     return source.model_dump(by_alias=True)
 
 
-def _template_problems(scope: TemplateScope, step: Step, at: KeyPath) -> Iterator[str]:
+def _template_problems(scope: TemplateScope, step: Step, at: KeyPath) -> Iterator[Problem]:
     for key, value, extra in _template_fields(step):
         for sub, text in strings_in(value):
             message = _template_message(scope, text, COMMON_NAMES | extra)

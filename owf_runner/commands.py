@@ -1,24 +1,39 @@
-"""What each CLI command does, with plain arguments; each returns an exit code."""
+"""What each CLI command does, with plain arguments: the stages assembled, an exit code returned.
+
+validate:  load → check
+plan:      load → check → resolve → render
+run:       load → check → resolve → credentials + transport → execute → report
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from owf_runner.credentials import resolve_credentials
-from owf_runner.emulation import default_stubs_path, prepare
-from owf_runner.emulator import Emulator, serve_forever
+import httpx2
+
+from owf_runner.clock import SYSTEM_CLOCK, Clock
+from owf_runner.credentials import Resolved, build_auths, resolve_credentials
 from owf_runner.errors import ExitCode, JobError, UsageError
+from owf_runner.http import EmulatorTransport, build_client, real_transport
 from owf_runner.loader import load_job
-from owf_runner.plan import plan_text
+from owf_runner.outcomes import RunResult
+from owf_runner.plan import Plan, resolve
+from owf_runner.problems import Problem
 from owf_runner.report import ConsoleReporter
-from owf_runner.runner import run_job
+from owf_runner.runner import execute
+from owf_runner.urls import is_loopback
 from owf_runner.yamlfile import load_yaml
 
-OKTA_FLOW_RATE = 10  # invocations per second per flow
+Wiring = tuple[Mapping[str, Resolved], httpx2.AsyncBaseTransport]
+
+
+def load_plan(job: Path, variables: Mapping[str, Any] | None = None) -> Plan:
+    return resolve(load_job(job, variables))
 
 
 def run(
@@ -29,23 +44,60 @@ def run(
     emulate: bool,
     emulator_url: str | None,
     stubs: Path | None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
-    variables = parse_vars(var, vars_file)
-    if emulate and emulator_url:
-        raise UsageError("use either --emulate or --emulator URL, not both")
-    emulator = _cli_emulator() if emulate else None
-    if emulate:
-        reporter.say("emulating Okta: every request goes to a built-in emulator on loopback")
-    result = run_job(
-        job, reporter, variables, emulator=emulator, emulator_url=emulator_url, stubs=stubs
-    )
+    _check_target(emulate, emulator_url, stubs)
+    plan = load_plan(job, parse_vars(var, vars_file))
+    with _wiring(plan, reporter, emulate, emulator_url, stubs) as (resolved, transport):
+        result = asyncio.run(_execute(plan, resolved, transport, reporter, clock))
     reporter.summary(result)
     return result.exit_code
 
 
+def _check_target(emulate: bool, emulator_url: str | None, stubs: Path | None) -> None:
+    if emulate and emulator_url:
+        raise UsageError("use either --emulate or --emulator URL, not both")
+    if stubs is not None and not emulate:
+        raise UsageError("--stubs needs --emulate (an emulator serving elsewhere has its own)")
+    if emulator_url is not None:
+        host = httpx2.URL(emulator_url).host
+        if not is_loopback(host):
+            raise UsageError(
+                f"--emulator must be a loopback URL (127.0.0.1, ::1, localhost), not {host!r}"
+            )
+
+
+@contextlib.contextmanager
+def _wiring(
+    plan: Plan, reporter: ConsoleReporter, emulate: bool, url: str | None, stubs: Path | None
+) -> Iterator[Wiring]:
+    if emulate:
+        from owf_runner.emulation import rehearsal  # the emulator loads only when asked for
+
+        reporter.say("emulating Okta: every request goes to a built-in emulator on loopback")
+        with rehearsal(plan, stubs) as wiring:
+            yield wiring
+        return
+    transport = real_transport(plan.ca_bundles())
+    yield resolve_credentials(plan), EmulatorTransport(url, transport) if url else transport
+
+
+async def _execute(
+    plan: Plan,
+    resolved: Mapping[str, Resolved],
+    transport: httpx2.AsyncBaseTransport,
+    reporter: ConsoleReporter,
+    clock: Clock,
+) -> RunResult:
+    redirected = isinstance(transport, EmulatorTransport)
+    async with build_client(transport, redirected=redirected) as client:
+        auths = build_auths(plan, resolved, client, clock)
+        return await execute(plan, client, auths, reporter, clock)
+
+
 def validate(jobs: Sequence[Path], var: Sequence[str], vars_file: Path | None) -> int:
     variables = parse_vars(var, vars_file)
-    problems: list[str] = []
+    problems: list[Problem] = []
     for job in jobs:
         try:
             load_job(job, variables)
@@ -59,16 +111,21 @@ def validate(jobs: Sequence[Path], var: Sequence[str], vars_file: Path | None) -
 
 
 def plan(job: Path, var: Sequence[str], vars_file: Path | None) -> int:
-    loaded = load_job(job, parse_vars(var, vars_file))
-    sys.stdout.write(plan_text(loaded) + "\n")
+    from owf_runner.dryrun import plan_text
+
+    sys.stdout.write(plan_text(load_plan(job, parse_vars(var, vars_file))) + "\n")
     return ExitCode.OK
 
 
 def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
-    emulator = _cli_emulator()
+    from owf_runner.emulation import default_stubs_path, new_emulator, prepare
+    from owf_runner.emulator import serve_forever
+
+    emulator = new_emulator()
     if job is not None:
-        loaded = load_job(job)
-        prepare(emulator, loaded, resolve_credentials(loaded), stubs or default_stubs_path(job))
+        plan = load_plan(job)
+        stubs_path = stubs or default_stubs_path(job)
+        prepare(emulator, plan, resolve_credentials(plan), stubs_path, stubs is not None)
     elif stubs is not None:
         emulator.load_stubs(stubs)
 
@@ -81,20 +138,14 @@ def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
     return ExitCode.OK
 
 
-def _cli_emulator() -> Emulator:
-    emulator = Emulator()
-    emulator.rate_limit = OKTA_FLOW_RATE  # rehearse with Okta's throttling, as users meet it
-    return emulator
-
-
 def parse_vars(pairs: Sequence[str], vars_file: Path | None) -> dict[str, Any]:
     """--vars-file, then --var KEY=VALUE on top (values stay strings)."""
     variables: dict[str, Any] = {}
     if vars_file is not None:
-        data = load_yaml(vars_file).data
-        if not isinstance(data, dict):
-            raise JobError([f"{vars_file}:1:1: expected a mapping of variable names to values"])
-        variables.update(data)
+        document = load_yaml(vars_file, what="vars file")
+        if not isinstance(document.data, dict):
+            raise JobError([document.problem((), "expected a mapping of variable names to values")])
+        variables.update(document.data)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():

@@ -1,4 +1,4 @@
-"""Resolve every credential of a job up front, before anything is sent.
+"""Resolve every credential a plan uses, up front, before anything is sent; build auth flows.
 
 A problem is reported at the line of the secret reference and never quotes
 the secret's value.
@@ -6,9 +6,8 @@ the secret's value.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
 
 import httpx2
 
@@ -19,11 +18,18 @@ from owf_runner.auth import (
     TokenKey,
     TokenSource,
 )
+from owf_runner.clock import Clock
 from owf_runner.errors import JobError
-from owf_runner.loader import LoadedJob
 from owf_runner.model import ClientTokenCredential, PrivateKeyJwtCredential
-from owf_runner.problems import in_file_order
-from owf_runner.secrets import PrivateKey, SecretError, load_private_key, resolve_secret
+from owf_runner.plan import Plan
+from owf_runner.problems import Problem, in_file_order
+from owf_runner.secrets import (
+    PrivateKey,
+    SecretError,
+    SecretMissing,
+    load_private_key,
+    resolve_secret,
+)
 
 
 @dataclass(frozen=True)
@@ -32,48 +38,43 @@ class ClientToken:
 
 
 Resolved = ClientAssertion | ClientToken | None
-# In emulation a credential whose secret is missing gets a stand-in; the
-# callback returns it, or None to report the problem as usual.
-Fallback = Callable[[str, PrivateKeyJwtCredential | ClientTokenCredential], Resolved]
+SecretCredential = PrivateKeyJwtCredential | ClientTokenCredential
+# A rehearsal stands in for a secret that is not set; nothing else is forgiven.
+StandIn = Callable[[str, SecretCredential], Resolved]
 
 
-def resolve_credentials(loaded: LoadedJob, fallback: Fallback | None = None) -> dict[str, Resolved]:
+def resolve_credentials(plan: Plan, stand_in: StandIn | None = None) -> dict[str, Resolved]:
     resolved: dict[str, Resolved] = {}
-    problems: list[str] = []
-    for name in _used_credentials(loaded):
+    problems: list[Problem] = []
+    for name in plan.used_credentials():
         try:
-            resolved[name] = _resolve(loaded, name)
-        except SecretError as exc:
-            stand_in = fallback(name, _credential(loaded, name)) if fallback else None
+            resolved[name] = _resolve(plan, name)
+        except SecretMissing as exc:
             if stand_in is None:
-                problems.append(_problem(loaded, name, str(exc)))
-            resolved[name] = stand_in
+                problems.append(_problem(plan, name, str(exc)))
+            else:
+                resolved[name] = stand_in(name, _secret_credential(plan, name))
+        except SecretError as exc:
+            problems.append(_problem(plan, name, str(exc)))
     if problems:
         raise JobError(in_file_order(problems))
     return resolved
 
 
-def _used_credentials(loaded: LoadedJob) -> list[str]:
-    """Credentials of orgs some step uses: an unused org's key need not be at hand."""
-    orgs = {step.org for step in loaded.job.steps}
-    names = {loaded.job.orgs[org].credential for org in orgs if org in loaded.job.orgs}
-    return sorted(names)
+def _secret_credential(plan: Plan, name: str) -> SecretCredential:
+    credential = plan.credentials[name]
+    # Only credentials with a secret can miss it.
+    assert isinstance(credential, SecretCredential)  # noqa: S101
+    return credential
 
 
-def _credential(loaded: LoadedJob, name: str) -> PrivateKeyJwtCredential | ClientTokenCredential:
-    credential = loaded.job.credentials[name]
-    # Only credentials with a secret can fail to resolve.
-    return cast(PrivateKeyJwtCredential | ClientTokenCredential, credential)
-
-
-def _resolve(loaded: LoadedJob, name: str) -> Resolved:
-    credential = loaded.job.credentials[name]
-    base = loaded.path.parent
+def _resolve(plan: Plan, name: str) -> Resolved:
+    credential = plan.credentials[name]
     if isinstance(credential, PrivateKeyJwtCredential):
-        key = load_private_key(resolve_secret(credential.private_key, base))
+        key = load_private_key(resolve_secret(credential.private_key, plan.base_dir))
         return _assertion(credential, key)
     if isinstance(credential, ClientTokenCredential):
-        return ClientToken(resolve_secret(credential.token, base))
+        return ClientToken(resolve_secret(credential.token, plan.base_dir))
     return None
 
 
@@ -89,28 +90,27 @@ def _assertion(credential: PrivateKeyJwtCredential, key: PrivateKey) -> ClientAs
     return ClientAssertion(credential.client_id, key_id, algorithm, key.key)
 
 
-def _problem(loaded: LoadedJob, name: str, message: str) -> str:
-    credential = loaded.job.credentials[name]
+def _problem(plan: Plan, name: str, message: str) -> Problem:
+    credential = plan.credentials[name]
     field = "token" if isinstance(credential, ClientTokenCredential) else "private_key"
-    at = ("credentials", name, field)
-    return f"{loaded.where(at)}: credentials.{name}.{field}: {message}"
+    return plan.problem(("credentials", name, field), message)
 
 
 def build_auths(
-    loaded: LoadedJob, resolved: dict[str, Resolved], client: httpx2.AsyncClient
+    plan: Plan, resolved: Mapping[str, Resolved], client: httpx2.AsyncClient, clock: Clock
 ) -> dict[str, httpx2.Auth]:
     """One auth flow per org; orgs agreeing on (token URL, client, scopes) share a token."""
     sources: dict[TokenKey, TokenSource] = {}
     auths: dict[str, httpx2.Auth] = {}
-    for org_name, org in loaded.job.orgs.items():
+    for org in plan.orgs.values():
         value = resolved.get(org.credential)
-        credential = loaded.job.credentials.get(org.credential)
+        credential = plan.credentials[org.credential]
         if isinstance(value, ClientAssertion) and isinstance(credential, PrivateKeyJwtCredential):
-            key = TokenKey(org.resolved_token_url, value.client_id, credential.scopes)
-            source = sources.setdefault(key, TokenSource(client, key, value))
-            auths[org_name] = BearerAuth(source)
+            key = TokenKey(org.token_url, value.client_id, credential.scopes)
+            source = sources.setdefault(key, TokenSource(client, key, value, clock))
+            auths[org.name] = BearerAuth(source)
         elif isinstance(value, ClientToken):
-            auths[org_name] = ClientTokenAuth(value.token)
+            auths[org.name] = ClientTokenAuth(value.token)
         else:
-            auths[org_name] = httpx2.Auth()  # the base flow sends the request as is
+            auths[org.name] = httpx2.Auth()  # the base flow sends the request as is
     return auths

@@ -1,34 +1,58 @@
-"""Wires a job to the built-in emulator (``owf-run JOB --emulate``).
+"""A rehearsal: the job wired to the built-in emulator (``--emulate``, ``owf-run emulate``).
 
-Each credential's public key is registered with the emulator; a credential
-whose secret is not at hand gets a fresh stand-in so a new user can rehearse
-a job with no Okta org. The job's URLs stay untouched: the HTTP transport
-sends them to loopback (see ``http.EmulatorTransport``).
+Each credential's public key is registered with the emulator; a credential whose
+secret is not set gets a fresh stand-in, and nothing else is forgiven, so a
+rehearsal refuses what a run refuses. A stub's security level follows how the
+job calls that flow unless the stub says otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx2
 from joserfc.jwk import ECKey, RSAKey
 
 from owf_runner.auth import ClientAssertion
-from owf_runner.credentials import ClientToken, Resolved
+from owf_runner.credentials import ClientToken, Resolved, SecretCredential, resolve_credentials
 from owf_runner.emulator import Emulator, FlowStub, load_stub_file
-from owf_runner.errors import JobError
-from owf_runner.loader import LoadedJob
+from owf_runner.http import EmulatorTransport, real_transport
 from owf_runner.model import ClientTokenCredential, PrivateKeyJwtCredential
+from owf_runner.plan import AuthKind, Plan
 from owf_runner.redaction import REDACTOR
+from owf_runner.templating import Constant
+from owf_runner.urls import flow_id_of
 
+OKTA_FLOW_RATE = 10  # invocations per second per flow
 _CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
 
-def stand_in(name: str, credential: PrivateKeyJwtCredential | ClientTokenCredential) -> Resolved:
-    """A fresh key (or client token) for a credential whose secret is missing."""
+def new_emulator() -> Emulator:
+    emulator = Emulator()
+    emulator.rate_limit = OKTA_FLOW_RATE  # rehearse with Okta's throttling, as users meet it
+    return emulator
+
+
+@contextmanager
+def rehearsal(
+    plan: Plan, stubs: Path | None
+) -> Iterator[tuple[Mapping[str, Resolved], httpx2.AsyncBaseTransport]]:
+    """Credentials (stand-ins for missing secrets) and a transport to a fresh emulator."""
+    emulator = new_emulator()
+    resolved = resolve_credentials(plan, stand_in)
+    prepare(
+        emulator, plan, resolved, stubs or default_stubs_path(plan.document.path), stubs is not None
+    )
+    with emulator.running() as base_url:
+        yield resolved, EmulatorTransport(base_url, real_transport())
+
+
+def stand_in(name: str, credential: SecretCredential) -> Resolved:
+    """A fresh key (or client token) for a credential whose secret is not set."""
     if isinstance(credential, ClientTokenCredential):
         token = secrets.token_urlsafe(24)
         REDACTOR.add(token)
@@ -48,19 +72,26 @@ def default_stubs_path(job_path: Path) -> Path:
 
 
 def prepare(
-    emulator: Emulator, loaded: LoadedJob, resolved: Mapping[str, Resolved], stubs: Path | None
+    emulator: Emulator,
+    plan: Plan,
+    resolved: Mapping[str, Resolved],
+    stubs: Path,
+    required: bool,
 ) -> None:
+    """Register the job's credentials; set stubs from the file, with the job's security."""
     for name, value in resolved.items():
-        _register(emulator, loaded, name, value)
-    for flow_id, stub in _load_stubs(stubs).items():
+        _register(emulator, plan, name, value)
+    loaded = load_stub_file(stubs) if required or stubs.is_file() else {}
+    for flow_id, security in _securities(plan).items():
+        stub = loaded.get(flow_id, FlowStub())
+        if stub.security is None:
+            loaded[flow_id] = dataclasses.replace(stub, security=security)
+    for flow_id, stub in loaded.items():
         emulator.set_stub(flow_id, stub)
-    for flow_id, stub in _default_stubs(loaded).items():
-        if emulator.stub(flow_id) is None:  # the caller's or the stub file's come first
-            emulator.set_stub(flow_id, stub)
 
 
-def _register(emulator: Emulator, loaded: LoadedJob, name: str, value: Resolved) -> None:
-    credential = loaded.job.credentials[name]
+def _register(emulator: Emulator, plan: Plan, name: str, value: Resolved) -> None:
+    credential = plan.credentials[name]
     if isinstance(value, ClientAssertion) and isinstance(credential, PrivateKeyJwtCredential):
         public = value.key.as_dict(private=False)
         emulator.register_client(value.client_id, value.key_id, public, credential.scopes)
@@ -68,39 +99,11 @@ def _register(emulator: Emulator, loaded: LoadedJob, name: str, value: Resolved)
         emulator.register_client_token(value.token)
 
 
-def _load_stubs(path: Path | None) -> dict[str, FlowStub]:
-    if path is None or not path.exists():
-        return {}
-    try:
-        return load_stub_file(path)
-    except ValueError as exc:
-        raise JobError([str(exc)]) from None
-
-
-def _default_stubs(loaded: LoadedJob) -> dict[str, FlowStub]:
-    """Echo stubs whose security matches the credential each flow is called with."""
-    stubs: dict[str, FlowStub] = {}
-    for step in loaded.job.steps:
-        flow_id = flow_id_of(step.flow)
-        credential = loaded.job.credentials.get(loaded.job.orgs[step.org or ""].credential)
-        if flow_id and credential is not None:
-            security = {"private_key_jwt": "oauth2"}.get(credential.type, credential.type)
-            stubs[flow_id] = FlowStub(security=security)  # type: ignore[arg-type]
-    return stubs
-
-
-def flow_id_of(url: str) -> str | None:
-    parts = urllib.parse.urlsplit(url).path.split("/")
-    if len(parts) >= 4 and parts[-1] == "invoke" and parts[-3] == "flo":
-        return parts[-2]
-    return None
-
-
-@contextmanager
-def serving(emulator: Emulator) -> Iterator[str]:
-    """The emulator's base URL, starting it for the run if the caller has not."""
-    if emulator.is_running:
-        yield emulator.base_url
-    else:
-        with emulator.running() as base_url:
-            yield base_url
+def _securities(plan: Plan) -> dict[str, AuthKind]:
+    """How the job calls each flow whose URL is written out: oauth2, client_token or none."""
+    found: dict[str, AuthKind] = {}
+    for step in plan.steps:
+        flow_id = flow_id_of(step.flow.written) if isinstance(step.flow.value, Constant) else None
+        if flow_id:
+            found[flow_id] = step.org.auth
+    return found

@@ -6,8 +6,13 @@ anything else is a bug (exit 70).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import IntEnum
 
-class ExitCode:
+from owf_runner.problems import Problem
+
+
+class ExitCode(IntEnum):
     OK = 0
     STEP_FAILED = 1
     USAGE = 2
@@ -32,16 +37,9 @@ class JobError(OwfError):
 
     exit_code = ExitCode.INVALID_JOB
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
-
-
-class CredentialError(JobError):
-    """A secret reference could not be resolved into a usable value."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__([message])
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(map(str, self.problems)))
 
 
 class AuthError(OwfError):

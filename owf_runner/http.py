@@ -1,35 +1,33 @@
-"""The shared httpx2 client, emulator redirection, and failure classes."""
+"""The shared httpx2 client, its transports (real, or redirected to an emulator), responses."""
 
 from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
 from owf_runner import __version__
+from owf_runner.failures import FailureClass
+from owf_runner.outcomes import Response
 
 USER_AGENT = f"owf-runner/{__version__}"
 
 
-def build_client(
-    emulator_url: str | None = None, ca_bundles: Sequence[Path] = ()
-) -> httpx2.AsyncClient:
-    transport: httpx2.AsyncBaseTransport = httpx2.AsyncHTTPTransport(
-        retries=0, verify=tls_context(ca_bundles)
-    )
-    if emulator_url:
-        transport = EmulatorTransport(emulator_url, transport)
+def real_transport(ca_bundles: Sequence[Path] = ()) -> httpx2.AsyncBaseTransport:
+    return httpx2.AsyncHTTPTransport(retries=0, verify=tls_context(ca_bundles))
+
+
+def build_client(transport: httpx2.AsyncBaseTransport, *, redirected: bool) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(
         transport=transport,
         follow_redirects=False,  # a 3xx is a step failure that names the Location
         headers={"User-Agent": USER_AGENT},
-        # Proxy settings from the environment would bypass the emulator transport.
-        trust_env=emulator_url is None,
+        # Proxy settings from the environment would bypass a redirecting transport.
+        trust_env=not redirected,
         limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
     )
 
@@ -67,21 +65,9 @@ class EmulatorTransport(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-@dataclass(frozen=True)
-class HttpResponse:
-    """What templates see as ``response``."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: Any
-
-    def as_context(self) -> dict[str, Any]:
-        return {"status": self.status, "headers": dict(self.headers), "body": self.body}
-
-
-def to_record(response: httpx2.Response) -> HttpResponse:
+def to_record(response: httpx2.Response) -> Response:
     headers = {name.lower(): value for name, value in response.headers.items()}
-    return HttpResponse(response.status_code, headers, _body(response))
+    return Response(response.status_code, headers, _body(response))
 
 
 def _body(response: httpx2.Response) -> Any:
@@ -96,25 +82,10 @@ def _body(response: httpx2.Response) -> Any:
         return response.text
 
 
-# -- failure classes (DESIGN §2 Retry) -------------------------------------------
-
-_STATUS_CLASSES = {
-    429: "throttled",
-    503: "unavailable",
-    500: "server",
-    502: "server",
-    504: "server",
-}
-
-
-def classify_status(status: int) -> str | None:
-    return _STATUS_CLASSES.get(status)
-
-
-def classify_exception(exc: httpx2.TransportError) -> str:
+def classify_exception(exc: httpx2.TransportError) -> FailureClass:
     """Did the request leave? ``connect``: no; ``timeout``/``dropped``: unknown outcome."""
     if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout):
-        return "connect"
+        return FailureClass.CONNECT
     if isinstance(exc, httpx2.TimeoutException):
-        return "timeout"
-    return "dropped"
+        return FailureClass.TIMEOUT
+    return FailureClass.DROPPED

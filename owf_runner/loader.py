@@ -1,40 +1,40 @@
-"""Job file → validated :class:`LoadedJob`.
+"""Job file → checked :class:`LoadedJob`: the file as written, positions, vars.
 
-Every problem becomes ``FILE:LINE:COL: key.path: message``; all of them are
-reported at once, and a job with any problem sends nothing.
+Every problem is a record; all of them are reported at once, in file order,
+and a job with any problem sends nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from owf_runner.checks import JobParts, static_problems
 from owf_runner.errors import JobError
-from owf_runner.model import Defaults, Job, Org, Record, Step
-from owf_runner.problems import in_file_order, validation_problems
-from owf_runner.yamlfile import KeyPath, YamlDocument, load_yaml
-
-RecordT = TypeVar("RecordT", bound=Record)
+from owf_runner.model import Defaults, Job, Org, Step, job_schema
+from owf_runner.problems import Problem, in_file_order
+from owf_runner.validation import validation_problems
+from owf_runner.yamlfile import YamlDocument, load_yaml
 
 
 @dataclass(frozen=True)
 class LoadedJob:
-    path: Path
-    job: Job  # defaults already merged into every step
     document: YamlDocument
+    job: Job  # as written: defaults are applied when the plan is resolved
     vars: Mapping[str, Any]  # job vars with --vars-file and --var applied
+
+    @property
+    def path(self) -> Path:
+        return self.document.path
 
     @property
     def name(self) -> str:
         return self.job.name or self.path.stem
-
-    def where(self, key_path: KeyPath) -> str:
-        return self.document.where(key_path)
 
 
 def load_job(path: Path, var_overrides: Mapping[str, Any] | None = None) -> LoadedJob:
@@ -45,64 +45,31 @@ def load_job(path: Path, var_overrides: Mapping[str, Any] | None = None) -> Load
     try:
         job = Job.model_validate(document.data)
     except ValidationError as exc:
+        found = validation_problems(exc, document, _schema())
         parts = _parts_of_invalid(document, var_overrides)
-        raise JobError(
-            in_file_order([*validation_problems(exc, document), *static_problems(parts)])
-        ) from None
-    merged = _merge_defaults(job)
+        raise JobError(in_file_order([*found, *static_problems(parts)])) from None
     variables = {**job.vars, **(var_overrides or {})}
-    problems = list(static_problems(_parts_of(merged, document, variables)))
+    problems = in_file_order(static_problems(_parts_of(job, document, variables)))
     if problems:
-        raise JobError(in_file_order(problems))
-    return LoadedJob(path=path, job=merged, document=document, vars=variables)
+        raise JobError(problems)
+    return LoadedJob(document=document, job=job, vars=variables)
 
 
-def _check_version(document: YamlDocument) -> str | None:
+@cache
+def _schema() -> dict[str, Any]:
+    return job_schema()
+
+
+def _check_version(document: YamlDocument) -> Problem | None:
     data = document.data
     if not isinstance(data, dict):
-        return f"{document.where(())}: (top level): expected a mapping of job keys"
+        return document.problem((), "expected a mapping of job keys")
     if "version" not in data:
-        return f"{document.where(())}: version: required (this runner reads `version: 1`)"
+        return document.problem(("version",), "required (this runner reads `version: 1`)")
     if data["version"] != 1 or isinstance(data["version"], bool):
-        return (
-            f"{document.where(('version',))}: version: unsupported version "
-            f"{data['version']!r}; this runner reads version 1"
-        )
+        message = f"unsupported version {data['version']!r}; this runner reads version 1"
+        return document.problem(("version",), message)
     return None
-
-
-# -- defaults ---------------------------------------------------------------------
-
-
-def _merge_defaults(job: Job) -> Job:
-    steps = [_with_defaults(job.defaults, job.orgs, step) for step in job.steps]
-    return job.model_copy(update={"steps": steps})
-
-
-def _with_defaults(defaults: Defaults, orgs: Mapping[str, Any], step: Step) -> Step:
-    only_org = next(iter(orgs)) if len(orgs) == 1 else None
-    org_name = step.org or defaults.org or only_org
-    org = orgs.get(org_name or "")
-    org_rate = org.rate_limit if isinstance(org, Org) else None
-    retry = defaults.retry if step.retry is None else _overlay(defaults.retry, step.retry)
-    return step.model_copy(
-        update={
-            "org": org_name,
-            "timeout": step.timeout or defaults.timeout,
-            "retry": retry,
-            "rate_limit": step.rate_limit or org_rate or defaults.rate_limit,
-        }
-    )
-
-
-def _overlay(base: RecordT, top: RecordT) -> RecordT:
-    """``base`` with the keys ``top`` set explicitly, merged recursively."""
-    update: dict[str, Any] = {}
-    for name in top.model_fields_set:
-        mine, theirs = getattr(top, name), getattr(base, name)
-        both_records = isinstance(mine, Record) and isinstance(theirs, Record)
-        update[name] = _overlay(theirs, mine) if both_records else mine
-    return base.model_copy(update=update)
 
 
 # -- parts for the static checks ------------------------------------------------------
@@ -117,6 +84,7 @@ def _parts_of(job: Job, document: YamlDocument, variables: Mapping[str, Any]) ->
         step_ids=tuple(step.id for step in job.steps),
         org_names=frozenset(job.orgs),
         credential_names=frozenset(job.credentials),
+        default_org=job.default_org,
     )
 
 
@@ -124,20 +92,18 @@ def _parts_of_invalid(document: YamlDocument, overrides: Mapping[str, Any] | Non
     """The parts of an invalid job that validate on their own, for the static checks."""
     data = document.data
     raw_orgs, raw_credentials = _mapping(data.get("orgs")), _mapping(data.get("credentials"))
-    orgs = _valid(raw_orgs, Org.model_validate)
-    defaults = next(
-        iter(_valid({"d": data.get("defaults", {})}, Defaults.model_validate).values()), Defaults()
-    )
+    defaults = _valid({"d": data.get("defaults", {})}, Defaults.model_validate).get("d")
     raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
-    steps = _valid(dict(enumerate(raw_steps)), Step.model_validate)
+    only_org = next(iter(raw_orgs)) if len(raw_orgs) == 1 else None
     return JobParts(
         document=document,
         vars={**_mapping(data.get("vars")), **(overrides or {})},
-        orgs=orgs,
-        steps=tuple((i, _with_defaults(defaults, raw_orgs, s)) for i, s in steps.items()),
+        orgs=_valid(raw_orgs, Org.model_validate),
+        steps=tuple(_valid(dict(enumerate(raw_steps)), Step.model_validate).items()),
         step_ids=tuple(str(s.get("id")) if isinstance(s, dict) else "" for s in raw_steps),
         org_names=frozenset(raw_orgs),
         credential_names=frozenset(raw_credentials),
+        default_org=(defaults.org if defaults else None) or only_org,
     )
 
 

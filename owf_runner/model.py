@@ -12,14 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Discriminator, Field, Strict, Tag
 
+from owf_runner.failures import FailureClass
+
 DEFAULT_SCOPE = "okta.workflows.invoke.manage"
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RATE_LIMIT = r"^\s*\d+(\.\d+)?\s*/\s*(s|m|min|h)\s*$"
 
 Algorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
-FailureClass = Literal["connect", "throttled", "unavailable", "server", "timeout", "dropped"]
-DEFAULT_RETRY_ON: tuple[FailureClass, ...] = ("connect", "throttled", "unavailable")
-IDEMPOTENT_RETRY_ON: tuple[FailureClass, ...] = ("server", "timeout", "dropped")
 
 
 # YAML already typed every value: `yes`, "5" and 1 are not booleans or numbers in disguise.
@@ -36,16 +35,39 @@ class Record(BaseModel):
 
 
 class EnvSecret(Record):
-    env: Annotated[str, Field(min_length=1, description="Name of an environment variable")]
+    env: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Name of the environment variable holding the secret. Unset or empty "
+            "is an error (exit 3); a rehearsal (`--emulate`) stands in a generated key.",
+            examples=["ACME_OKTA_PRIVATE_KEY"],
+        ),
+    ]
 
 
 class FileSecret(Record):
-    file: Annotated[str, Field(min_length=1, description="Path, relative to the job file")]
+    file: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Path of the file holding the secret, relative to the job file. A "
+            "missing file is an error (exit 3); a warning if group or others can read it.",
+            examples=["keys/acme.pem"],
+        ),
+    ]
 
 
 class CommandSecret(Record):
     command: Annotated[
-        list[str], Field(min_length=1, description="argv of a command whose stdout is the secret")
+        list[str],
+        Field(
+            min_length=1,
+            description="A command as an argv list, run without a shell; its standard output, "
+            "one trailing newline removed, is the secret. It must exit 0 and print something "
+            "within 30 seconds.",
+            examples=[["op", "read", "op://it/okta/private-key"]],
+        ),
     ]
 
 
@@ -79,21 +101,52 @@ SecretRef = Annotated[
 
 
 class PrivateKeyJwtCredential(Record):
-    type: Literal["private_key_jwt"]
-    client_id: Annotated[str, Field(min_length=1)]
-    key_id: str | None = Field(None, description="kid; defaults to the JWK's kid")
-    private_key: SecretRef
-    algorithm: Algorithm | None = Field(None, description="Default: RS256 for RSA, ES* for EC")
-    scopes: tuple[str, ...] = (DEFAULT_SCOPE,)
+    type: Literal["private_key_jwt"] = Field(
+        description="`private_key_jwt`: an OAuth 2.0 access token, got with a signed client "
+        "assertion, for flows secured with OAuth 2.0."
+    )
+    client_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Client ID of the Okta API Services app (the assertion's `iss` and `sub`).",
+            examples=["0oa2781yr7ajUaJfd0h8"],
+        ),
+    ]
+    key_id: str | None = Field(
+        None,
+        description="Key ID (`kid`) of the app's public key, sent in the assertion header. "
+        "Default: the `kid` of a JWK private key; a PEM key needs it.",
+    )
+    private_key: SecretRef = Field(
+        description="Secret reference to the private key: PEM (PKCS#8, PKCS#1, SEC1) or JWK, "
+        "RSA or EC P-256/P-384/P-521. Never a literal."
+    )
+    algorithm: Algorithm | None = Field(
+        None,
+        description="Signing algorithm of the assertion. Default: from the key, RS256 for RSA, "
+        "ES256/ES384/ES512 for EC P-256/P-384/P-521.",
+    )
+    scopes: tuple[str, ...] = Field(
+        (DEFAULT_SCOPE,),
+        description="Scopes requested with the token. Default: `okta.workflows.invoke.manage`.",
+    )
 
 
 class ClientTokenCredential(Record):
-    type: Literal["client_token"]
-    token: SecretRef
+    type: Literal["client_token"] = Field(
+        description="`client_token`: the flow's client token in the `x-api-client-token` "
+        "header, for flows secured with a client token."
+    )
+    token: SecretRef = Field(
+        description="Secret reference to the flow's client token. Never a literal."
+    )
 
 
 class NoCredential(Record):
-    type: Literal["none"]
+    type: Literal["none"] = Field(
+        description="`none`: no credential, for flows whose API Endpoint card has no security."
+    )
 
 
 Credential = Annotated[
@@ -102,60 +155,116 @@ Credential = Annotated[
 
 
 class Org(Record):
-    domain: str | None = Field(None, description="Okta domain, e.g. acme.okta.com")
-    token_url: str | None = Field(None, description="Overrides https://{domain}/oauth2/v1/token")
-    credential: str
-    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = None
-    ca_bundle: str | None = Field(None, description="Extra CA certificates (PEM), for a proxy")
-
-    @property
-    def resolved_token_url(self) -> str:
-        return self.token_url or f"https://{self.domain}/oauth2/v1/token"
+    domain: str | None = Field(
+        None,
+        description="Okta domain of the org; the token URL is "
+        "`https://{domain}/oauth2/v1/token`. Required unless `token_url` is set.",
+        examples=["acme.okta.com"],
+    )
+    token_url: str | None = Field(
+        None,
+        description="Token endpoint, when it is not `https://{domain}/oauth2/v1/token` "
+        "(e.g. a custom domain). https only (loopback excepted).",
+    )
+    credential: str = Field(description="Name of the entry under `credentials` this org uses.")
+    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = Field(
+        None,
+        description="Pace of invocations per flow URL for steps on this org, as `N/s`, "
+        "`N/m` (or `N/min`) or `N/h`. Default: `defaults.rate_limit`; a step's own "
+        "`rate_limit` wins.",
+        examples=["5/s"],
+    )
+    ca_bundle: str | None = Field(
+        None,
+        description="PEM file of extra CA certificates to trust (e.g. a TLS-inspecting proxy), "
+        "relative to the job file. Certificate verification is never switched off.",
+        examples=["certs/proxy-ca.pem"],
+    )
 
 
 # -- retries ---------------------------------------------------------------------
 
 
 class Backoff(Record):
-    initial: Annotated[Seconds, Field(gt=0)] = 1.0
-    max: Annotated[Seconds, Field(gt=0)] = 30.0
+    initial: Annotated[Seconds, Field(gt=0)] = Field(
+        1.0,
+        description="Wait before the first retry, in seconds; it doubles with each retry, "
+        "with jitter. Default: 1.",
+    )
+    max: Annotated[Seconds, Field(gt=0)] = Field(
+        30.0, description="Longest wait between two tries, in seconds. Default: 30."
+    )
 
 
 class Retry(Record):
-    attempts: Annotated[Int, Field(ge=1, le=100)] = 4
-    backoff: Backoff = Backoff()
-    max_wait: Annotated[Seconds, Field(ge=0)] = 300.0
+    attempts: Annotated[Int, Field(ge=1, le=100)] = Field(
+        4, description="Total tries, the first included (1: no retry), 1 to 100. Default: 4."
+    )
+    backoff: Backoff = Field(
+        Backoff(),
+        description="Exponential backoff between tries, used when the server names no wait.",
+    )
+    max_wait: Annotated[Seconds, Field(ge=0)] = Field(
+        300.0,
+        description="Longest wait, in seconds, a server may ask for (`Retry-After`, "
+        "`X-Rate-Limit-Reset`); a longer one fails the step at once. Default: 300.",
+    )
     on: tuple[FailureClass, ...] | None = Field(
         None,
-        description="Default: connect, throttled, unavailable (+ server, timeout, dropped "
-        "when the step is idempotent)",
+        description="Failure classes that are retried. Default: `connect`, `throttled`, "
+        "`unavailable` (the flow did not run); `idempotent: true` on the step adds `server`, "
+        "`timeout`, `dropped`.",
+        examples=[["connect", "throttled", "unavailable"]],
     )
-
-    def classes(self, idempotent: bool) -> frozenset[str]:
-        chosen = self.on if self.on is not None else DEFAULT_RETRY_ON
-        return frozenset(chosen + (IDEMPOTENT_RETRY_ON if idempotent else ()))
 
 
 # -- steps -------------------------------------------------------------------------
 
 
 class Defaults(Record):
-    org: str | None = None
-    timeout: Annotated[Seconds, Field(gt=0)] = 65.0
-    retry: Retry = Retry()
-    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] = "10/s"
+    org: str | None = Field(
+        None, description="Org of steps without `org`. Default: the only org, if there is one."
+    )
+    timeout: Annotated[Seconds, Field(gt=0)] = Field(
+        65.0,
+        description="Deadline for each try of an invocation (the whole exchange), in seconds, "
+        "for steps without `timeout`. Default: 65 (Okta closes the connection at 60).",
+    )
+    retry: Retry = Field(
+        Retry(), description="Retry policy of every step; a step's `retry` overrides it key by key."
+    )
+    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] = Field(
+        "10/s",
+        description="Pace of invocations per flow URL, as `N/s`, `N/m` (or `N/min`) or `N/h`, "
+        "evenly spaced. Default: `10/s` (Okta allows about 10 per second per flow). An org's "
+        "or a step's `rate_limit` wins.",
+        examples=["10/s", "300/m"],
+    )
 
 
 class CsvSource(Record):
-    csv: str
+    csv: str = Field(
+        description="CSV file, relative to the job file (may be a template). Each row is one "
+        "`item`: a mapping keyed by the header row. Read as the items run.",
+        examples=["data/new_hires.csv"],
+    )
 
 
 class JsonlSource(Record):
-    jsonl: str
+    jsonl: str = Field(
+        description="JSON Lines file, relative to the job file (may be a template). Each "
+        "non-blank line is one `item`. Read as the items run.",
+        examples=["data/users.jsonl"],
+    )
 
 
 class JsonSource(Record):
-    json_: str = Field(alias="json")
+    json_: str = Field(
+        alias="json",
+        description="JSON file holding one list, relative to the job file (may be a template). "
+        "Each element is one `item`.",
+        examples=["data/apps.json"],
+    )
 
 
 def _foreach_kind(value: Any) -> str | None:
@@ -180,13 +289,29 @@ ForeachSource = Annotated[
 
 
 class Expect(Record):
-    status: tuple[Int, ...] | None = Field(None, description="Default: any 2xx")
-    that: tuple[str, ...] = ()
+    status: tuple[Int, ...] | None = Field(
+        None,
+        description="HTTP status codes that count as success; any other fails the step. "
+        "Default: any 2xx.",
+        examples=[[200, 404]],
+    )
+    that: tuple[str, ...] = Field(
+        (),
+        description="Templates that must all render truthy; they see `response`. A failed "
+        "expectation is never retried. Default: none.",
+        examples=[["{{ response.body.assigned }}"]],
+    )
 
 
 class SecretOutput(Record):
-    value: str
-    secret: Bool = False
+    value: str = Field(
+        description="Template giving the output's value; it sees `response`.",
+        examples=["{{ response.body.password }}"],
+    )
+    secret: Bool = Field(
+        False,
+        description="Mask the value in everything owf-run prints or writes. Default: false.",
+    )
 
 
 Output = Annotated[
@@ -202,36 +327,125 @@ Output = Annotated[
 
 
 class Step(Record):
-    id: Annotated[str, Field(pattern=STEP_ID)]
-    description: str | None = None
-    org: str | None = None
-    flow: str
-    method: Literal["POST", "GET"] = "POST"
-    query: dict[str, Any] = {}
-    headers: dict[str, str] = {}
-    payload: Any = None
-    when: str | Bool | None = None
-    foreach: ForeachSource | None = None
-    concurrency: Annotated[Int, Field(ge=1, le=100)] = 1
-    fail_fast: Bool = False
-    expect: Expect = Expect()
-    outputs: dict[str, Output] = {}
-    continue_on_error: Bool = False
-    idempotent: Bool = False
-    retry: Retry | None = None
-    timeout: Annotated[Seconds, Field(gt=0)] | None = None
-    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = None
+    id: Annotated[str, Field(pattern=STEP_ID)] = Field(
+        description="Unique name of the step (letters, digits, `_`; not starting with a digit); "
+        "later steps use it as `steps.<id>`.",
+        examples=["create_user"],
+    )
+    description: str | None = Field(None, description="Free text for readers; not used.")
+    org: str | None = Field(
+        None, description="Org whose credential calls the flow. Default: `defaults.org`."
+    )
+    flow: str = Field(
+        description="Invoke URL of the flow, `https://ORG.workflows.okta.com/api/flo/ID/invoke` "
+        "(ID: the flow id or alias). https only (loopback excepted); may be a template.",
+        examples=[
+            "https://acme.workflows.okta.com/api/flo/d71da429cdb0b4ef4dc23a1bb1ed9d1b/invoke"
+        ],
+    )
+    method: Literal["POST", "GET"] = Field(
+        "POST",
+        description="`POST` sends `payload` as JSON; `GET` sends no body (use `query`). "
+        "Default: `POST`.",
+    )
+    query: dict[str, Any] = Field(
+        {},
+        description="Query parameters (templates); a value that is not a string is sent as "
+        "JSON. Default: none.",
+    )
+    headers: dict[str, str] = Field(
+        {},
+        description="Extra request headers (templates). `Authorization` and "
+        "`x-api-client-token` are refused: the credential sets them. Default: none.",
+    )
+    payload: Any = Field(
+        None,
+        description="Request body: any YAML value, sent as JSON; every string in it is a "
+        "template. At most 1 MiB rendered. Default: no body.",
+    )
+    when: str | Bool | None = Field(
+        None,
+        description="Run the step only if this template renders truthy; otherwise it is "
+        "`skipped`. Default: always run.",
+        examples=["{{ steps.create_user.outputs.user_id is defined }}"],
+    )
+    foreach: ForeachSource | None = Field(
+        None,
+        description="Run the step once per item of a list, a template giving a list, "
+        "`{csv: PATH}`, `{jsonl: PATH}` or `{json: PATH}`; templates see `item` and `index`.",
+    )
+    concurrency: Annotated[Int, Field(ge=1, le=100)] = Field(
+        1, description="Items of a `foreach` in flight at once, 1 to 100. Default: 1."
+    )
+    fail_fast: Bool = Field(
+        False,
+        description="Start no further `foreach` items once one has failed. Default: false "
+        "(every item runs; the step fails if any item failed).",
+    )
+    expect: Expect = Field(
+        Expect(), description="When an answer counts as success. Default: any 2xx."
+    )
+    outputs: dict[str, Output] = Field(
+        {},
+        description="Values kept for later steps as `steps.<id>.outputs.NAME`: NAME: a template "
+        'over `response`, or `{value: "{{ ... }}", secret: true}`. Default: none.',
+    )
+    continue_on_error: Bool = Field(
+        False,
+        description="If the step fails, run the next steps anyway; the failure is reported as "
+        "ignored and does not change the exit code. Default: false (later steps: `not run`).",
+    )
+    idempotent: Bool = Field(
+        False,
+        description="The flow is safe to run twice: also retry `server`, `timeout` and "
+        "`dropped`, where the flow may have run. Default: false.",
+    )
+    retry: Retry | None = Field(
+        None, description="Retry policy of this step, merged key by key over `defaults.retry`."
+    )
+    timeout: Annotated[Seconds, Field(gt=0)] | None = Field(
+        None, description="Deadline for each try, in seconds. Default: `defaults.timeout`."
+    )
+    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = Field(
+        None,
+        description="Pace of invocations of this flow URL, as `N/s`, `N/m` (or `N/min`) or "
+        "`N/h`. Default: the org's `rate_limit`, else `defaults.rate_limit`.",
+    )
 
 
 class Job(Record):
-    version: Literal[1]
-    name: str | None = None
-    description: str | None = None
-    vars: dict[str, Any] = {}
-    orgs: Annotated[dict[str, Org], Field(min_length=1)]
-    credentials: dict[str, Credential] = {}
-    defaults: Defaults = Defaults()
-    steps: Annotated[list[Step], Field(min_length=1)]
+    version: Literal[1] = Field(description="Format version of the job file: `1`.")
+    name: str | None = Field(
+        None,
+        description="Name of the job in output and as `job.name`. Default: the job file's name "
+        "without its extension.",
+    )
+    description: str | None = Field(None, description="Free text for readers; not used.")
+    vars: dict[str, Any] = Field(
+        {},
+        description="Variables for templates (`vars.NAME`), any YAML values. `--vars-file` "
+        "overrides them and `--var KEY=VALUE` (a string) overrides both. Default: none.",
+    )
+    orgs: Annotated[dict[str, Org], Field(min_length=1)] = Field(
+        description="Okta orgs by name, at least one: where tokens come from and with which "
+        "credential."
+    )
+    credentials: dict[str, Credential] = Field(
+        {},
+        description="Credentials by name, used by `orgs.NAME.credential`; `type` chooses "
+        "`private_key_jwt`, `client_token` or `none`. Default: none.",
+    )
+    defaults: Defaults = Field(
+        Defaults(), description="Settings for every step that does not set its own."
+    )
+    steps: Annotated[list[Step], Field(min_length=1)] = Field(
+        description="The flow invocations, at least one, run in the order written."
+    )
+
+    @property
+    def default_org(self) -> str | None:
+        """``defaults.org``, or the only org: what a step without ``org`` uses."""
+        return self.defaults.org or (next(iter(self.orgs)) if len(self.orgs) == 1 else None)
 
 
 def rate_per_second(text: str) -> float:

@@ -1,165 +1,251 @@
-"""``owf-run plan``: every request a job would send, rendered, with no network.
+"""resolve: a checked job → the immutable :class:`Plan` that ``plan`` renders and the runner runs.
 
-Values only a run can know (earlier steps' outputs and responses) render as
-placeholders such as ``<steps.create_user.outputs.user_id>``.
+Every default is applied here, once: a step's org, credential, retry policy,
+rate, timeout, compiled templates and foreach source are all settled, and
+nothing downstream fills a gap with ``or``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
+from owf_runner.failures import AMBIGUOUS, DEFAULT_RETRY_ON, FailureClass
 from owf_runner.loader import LoadedJob
 from owf_runner.model import (
     ClientTokenCredential,
+    Credential,
     CsvSource,
+    Job,
     JsonlSource,
     JsonSource,
+    Org,
     PrivateKeyJwtCredential,
+    Record,
     Retry,
     Step,
+    rate_per_second,
 )
-from owf_runner.redaction import REDACTOR
-from owf_runner.templating import TemplateError, render_value, truthy
+from owf_runner.problems import KeyPath, Problem
+from owf_runner.sources import SourceKind
+from owf_runner.templating import Compiled, compile_value
+from owf_runner.yamlfile import YamlDocument
 
-MAX_ITEMS_SHOWN = 10
-
-
-class Placeholder:
-    """Stands for a value known only at run time; any attribute is another placeholder."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-
-    def __getattr__(self, name: str) -> Placeholder:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return Placeholder(f"{self._path}.{name}")
-
-    def __getitem__(self, key: object) -> Placeholder:
-        return Placeholder(f"{self._path}[{key!r}]")
-
-    def __str__(self) -> str:
-        return f"<{self._path}>"
-
-    def __iter__(self) -> Iterator[Placeholder]:
-        yield Placeholder(f"{self._path}[*]")
+AuthKind = Literal["oauth2", "client_token", "none"]
+RecordT = TypeVar("RecordT", bound=Record)
 
 
-def plan_text(loaded: LoadedJob) -> str:
-    lines = [f"plan for {loaded.name} ({loaded.path}): no request is sent", ""]
-    for number, step in enumerate(loaded.job.steps, start=1):
-        lines += _step_lines(loaded, number, step)
-    return REDACTOR.redact("\n".join(lines))
+@dataclass(frozen=True)
+class JobIdentity:
+    """Which job this is (its resolved path) and which version of it (its content hash)."""
+
+    path: Path
+    sha256: str
 
 
-def _step_lines(loaded: LoadedJob, number: int, step: Step) -> list[str]:
-    context = _context(loaded)
-    head = f"{number}. {step.id}: {step.method} via org {step.org} ({_auth(loaded, step)})"
-    lines = [head, f"   retry: {_retry(step)}; rate limit {step.rate_limit}"]
-    skip = _when(step, context)
-    if skip:
-        return [*lines, f"   {skip}", ""]
-    for note, item_context in _items(loaded, step, context):
-        lines += _request_lines(step, item_context, note)
-    return [*lines, ""]
+@dataclass(frozen=True)
+class Field:
+    """A compiled value and where it is in the job file, for messages."""
+
+    at: KeyPath
+    value: Compiled
+    written: Any  # as in the job file, for messages such as "expectation failed: ..."
 
 
-def _context(loaded: LoadedJob) -> dict[str, Any]:
-    steps = {s.id: Placeholder(f"steps.{s.id}") for s in loaded.job.steps}
-    return {
-        "vars": loaded.vars,
-        "env": dict(os.environ),
-        "steps": steps,
-        "run": {"id": "<run.id>", "started_at": "<run.started_at>"},
-        "job": {"name": loaded.name},
-    }
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int
+    backoff_initial: float
+    backoff_max: float
+    max_wait: float
+    on: frozenset[FailureClass]
 
 
-def _auth(loaded: LoadedJob, step: Step) -> str:
-    org = loaded.job.orgs[step.org or ""]
-    credential = loaded.job.credentials.get(org.credential)
+@dataclass(frozen=True)
+class OrgPlan:
+    name: str
+    credential: str
+    auth: AuthKind
+    token_url: str
+    ca_bundle: Path | None
+
+
+@dataclass(frozen=True)
+class ListSource:
+    items: Field  # a list, or a template giving one
+
+
+@dataclass(frozen=True)
+class FileSource:
+    kind: SourceKind
+    path: Field  # relative to the job file
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    name: str
+    value: Field
+    secret: bool
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    index: int
+    id: str
+    org: OrgPlan
+    method: Literal["POST", "GET"]
+    flow: Field
+    query: Field
+    headers: Field
+    payload: Field
+    when: Field | None
+    foreach: ListSource | FileSource | None
+    concurrency: int
+    fail_fast: bool
+    expect_status: frozenset[int] | None  # None: any 2xx
+    expect_that: tuple[Field, ...]
+    outputs: tuple[OutputPlan, ...]
+    continue_on_error: bool
+    idempotent: bool
+    retry: RetryPolicy
+    rate_limit: str  # as written, e.g. 10/s
+    per_second: float
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    identity: JobIdentity
+    name: str
+    document: YamlDocument
+    vars: Mapping[str, Any]
+    orgs: Mapping[str, OrgPlan]
+    credentials: Mapping[str, Credential]
+    steps: tuple[StepPlan, ...]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.document.path.parent
+
+    def problem(self, at: KeyPath, message: str) -> Problem:
+        return self.document.problem(at, message)
+
+    def ca_bundles(self) -> list[Path]:
+        return [self.base_dir / org.ca_bundle for org in self.orgs.values() if org.ca_bundle]
+
+    def used_credentials(self) -> list[str]:
+        """Credentials some step uses: an unused org's key need not be at hand."""
+        return sorted({step.org.credential for step in self.steps})
+
+
+def resolve(loaded: LoadedJob) -> Plan:
+    job, document = loaded.job, loaded.document
+    orgs = {name: _org(job, name, org) for name, org in job.orgs.items()}
+    return Plan(
+        identity=JobIdentity(document.path.resolve(), document.sha256),
+        name=loaded.name,
+        document=document,
+        vars=loaded.vars,
+        orgs=orgs,
+        credentials=job.credentials,
+        steps=tuple(_step(job, orgs, index, step) for index, step in enumerate(job.steps)),
+    )
+
+
+def _org(job: Job, name: str, org: Org) -> OrgPlan:
+    credential = job.credentials[org.credential]
+    return OrgPlan(
+        name=name,
+        credential=org.credential,
+        auth=_auth_kind(credential),
+        token_url=org.token_url or f"https://{org.domain}/oauth2/v1/token",
+        ca_bundle=None if org.ca_bundle is None else Path(org.ca_bundle),
+    )
+
+
+def _auth_kind(credential: Credential) -> AuthKind:
     if isinstance(credential, PrivateKeyJwtCredential):
-        return f"OAuth 2.0 as {credential.client_id}, token from {org.resolved_token_url}"
-    if isinstance(credential, ClientTokenCredential):
-        return "client token header"
-    return "no authentication"
+        return "oauth2"
+    return "client_token" if isinstance(credential, ClientTokenCredential) else "none"
 
 
-def _retry(step: Step) -> str:
-    policy = step.retry or Retry()
-    classes = ", ".join(sorted(policy.classes(step.idempotent)))
-    backoff = f"backoff {policy.backoff.initial:g}-{policy.backoff.max:g}s"
-    return f"{policy.attempts} attempts on {classes}; {backoff}; max wait {policy.max_wait:g}s"
+def _step(job: Job, orgs: Mapping[str, OrgPlan], index: int, step: Step) -> StepPlan:
+    at: KeyPath = ("steps", index)
+    org_name = step.org or job.default_org or ""  # the checks made sure there is one
+    rate = step.rate_limit or job.orgs[org_name].rate_limit or job.defaults.rate_limit
+    retry = job.defaults.retry if step.retry is None else _overlay(job.defaults.retry, step.retry)
+    return StepPlan(
+        index=index,
+        id=step.id,
+        org=orgs[org_name],
+        method=step.method,
+        flow=_field(at, ("flow",), step.flow),
+        query=_field(at, ("query",), step.query),
+        headers=_field(at, ("headers",), step.headers),
+        payload=_field(at, ("payload",), step.payload),
+        when=None if step.when is None else _field(at, ("when",), step.when),
+        foreach=_foreach(at, step.foreach),
+        concurrency=step.concurrency,
+        fail_fast=step.fail_fast,
+        expect_status=None if step.expect.status is None else frozenset(step.expect.status),
+        expect_that=tuple(
+            _field(at, ("expect", "that", i), t) for i, t in enumerate(step.expect.that)
+        ),
+        outputs=tuple(_outputs(at, step)),
+        continue_on_error=step.continue_on_error,
+        idempotent=step.idempotent,
+        retry=_policy(retry, step.idempotent),
+        rate_limit=rate,
+        per_second=rate_per_second(rate),
+        timeout=step.timeout or job.defaults.timeout,
+    )
 
 
-def _when(step: Step, context: dict[str, Any]) -> str | None:
-    if step.when is None:
+def _field(step_at: KeyPath, key: KeyPath, value: Any) -> Field:
+    return Field((*step_at, *key), compile_value(value), value)
+
+
+def _foreach(at: KeyPath, source: Any) -> ListSource | FileSource | None:
+    if source is None:
         return None
-    try:
-        value = render_value(step.when, context)
-    except TemplateError as exc:
-        return f"fails: when: {exc}"
-    if _depends_on_run(value):
-        return None if value is True else f"runs only if: {step.when}"
-    return None if truthy(value) else f"skipped: `when` is false ({step.when})"
+    if isinstance(source, CsvSource):
+        return FileSource(SourceKind.CSV, _field(at, ("foreach", "csv"), source.csv))
+    if isinstance(source, JsonlSource):
+        return FileSource(SourceKind.JSONL, _field(at, ("foreach", "jsonl"), source.jsonl))
+    if isinstance(source, JsonSource):
+        return FileSource(SourceKind.JSON, _field(at, ("foreach", "json"), source.json_))
+    return ListSource(_field(at, ("foreach",), source))
 
 
-def _depends_on_run(value: Any) -> bool:
-    return isinstance(value, Placeholder) or (isinstance(value, str) and "<steps." in value)
+def _outputs(at: KeyPath, step: Step) -> list[OutputPlan]:
+    outputs = []
+    for name, spec in step.outputs.items():
+        if isinstance(spec, str):
+            outputs.append(OutputPlan(name, _field(at, ("outputs", name), spec), secret=False))
+        else:
+            value = _field(at, ("outputs", name, "value"), spec.value)
+            outputs.append(OutputPlan(name, value, spec.secret))
+    return outputs
 
 
-def _items(
-    loaded: LoadedJob, step: Step, context: dict[str, Any]
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    if step.foreach is None:
-        yield "", context
-        return
-    items = _foreach_items(step, context)
-    if items is None:
-        yield (
-            "for each item of a run-time list",
-            {**context, "item": Placeholder("item"), "index": Placeholder("index")},
-        )
-        return
-    for index, item in enumerate(items[:MAX_ITEMS_SHOWN]):
-        yield f"item {index}", {**context, "item": item, "index": index}
-    if len(items) > MAX_ITEMS_SHOWN:
-        yield f"... and {len(items) - MAX_ITEMS_SHOWN} more items", {}
+def _policy(retry: Retry, idempotent: bool) -> RetryPolicy:
+    chosen = DEFAULT_RETRY_ON if retry.on is None else frozenset(retry.on)
+    return RetryPolicy(
+        attempts=retry.attempts,
+        backoff_initial=retry.backoff.initial,
+        backoff_max=retry.backoff.max,
+        max_wait=retry.max_wait,
+        on=chosen | AMBIGUOUS if idempotent else chosen,
+    )
 
 
-def _foreach_items(step: Step, context: dict[str, Any]) -> list[Any] | None:
-    if isinstance(step.foreach, CsvSource | JsonlSource | JsonSource):
-        return None
-    try:
-        items = render_value(step.foreach, context)
-    except TemplateError:
-        return None
-    return items if isinstance(items, list) else None
-
-
-def _request_lines(step: Step, context: dict[str, Any], note: str) -> list[str]:
-    if not context:
-        return [f"   {note}"]
-    prefix = f"   [{note}] " if note else "   "
-    try:
-        url = render_value(step.flow, context)
-        payload = render_value(step.payload, context)
-        query = render_value(step.query, context)
-        headers = render_value(step.headers, context)
-    except TemplateError as exc:
-        return [f"{prefix}fails before sending: {exc}"]
-    lines = [f"{prefix}{step.method} {url}"]
-    if query:
-        lines.append(f"     query: {_json(query)}")
-    if headers:
-        lines.append(f"     headers: {_json(headers)}")
-    if step.method == "POST":
-        lines.append("     payload: " + _json(payload).replace("\n", "\n     "))
-    return lines
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+def _overlay(base: RecordT, top: RecordT) -> RecordT:
+    """``base`` with the keys ``top`` set explicitly, merged recursively."""
+    update: dict[str, Any] = {}
+    for name in top.model_fields_set:
+        mine, theirs = getattr(top, name), getattr(base, name)
+        both_records = isinstance(mine, Record) and isinstance(theirs, Record)
+        update[name] = _overlay(theirs, mine) if both_records else mine
+    return base.model_copy(update=update)

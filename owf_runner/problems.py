@@ -1,212 +1,64 @@
-"""Pydantic validation errors → ``FILE:LINE:COL: key.path: message`` lines users can act on."""
+"""Problems as records: where (file, line, column, key path) and what.
+
+A problem is formatted once, by ``str()``, as ``FILE:LINE:COL: key.path: message``;
+lists of them are sorted by position, never by parsing their text back.
+"""
 
 from __future__ import annotations
 
-import difflib
+import json
 import re
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
-
-from owf_runner.model import job_schema
-from owf_runner.yamlfile import TOP, KeyPath, YamlDocument, format_key_path
+KeyPath = tuple[str | int, ...]
+TOP = "(top level)"  # the key path of a problem with the whole file
 
 
-def validation_problems(exc: ValidationError, document: YamlDocument) -> Iterator[str]:
-    by_path: dict[KeyPath, list[str]] = {}
-    for error in exc.errors(include_url=False):
-        path, message = _located(error, document.data)
-        messages = by_path.setdefault(path, [])
-        if message not in messages:
-            messages.append(message)
-    for path, messages in by_path.items():
-        for message in _merge_type_errors(messages):
-            yield f"{document.where(path)}: {format_key_path(path) or TOP}: {message}"
+@dataclass(frozen=True)
+class Location:
+    file: Path
+    line: int | None = None  # None: the problem is with the file as a whole (unreadable)
+    col: int = 1
+
+    def __str__(self) -> str:
+        return str(self.file) if self.line is None else f"{self.file}:{self.line}:{self.col}"
 
 
-def _located(error: ErrorDetails, data: Any) -> tuple[KeyPath, str]:
-    path = _data_path(error["loc"], data, error["type"] in _KEY_ERRORS)
-    value = error.get("input")
-    if error["type"] == "union_tag_invalid" and isinstance(value, dict) and "type" in value:
-        path = (*path, "type")  # point at the wrong type, not at the credential
-    stray = _stray_secret_key(error, value)
-    if stray is not None:
-        return (*path, stray), _unknown_key((*path, stray), data)
-    return path, _describe(error, path, data)
+@dataclass(frozen=True)
+class Problem:
+    location: Location
+    key_path: KeyPath | None  # None: not about a key ("cannot read job file")
+    message: str
+
+    def __str__(self) -> str:
+        if self.key_path is None:
+            return f"{self.location}: {self.message}"
+        return f"{self.location}: {format_key_path(self.key_path) or TOP}: {self.message}"
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.location.line or 0, self.location.col)
 
 
-def _stray_secret_key(error: ErrorDetails, value: Any) -> str | None:
-    """The one unknown key of a secret reference like ``{envv: X}``, to point at."""
-    if error["type"] != "secret_reference" or not isinstance(value, dict) or len(value) != 1:
-        return None
-    key = next(iter(value))
-    return None if key in {"env", "file", "command"} else str(key)
+def in_file_order(problems: Iterable[Problem]) -> list[Problem]:
+    """Sorted by line, then column (stable); exact duplicates dropped."""
+    return sorted(dict.fromkeys(problems), key=lambda problem: problem.position)
 
 
-def _merge_type_errors(messages: list[str]) -> list[str]:
-    """`when: 5` fails both union members; say "expected a string or true or false" once."""
-    wanted = [m.removeprefix("expected ").split(", found ")[0] for m in messages]
-    found = {m.split(", found ", 1)[-1] for m in messages}
-    if len(messages) < 2 or len(found) != 1 or not all(m.startswith("expected ") for m in messages):
-        return messages
-    return [f"expected {' or '.join(wanted)}, found {found.pop()}"]
+def format_key_path(key_path: KeyPath) -> str:
+    return "".join(_key_parts(key_path)).lstrip(".")
 
 
-def _data_path(loc: tuple[str | int, ...], data: Any, about_a_key: bool) -> KeyPath:
-    """Pydantic's loc minus the union tags it inserts (``env``, ``private_key_jwt``...).
-
-    A tag can also be a key of the data (``{env: X, typo: 1}``), so both readings
-    are tried; the one that places the loc's last part wins.
-    """
-    readings = _readings(loc, data, (), about_a_key)
-    return max(readings, key=lambda reading: (reading[1], len(reading[0])))[0]
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def _readings(
-    loc: tuple[str | int, ...], data: Any, path: KeyPath, about_a_key: bool
-) -> Iterator[tuple[KeyPath, bool]]:
-    """(path, whether the last loc part was placed) for each way of reading ``loc``."""
-    if not loc:
-        yield path, False
-        return
-    part, rest = loc[0], loc[1:]
-    if not rest:
-        placed = _indexes(data, part) or (about_a_key and isinstance(data, dict))
-        yield ((*path, part), True) if placed else (path, False)
-        return
-    if _indexes(data, part):
-        yield from _readings(rest, data[part], (*path, part), about_a_key)
-    yield from _readings(rest, data, path, about_a_key)
-
-
-def _indexes(data: Any, part: str | int) -> bool:
-    if isinstance(data, dict):
-        return part in data
-    return isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
-
-
-def _describe(error: ErrorDetails, path: KeyPath, data: Any) -> str:
-    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
-    if kind == "extra_forbidden":
-        return _unknown_key(path, data)
-    if kind == "missing":
-        return "required key is missing"
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, found {_type_name(value)}"
-    special = _SPECIAL.get(kind)
-    if special:
-        return special(value, ctx, path)
-    return str(error["msg"]).removeprefix("Value error, ")
-
-
-def _secret_reference(value: Any, ctx: dict[str, Any], path: KeyPath) -> str:
-    if isinstance(value, str):
-        return (
-            "secrets do not live in job files: use {env: NAME}, {file: PATH} "
-            "or {command: [argv, ...]}"
-        )
-    keys = ", ".join(map(str, value)) if isinstance(value, dict) else _type_name(value)
-    return f"expected exactly one of env, file or command, found {keys or 'nothing'}"
-
-
-def _pattern(value: Any, ctx: dict[str, Any], path: KeyPath) -> str:
-    what = {
-        "id": "a step id (letters, digits and _, not starting with a digit)",
-        "rate_limit": "a rate like 10/s, 600/min or 3600/h",
-    }.get(str(path[-1]) if path else "", f"text matching {ctx.get('pattern')}")
-    return f"expected {what}, found {value!r}"
-
-
-_SPECIAL: dict[str, Callable[[Any, dict[str, Any], KeyPath], str]] = {
-    "secret_reference": _secret_reference,
-    "string_pattern_mismatch": _pattern,
-    "too_short": lambda v, ctx, p: "needs at least one entry",
-    "string_too_short": lambda v, ctx, p: "must not be empty",
-    "literal_error": lambda v, ctx, p: f"expected {ctx['expected']}, found {v!r}",
-    "union_tag_not_found": lambda v, ctx, p: (
-        "`type` is required: private_key_jwt, client_token or none"
-    ),
-    "union_tag_invalid": lambda v, ctx, p: (
-        f"unknown type {ctx['tag']!r}; expected {ctx['expected_tags']}"
-    ),
-    "greater_than": lambda v, ctx, p: f"expected a number above {ctx['gt']:g}, found {v!r}",
-    "greater_than_equal": lambda v, ctx, p: f"expected at least {ctx['ge']:g}, found {v!r}",
-    "less_than_equal": lambda v, ctx, p: f"expected at most {ctx['le']:g}, found {v!r}",
-}
-_KEY_ERRORS = {"missing", "extra_forbidden"}
-
-
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "list_type": "a list",
-    "tuple_type": "a list",
-}
-
-
-def _type_name(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
-    names |= {dict: "a mapping", list: "a list", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _unknown_key(path: KeyPath, data: Any) -> str:
-    key = str(path[-1])
-    allowed = _allowed_keys(job_schema(), path[:-1], data)
-    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {key!r}{hint}"
-
-
-def _allowed_keys(schema: dict[str, Any], path: KeyPath, data: Any) -> set[str]:
-    """The property names the JSON Schema allows at ``path``."""
-    defs = schema.get("$defs", {})
-    candidates = [schema]
-    for part in path:
-        candidates = [child for node in candidates for child in _children(node, part, defs)]
-    return {name for node in candidates for name in _properties(node, defs)}
-
-
-def _expand(node: dict[str, Any], defs: dict[str, Any]) -> list[dict[str, Any]]:
-    if "$ref" in node:
-        return _expand(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
-    branches = node.get("anyOf") or node.get("oneOf")
-    if branches:
-        return [leaf for branch in branches for leaf in _expand(branch, defs)]
-    return [node]
-
-
-def _children(node: dict[str, Any], part: str | int, defs: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for leaf in _expand(node, defs):
-        if isinstance(part, int) and isinstance(leaf.get("items"), dict):
-            found.append(leaf["items"])
-        elif part in leaf.get("properties", {}):
-            found.append(leaf["properties"][part])
-        elif isinstance(leaf.get("additionalProperties"), dict):
-            found.append(leaf["additionalProperties"])
-    return found
-
-
-def _properties(node: dict[str, Any], defs: dict[str, Any]) -> set[str]:
-    return {name for leaf in _expand(node, defs) for name in leaf.get("properties", {})}
-
-
-def in_file_order(problems: list[str]) -> list[str]:
-    """Problem lines sorted by line, then column; duplicates dropped."""
-
-    def position(problem: str) -> tuple[int, int]:
-        match = re.search(r":(\d+):(\d+): ", problem)
-        return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-    return sorted(dict.fromkeys(problems), key=position)
+def _key_parts(key_path: KeyPath) -> Iterator[str]:
+    for part in key_path:
+        if isinstance(part, int):
+            yield f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            yield f".{part}"
+        else:  # quoted, so a key with a newline or an escape code stays on one harmless line
+            yield f"[{json.dumps(part)}]"

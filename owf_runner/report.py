@@ -11,10 +11,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from owf_runner.model import Step
+from owf_runner.failures import Failure
+from owf_runner.outcomes import ItemResult, RunResult, Status, StepResult
+from owf_runner.plan import StepPlan
 from owf_runner.redaction import REDACTOR
-from owf_runner.retry import Failure
-from owf_runner.runner import FAILED, ItemResult, RunResult, StepResult
 
 
 @dataclass
@@ -30,34 +30,33 @@ class ConsoleReporter:
         self.stream.write(REDACTOR.redact(f"{stamp} {text}") + "\n")
         self.stream.flush()
 
-    def step_started(self, step: Step) -> None:
-        self.say(f"{step.id}: started ({step.method} on org {step.org})")
+    def step_started(self, step: StepPlan) -> None:
+        self.say(f"{step.id}: started ({step.method} on org {step.org.name})")
 
-    def item_finished(self, step: Step, result: ItemResult) -> None:
-        if result.status == FAILED:
+    def item_finished(self, step: StepPlan, result: ItemResult) -> None:
+        if result.status is Status.FAILED:
             self.say(f"{step.id}[{result.index}]: failed: {result.error}", always=True)
         elif self.verbose:
             self.say(f"{step.id}[{result.index}]: {result.status} ({_attempts(result.attempts)})")
 
-    def retrying(self, step: Step, failure: Failure, attempt: int, wait: float) -> None:
+    def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None:
         self.say(
             f"{step.id}: attempt {attempt} failed ({failure.failure_class}: {failure}); "
             f"retrying in {wait:.1f}s"
         )
 
-    def step_finished(self, step: Step, result: StepResult) -> None:
+    def step_finished(self, step: StepPlan, result: StepResult) -> None:
         detail = f": {result.error}" if result.error else ""
         items = f"{len(result.results)} items, " if step.foreach is not None else ""
         timing = f"{items}{_attempts(result.attempts)}, {result.seconds:.2f}s"
-        line = f"{step.id}: {result.status} ({timing}){detail}"
-        self.say(line, always=result.status == FAILED)
+        line = f"{step.id}: {result.shown_status} ({timing}){detail}"
+        self.say(line, always=result.status is Status.FAILED)
         if self.verbose and result.response is not None:
             body = json.dumps(result.response.body, ensure_ascii=False)
             self.say(f"{step.id}: HTTP {result.response.status} {body}")
 
     def summary(self, run: RunResult) -> None:
-        outcome = "succeeded" if run.exit_code == 0 else "failed"
-        lines = [f"run {run.run_id} of {run.job_name}: {outcome}", *_table(run.steps)]
+        lines = [f"run {run.run_id} of {run.job_name}: {run.outcome}", *_table(run.steps)]
         self.stream.write(REDACTOR.redact("\n".join(lines)) + "\n")
         self.stream.flush()
 
@@ -68,7 +67,7 @@ def _attempts(count: int) -> str:
 
 def _table(steps: tuple[StepResult, ...]) -> list[str]:
     rows = [("STEP", "STATUS", "ATTEMPTS", "TIME")]
-    rows += [(s.id, s.status, str(s.attempts), f"{s.seconds:.2f}s") for s in steps]
+    rows += [(s.id, s.shown_status, str(s.attempts), f"{s.seconds:.2f}s") for s in steps]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

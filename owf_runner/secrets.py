@@ -32,6 +32,10 @@ class SecretError(Exception):
     """A reference could not be resolved; the message never contains the value."""
 
 
+class SecretMissing(SecretError):
+    """The secret is not set here (no such variable or file): a rehearsal may stand in for it."""
+
+
 def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
     if isinstance(ref, EnvSecret):
         value = _from_env(ref.env)
@@ -46,7 +50,7 @@ def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
 def _from_env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise SecretError(f"environment variable {name} is not set (to rehearse: --emulate)")
+        raise SecretMissing(f"environment variable {name} is not set (to rehearse: --emulate)")
     return value
 
 
@@ -54,6 +58,8 @@ def _from_file(path: Path) -> str:
     try:
         mode = path.stat().st_mode
         value = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SecretMissing(f"cannot read {path}: {exc.strerror}") from None
     except OSError as exc:
         raise SecretError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:

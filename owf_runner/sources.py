@@ -5,45 +5,31 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from owf_runner.model import CsvSource, JsonlSource, JsonSource
 from owf_runner.templating import TemplateError
 
-FileSource = CsvSource | JsonlSource | JsonSource
+
+class SourceKind(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+    JSON = "json"
 
 
 class SourceError(TemplateError):
     """A foreach source could not be read; it fails the step before that item is sent."""
 
 
-def source_key(source: FileSource) -> str:
-    """The key the job file uses for this source: csv, jsonl or json."""
-    if isinstance(source, CsvSource):
-        return "csv"
-    return "jsonl" if isinstance(source, JsonlSource) else "json"
-
-
-def source_path(source: FileSource) -> str:
-    if isinstance(source, CsvSource):
-        return source.csv
-    if isinstance(source, JsonlSource):
-        return source.jsonl
-    return source.json_
-
-
-def file_items(source: FileSource, path: Path) -> Iterator[Any]:
+def file_items(kind: SourceKind, path: Path) -> Iterator[Any]:
     """Opens the file now (so a missing file fails at once) and yields its items lazily."""
     try:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as exc:
         raise SourceError(f"foreach: cannot read {path}: {exc.strerror}") from None
-    if isinstance(source, CsvSource):
-        return _csv_rows(handle, path)
-    if isinstance(source, JsonlSource):
-        return _jsonl_items(handle, path)
-    return _json_items(handle, path)
+    readers = {SourceKind.CSV: _csv_rows, SourceKind.JSONL: _jsonl_items}
+    return readers.get(kind, _json_items)(handle, path)
 
 
 def _csv_rows(handle: IO[str], path: Path) -> Iterator[Any]:

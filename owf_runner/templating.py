@@ -107,6 +107,10 @@ def _compiled(text: str) -> Any:
 def render_string(text: str, context: Mapping[str, Any]) -> Any:
     if not is_template(text):
         return text
+    return _render_template(text, context)
+
+
+def _render_template(text: str, context: Mapping[str, Any]) -> Any:
     try:
         compiled = _compiled(text)
         if _LONE_EXPRESSION.match(text):
@@ -132,20 +136,100 @@ def _native(value: Any) -> Any:
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     """Render every string inside ``value``; dict keys are rendered as strings."""
-    if isinstance(value, str):
-        return render_string(value, context)
-    if isinstance(value, Mapping):
-        return {str(render_string(k, context)): _render_at(k, v, context) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_render_at(index, item, context) for index, item in enumerate(value)]
-    return value
+    return compile_value(value).render(context)
 
 
-def _render_at(key: str | int, value: Any, context: Mapping[str, Any]) -> Any:
+# -- compiled values: a structure whose templates are compiled once -------------------
+
+
+class Compiled:
+    """A value from the job file, ready to render: every template in it compiled once."""
+
+    names: frozenset[str] = frozenset()  # the free names its templates use
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Constant(Compiled):
+    value: Any
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Template(Compiled):
+    """One string with ``{{ }}`` / ``{% %}``; a lone expression keeps its native type."""
+
+    text: str
+    names: frozenset[str]
+
+    @property
+    def is_lone_expression(self) -> bool:
+        return _LONE_EXPRESSION.match(self.text) is not None
+
+    @property
+    def expression(self) -> str:
+        """The expression of a lone ``{{ expression }}``, or the text itself."""
+        match = _LONE_EXPRESSION.match(self.text)
+        return match.group("expr").strip() if match else self.text
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        return _render_template(self.text, context)
+
+
+@dataclass(frozen=True)
+class MappingValue(Compiled):
+    items: tuple[tuple[Compiled, Compiled], ...]
+    keys: tuple[str, ...]  # as written, for error paths
+    names: frozenset[str]
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        rendered: dict[str, Any] = {}
+        for written, (key, value) in zip(self.keys, self.items, strict=True):
+            rendered[str(_at(written, key, context))] = _at(written, value, context)
+        return rendered
+
+
+@dataclass(frozen=True)
+class SequenceValue(Compiled):
+    items: tuple[Compiled, ...]
+    names: frozenset[str]
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        return [_at(index, item, context) for index, item in enumerate(self.items)]
+
+
+def _at(key: str | int, value: Compiled, context: Mapping[str, Any]) -> Any:
     try:
-        return render_value(value, context)
+        return value.render(context)
     except TemplateError as exc:
         raise exc.at(key) from None
+
+
+def compile_value(value: Any) -> Compiled:
+    """Compile every template inside ``value`` (plain strings stay plain)."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return Constant(value)
+        check_syntax(value)
+        return Template(value, free_names(value))
+    if isinstance(value, Mapping):
+        pairs = tuple((compile_value(str(k)), compile_value(v)) for k, v in value.items())
+        names = frozenset().union(*(k.names | v.names for k, v in pairs))
+        return MappingValue(pairs, tuple(str(k) for k in value), names)
+    if isinstance(value, list | tuple):
+        items = tuple(compile_value(item) for item in value)
+        return SequenceValue(items, frozenset().union(*(item.names for item in items)))
+    return Constant(value)
+
+
+def free_names(text: str) -> frozenset[str]:
+    """The names a template takes from its context (not those it binds itself)."""
+    bound = locally_bound(text)
+    return frozenset(ref.root for ref in references(text) if ref.root not in bound)
 
 
 def truthy(value: Any) -> bool:

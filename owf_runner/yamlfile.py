@@ -7,9 +7,9 @@ duplicate keys are caught, and alias expansion is bounded.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,11 @@ from typing import Any
 import yaml
 
 from owf_runner.errors import JobError
+from owf_runner.problems import KeyPath, Location, Problem
 
-TOP = "(top level)"  # the key path of a problem with the whole file
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 64
-
-KeyPath = tuple[str | int, ...]
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -63,6 +61,7 @@ class YamlDocument:
     path: Path
     data: Any
     marks: dict[KeyPath, Mark] = field(default_factory=dict)
+    sha256: str = ""  # of the file's bytes: tells a changed job file from the one that ran
 
     def locate(self, key_path: KeyPath) -> Mark:
         """The position of ``key_path``, or of its nearest ancestor that has one."""
@@ -72,19 +71,23 @@ class YamlDocument:
                 return mark
         return Mark(1, 1)
 
-    def where(self, key_path: KeyPath) -> str:
+    def location(self, key_path: KeyPath) -> Location:
         mark = self.locate(key_path)
-        return f"{self.path}:{mark.line}:{mark.col}"
+        return Location(self.path, mark.line, mark.col)
+
+    def problem(self, key_path: KeyPath, message: str) -> Problem:
+        return Problem(self.location(key_path), key_path, message)
 
 
-def load_yaml(path: Path) -> YamlDocument:
-    text = _read_text(path)
+def load_yaml(path: Path, what: str = "job file") -> YamlDocument:
+    raw = _read_bytes(path, what)
+    text = _decode(path, raw, what)
     try:
         _check_depth(path, text)
         node = yaml.compose(text, Loader=_Yaml12Loader)
     except yaml.MarkedYAMLError as exc:
-        raise JobError([_syntax_message(path, exc)]) from None
-    doc = YamlDocument(path=path, data=None)
+        raise JobError([_syntax_problem(path, exc)]) from None
+    doc = YamlDocument(path=path, data=None, sha256=hashlib.sha256(raw).hexdigest())
     builder = _Builder(doc)
     doc.data = builder.build(node, ()) if node is not None else None
     if builder.problems:
@@ -92,17 +95,23 @@ def load_yaml(path: Path) -> YamlDocument:
     return doc
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path, what: str) -> bytes:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            message = f"file is {size} bytes; job files are limited to 5 MiB"
-            raise JobError([f"{path}:1:1: {TOP}: {message}"])
-        return path.read_text(encoding="utf-8")
+            message = f"file is {size} bytes; {what}s are limited to 5 MiB"
+            raise JobError([Problem(Location(path, 1), (), message)])
+        return path.read_bytes()
     except OSError as exc:
-        raise JobError([f"{path}: cannot read job file: {exc.strerror}"]) from None
+        message = f"cannot read {what}: {exc.strerror}"
+        raise JobError([Problem(Location(path), None, message)]) from None
+
+
+def _decode(path: Path, raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise JobError([f"{path}:1:1: {TOP}: job file is not valid UTF-8"]) from None
+        raise JobError([Problem(Location(path, 1), (), f"{what} is not valid UTF-8")]) from None
 
 
 def _check_depth(path: Path, text: str) -> None:
@@ -112,17 +121,18 @@ def _check_depth(path: Path, text: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                mark = event.start_mark
-                where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-                raise JobError([f"{where}: {TOP}: nested more than {MAX_DEPTH} levels deep"])
+                message = f"nested more than {MAX_DEPTH} levels deep"
+                raise JobError([Problem(_location(path, event.start_mark), (), message)])
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
 
-def _syntax_message(path: Path, exc: yaml.MarkedYAMLError) -> str:
-    mark = exc.problem_mark
-    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-    return f"{where}: {TOP}: invalid YAML: {exc.problem}"
+def _location(path: Path, mark: Any) -> Location:
+    return Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1)
+
+
+def _syntax_problem(path: Path, exc: yaml.MarkedYAMLError) -> Problem:
+    return Problem(_location(path, exc.problem_mark), (), f"invalid YAML: {exc.problem}")
 
 
 class _Builder:
@@ -130,7 +140,7 @@ class _Builder:
 
     def __init__(self, doc: YamlDocument) -> None:
         self.doc = doc
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
         self.nodes_seen = 0
 
     def build(self, node: yaml.Node, key_path: KeyPath) -> Any:
@@ -154,9 +164,10 @@ class _Builder:
             message = f"more than {MAX_NODES} values once aliases are expanded (an alias bomb?)"
         else:
             return
-        where = f"{self.doc.path}:{_mark(node).line}:{_mark(node).col}"
-        dotted = format_key_path(key_path[:1]) or TOP  # the full path may be 100s deep
-        raise JobError([f"{where}: {dotted}: {message}"])
+        mark = _mark(node)  # the full key path may be 100s deep: name its top key only
+        raise JobError(
+            [Problem(Location(self.doc.path, mark.line, mark.col), key_path[:1], message)]
+        )
 
     def _mapping(self, node: yaml.MappingNode, key_path: KeyPath) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -191,8 +202,9 @@ class _Builder:
 
     def _problem(self, node: yaml.Node, key_path: KeyPath, message: str) -> None:
         mark = _mark(node)
-        dotted = format_key_path(key_path) or TOP
-        self.problems.append(f"{self.doc.path}:{mark.line}:{mark.col}: {dotted}: {message}")
+        self.problems.append(
+            Problem(Location(self.doc.path, mark.line, mark.col), key_path, message)
+        )
 
 
 def _shown(tag: str) -> str:
@@ -238,20 +250,3 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "bool": _bool,
     "null": _null,
 }
-
-
-def format_key_path(key_path: KeyPath) -> str:
-    return "".join(_key_parts(key_path)).lstrip(".")
-
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _key_parts(key_path: KeyPath) -> Iterator[str]:
-    for part in key_path:
-        if isinstance(part, int):
-            yield f"[{part}]"
-        elif _PLAIN_KEY.match(part):
-            yield f".{part}"
-        else:  # quoted, so a key with a newline or an escape code stays on one harmless line
-            yield f"[{json.dumps(part)}]"

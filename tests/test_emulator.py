@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from owf_runner.emulator import INVOKE_SCOPE, Emulator, Fault, FlowStub, serve_forever
+from owf_runner.errors import JobError
 
 CLIENT_ID = "0oa2781yr7ajUaJfd0h8"
 RSA_KID = "rsa-kid"
@@ -431,6 +432,14 @@ def test_client_token_security(emu: Emulator, client: httpx2.Client) -> None:
     assert "www-authenticate" not in bad.headers
 
 
+def test_stub_without_security_asks_for_oauth2(emu: Emulator, client: httpx2.Client) -> None:
+    emu.set_stub(FLOW, FlowStub(status=201))  # security None: the emulator's default applies
+    response = client.post(f"/api/flo/{FLOW}/invoke", json={})
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
 def test_public_flow_needs_nothing(emu: Emulator, client: httpx2.Client) -> None:
     emu.set_stub("public", FlowStub(security="none"))
     response = client.get("/api/flo/public/invoke", params={"q": "x", "n": "2"})
@@ -592,20 +601,27 @@ def test_load_stubs_from_yaml(emu: Emulator, client: httpx2.Client, tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "problem"),
     [
-        ("flows:\n  f: {bdy: 1}\n", "flows.f: unknown key 'bdy' (expected one of: status,"),
-        ("flow: {}\n", "unknown key 'flow' (expected one of: flows)"),
-        ("flows:\n  f: {faults: [{times: 0, status: 429}]}\n", "Fault.times must be at least 1"),
-        ("flows:\n  f: {security: basic}\n", "flows.f.security: must be one of oauth2,"),
+        ("flows:\n  f: {bdy: 1}\n", "2:7: flows.f.bdy: unknown key 'bdy'; did you mean 'body'?"),
+        ("flow: {}\n", "1:1: flow: unknown key 'flow'; did you mean 'flows'?"),
+        (
+            "flows:\n  f: {faults: [{times: 0, status: 429}]}\n",
+            "2:17: flows.f.faults[0].times: expected at least 1, found 0",
+        ),
+        (
+            "flows:\n  f: {security: basic}\n",
+            "2:7: flows.f.security: expected 'oauth2', 'client_token' or 'none', found 'basic'",
+        ),
     ],
 )
-def test_load_stubs_rejects_bad_files(tmp_path: Path, text: str, message: str) -> None:
+def test_load_stubs_rejects_bad_files(tmp_path: Path, text: str, problem: str) -> None:
     stubs = tmp_path / "stubs.yaml"
     stubs.write_text(text)
 
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(JobError) as caught:
         Emulator().load_stubs(stubs)
+    assert [str(p) for p in caught.value.problems] == [f"{stubs}:{problem}"]
 
 
 def test_stop_closes_the_server(http: httpx2.Client) -> None:

@@ -2,6 +2,8 @@
 
 Register clients (public keys by kid) and client tokens, set flow stubs, then serve with
 `with emu.running() as base_url:`; `emu.calls` records every request and its answer.
+Stub files (`load_stub_file`, `Emulator.load_stubs`) are read like job files: YAML 1.2,
+checked by the `StubFile` model, every problem a JobError record at file:line:col.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Callable
 
 from ._emulator import INVOKE_SCOPE, TOKEN_PATH, Emulator
 from ._models import Fault, FlowStub, RecordedCall
-from ._stubs import load_stub_file
+from ._stubs import StubFile, load_stub_file
 
 __all__ = [
     "INVOKE_SCOPE",
@@ -19,6 +21,7 @@ __all__ = [
     "Fault",
     "FlowStub",
     "RecordedCall",
+    "StubFile",
     "load_stub_file",
     "serve_forever",
 ]

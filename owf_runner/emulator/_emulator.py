@@ -109,6 +109,7 @@ class Emulator:
             return self._stubs.get(flow_id)
 
     def load_stubs(self, path: Path) -> None:
+        """Set every stub in a stub file; a file with any problem (JobError) sets none."""
         for flow_id, stub in load_stub_file(Path(path)).items():
             self.set_stub(flow_id, stub)
 
@@ -371,9 +372,9 @@ class Emulator:
 
     def _authorize(self, request: Request, stub: FlowStub) -> str | None:
         """The client id behind the call (None when not OAuth); raises OAuthError if refused."""
-        if stub.security == "none":
+        if stub.effective_security == "none":
             return None
-        if stub.security == "client_token":
+        if stub.effective_security == "client_token":
             with self._lock:
                 known = request.headers.get("x-api-client-token") in self._client_tokens
             if not known:
@@ -513,7 +514,7 @@ def _oauth_error_reply(refusal: OAuthError, headers: Mapping[str, str]) -> Reply
 
 def _invoke_refusal(refusal: OAuthError, stub: FlowStub) -> Reply:
     headers: dict[str, str] = {}
-    if stub.security == "oauth2":
+    if stub.effective_security == "oauth2":
         headers["WWW-Authenticate"] = (
             f'Bearer error="{refusal.error}", error_description="{refusal.description}"'
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -36,8 +37,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.times < 1:
             raise ValueError(f"Fault.times must be at least 1, not {self.times}")
-        if self.delay < 0:
-            raise ValueError(f"Fault.delay must not be negative, not {self.delay}")
+        if not (math.isfinite(self.delay) and self.delay >= 0):  # inf would hang the call
+            raise ValueError(f"Fault.delay must be finite and not negative, not {self.delay}")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"Fault.status must be an HTTP status code, not {self.status}")
         if self.status is None and self.body is not None:
@@ -53,19 +54,26 @@ class FlowStub:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
     echo: bool = True
-    security: Security = "oauth2"
+    # None: the stub does not say; whoever sets it up (the rehearsal wiring) matches
+    # how the job calls the flow. The emulator itself then asks for OAuth 2.0.
+    security: Security | None = None
     faults: tuple[Fault, ...] = ()
 
     def __post_init__(self) -> None:
         if not 100 <= self.status <= 599:
             raise ValueError(f"FlowStub.status must be an HTTP status code, not {self.status}")
-        if self.security not in SECURITY_LEVELS:
+        if self.security is not None and self.security not in SECURITY_LEVELS:
             raise ValueError(
                 f"FlowStub.security must be one of {', '.join(SECURITY_LEVELS)}, "
                 f"not {self.security!r}"
             )
         object.__setattr__(self, "headers", _frozen_headers(self.headers))
         object.__setattr__(self, "faults", tuple(self.faults))
+
+    @property
+    def effective_security(self) -> Security:
+        """What the emulator checks: `security`, or OAuth 2.0 when the stub does not say."""
+        return self.security or "oauth2"
 
 
 @dataclass(frozen=True)

@@ -1,99 +1,128 @@
-"""Reading flow stubs from a YAML file (`flows: {flow_id_or_alias: {...}}`)."""
+"""Stub files (`flows: {flow_id_or_alias: {...}}`), read like job files.
+
+The same YAML 1.2 loader, strict frozen pydantic records and problem records as
+job files: every problem names file:line:col and key path, and all are raised at
+once as a JobError.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import (
+    BeforeValidator,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from ._models import SECURITY_LEVELS, Fault, FlowStub
+from owf_runner.errors import JobError
+from owf_runner.model import Bool, Int, Record, Seconds
+from owf_runner.problems import in_file_order
+from owf_runner.validation import validation_problems
+from owf_runner.yamlfile import load_yaml
 
-_TOP_KEYS = ("flows",)
-_STUB_KEYS = ("status", "headers", "body", "echo", "security", "faults")
-_FAULT_KEYS = ("times", "status", "headers", "body", "drop", "delay")
+from ._models import Fault, FlowStub, Security
+
+
+def _header_text(value: Any) -> Any:
+    # `X-Rate-Limit-Remaining: 0` is an int in YAML, but header values are text;
+    # anything else (true, 1.5, a mapping) is left for the strict check to refuse.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _null_is_empty(value: Any) -> Any:
+    # `flows:` with nothing under it, or `some_flow:` alone, means "nothing to say".
+    return {} if value is None else value
+
+
+HeaderValue = Annotated[str, Strict(), BeforeValidator(_header_text)]
+Headers = dict[str, HeaderValue]
+Status = Annotated[Int, Field(ge=100, le=599)]
+
+
+class FaultSpec(Record):
+    """One `faults:` entry; see :class:`Fault`."""
+
+    times: Annotated[Int, Field(ge=1, description="How many calls, from the next one on")] = 1
+    status: Status | None = Field(None, description="Answer this instead; default: answer normally")
+    headers: Headers = Field({}, description="Added to the answer")
+    body: Any = Field(None, description="The answer's body; needs `status`")
+    drop: Bool = Field(False, description="Read the request, then close without an answer")
+    delay: Annotated[Seconds, Field(ge=0, description="Seconds to wait before answering")] = 0.0
+
+    @field_validator("body")
+    @classmethod
+    def _body_needs_status(cls, body: Any, info: ValidationInfo) -> Any:
+        # A wrong `status` is reported on its own; only a missing one makes the body moot.
+        if body is not None and "status" in info.data and info.data["status"] is None:
+            raise ValueError("needs `status` (without it the call is answered normally)")
+        return body
+
+    def fault(self) -> Fault:
+        return Fault(
+            times=self.times,
+            status=self.status,
+            headers=self.headers,
+            body=self.body,
+            drop=self.drop,
+            delay=self.delay,
+        )
+
+
+class StubSpec(Record):
+    """How the emulator answers one flow; see :class:`FlowStub`."""
+
+    status: Status = Field(200, description="HTTP status of the answer")
+    headers: Headers = Field({}, description="Answer headers; values may be templates")
+    body: Any = Field(None, description="Answer body (templated); default: echo the request")
+    echo: Bool = Field(True, description="Without `body`: answer with the request's body")
+    security: Security | None = Field(
+        None, description="Default: as the job calls the flow (oauth2 for the bare emulator)"
+    )
+    faults: tuple[FaultSpec, ...] = Field((), description="Answers replacing the next calls")
+
+    def flow_stub(self) -> FlowStub:
+        return FlowStub(
+            status=self.status,
+            headers=self.headers,
+            body=self.body,
+            echo=self.echo,
+            security=self.security,
+            faults=tuple(spec.fault() for spec in self.faults),
+        )
+
+
+Flows = Annotated[
+    dict[str, Annotated[StubSpec, BeforeValidator(_null_is_empty)]],
+    BeforeValidator(_null_is_empty),
+]
+
+
+class StubFile(Record):
+    """A whole stub file."""
+
+    flows: Flows = Field({}, description="Stubs by flow id (or the alias in the flow's URL)")
 
 
 def load_stub_file(path: Path) -> dict[str, FlowStub]:
-    """Every stub in the file, by flow id; any problem is a ValueError naming file and key."""
+    """Every stub in the file, by flow id; any problem raises JobError (all at once)."""
+    document = load_yaml(path, what="stub file")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from error
-    top = _mapping(document if document is not None else {}, f"{path}")
-    _known_keys(top, _TOP_KEYS, f"{path}")
-    flows = _mapping(top.get("flows") or {}, f"{path}: flows")
-    return {
-        str(flow_id): _stub(spec, f"{path}: flows.{flow_id}") for flow_id, spec in flows.items()
-    }
+        stubs = StubFile.model_validate(_null_is_empty(document.data))
+    except ValidationError as exc:
+        problems = validation_problems(exc, document, _schema())
+        raise JobError(in_file_order(problems)) from None
+    return {flow_id: spec.flow_stub() for flow_id, spec in stubs.flows.items()}
 
 
-def _stub(spec: Any, where: str) -> FlowStub:
-    fields = _mapping(spec if spec is not None else {}, where)
-    _known_keys(fields, _STUB_KEYS, where)
-    security = fields.get("security", "oauth2")
-    if security not in SECURITY_LEVELS:
-        raise ValueError(
-            f"{where}.security: must be one of {', '.join(SECURITY_LEVELS)}, not {security!r}"
-        )
-    faults = fields.get("faults") or []
-    if not isinstance(faults, list):
-        raise ValueError(f"{where}.faults: must be a list of faults")
-    status = _int(fields.get("status", 200), f"{where}.status")
-    headers = _headers(fields.get("headers") or {}, f"{where}.headers")
-    echo = _bool(fields.get("echo", True), f"{where}.echo")
-    parsed_faults = tuple(_fault(item, f"{where}.faults[{i}]") for i, item in enumerate(faults))
-    try:
-        return FlowStub(status, headers, fields.get("body"), echo, security, parsed_faults)
-    except ValueError as error:  # the dataclass's own checks do not know the file
-        raise ValueError(f"{where}: {error}") from error
-
-
-def _fault(spec: Any, where: str) -> Fault:
-    fields = _mapping(spec, where)
-    _known_keys(fields, _FAULT_KEYS, where)
-    status = fields.get("status")
-    delay = fields.get("delay", 0.0)
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        raise ValueError(f"{where}.delay: must be a number of seconds, not {delay!r}")
-    times = _int(fields.get("times", 1), f"{where}.times")
-    code = None if status is None else _int(status, f"{where}.status")
-    headers = _headers(fields.get("headers") or {}, f"{where}.headers")
-    drop = _bool(fields.get("drop", False), f"{where}.drop")
-    try:
-        return Fault(times, code, headers, fields.get("body"), drop, float(delay))
-    except ValueError as error:  # the dataclass's own checks do not know the file
-        raise ValueError(f"{where}: {error}") from error
-
-
-def _mapping(value: Any, where: str) -> Mapping[Any, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{where}: must be a mapping, not {type(value).__name__}")
-    return value
-
-
-def _known_keys(fields: Mapping[Any, Any], known: tuple[str, ...], where: str) -> None:
-    unknown = [str(key) for key in fields if key not in known]
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown key {', '.join(map(repr, unknown))} "
-            f"(expected one of: {', '.join(known)})"
-        )
-
-
-def _headers(value: Any, where: str) -> dict[str, str]:
-    # YAML reads `X-Rate-Limit-Remaining: 0` as an int; header values are text.
-    return {str(name): str(item) for name, item in _mapping(value, where).items()}
-
-
-def _int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: must be an integer, not {value!r}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{where}: must be true or false, not {value!r}")
-    return value
+@cache
+def _schema() -> dict[str, Any]:
+    # What "did you mean" suggestions for unknown keys are drawn from.
+    return StubFile.model_json_schema()

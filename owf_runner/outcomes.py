@@ -1,0 +1,102 @@
+"""One outcome model: a Result per step and per item, and the exit code derived from them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from owf_runner.errors import ExitCode
+
+
+class Status(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_RUN = "not run"
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP answer as templates see it: ``response.status``, ``.headers``, ``.body``."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+
+    def as_context(self) -> dict[str, Any]:
+        return {"status": self.status, "headers": dict(self.headers), "body": self.body}
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One invocation: a step without foreach, or one item of a foreach."""
+
+    index: int | None
+    item: Any
+    status: Status
+    attempts: int
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    response: Response | None = None
+    error: str | None = None
+
+    def as_context(self) -> dict[str, Any]:
+        return {
+            "item": self.item,
+            "index": self.index,
+            "status": str(self.status),
+            "outputs": dict(self.outputs),
+            "response": self.response.as_context() if self.response else None,
+        }
+
+
+@dataclass(frozen=True)
+class StepResult:
+    id: str
+    status: Status
+    attempts: int = 0
+    seconds: float = 0.0
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    response: Response | None = None
+    results: tuple[ItemResult, ...] = ()
+    error: str | None = None
+    ignored: bool = False  # failed under continue_on_error: reported, but the run goes on
+
+    @property
+    def shown_status(self) -> str:
+        return "failed (ignored)" if self.ignored else str(self.status)
+
+    def as_context(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "outputs": dict(self.outputs),
+            "response": self.response.as_context() if self.response else None,
+            "results": [item.as_context() for item in self.results],
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    job_name: str
+    started_at: str
+    steps: tuple[StepResult, ...]
+
+    @property
+    def ignored_failures(self) -> int:
+        return sum(step.ignored for step in self.steps)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        failed = any(s.status is Status.FAILED and not s.ignored for s in self.steps)
+        return ExitCode.STEP_FAILED if failed else ExitCode.OK
+
+    @property
+    def outcome(self) -> str:
+        if self.exit_code != ExitCode.OK:
+            return "failed"
+        ignored = self.ignored_failures
+        if ignored:
+            return f"succeeded with {ignored} ignored failure" + ("s" if ignored > 1 else "")
+        return "succeeded"
