@@ -74,8 +74,8 @@ def _wiring(
     if emulate:
         from owf_runner.emulation import rehearsal  # the emulator loads only when asked for
 
-        reporter.say("emulating Okta: every request goes to a built-in emulator on loopback")
         with rehearsal(plan, stubs) as wiring:
+            reporter.say("emulating Okta: every request goes to a built-in emulator on loopback")
             yield wiring
         return
     transport = real_transport(plan.ca_bundles())

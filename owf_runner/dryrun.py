@@ -108,7 +108,7 @@ def _items(scope: _Scope, step: StepPlan) -> Iterator[tuple[str, _Scope]]:
     if source is None:
         yield "", scope
         return
-    field = source.path if isinstance(source, FileSource) else source.items
+    field = source.field
     if not scope.known(field):
         run_time = scope.run_time | FOREACH_NAMES
         of = (

@@ -76,11 +76,19 @@ class OrgPlan:
 class ListSource:
     items: Field  # a list, or a template giving one
 
+    @property
+    def field(self) -> Field:
+        return self.items
+
 
 @dataclass(frozen=True)
 class FileSource:
     kind: SourceKind
     path: Field  # relative to the job file
+
+    @property
+    def field(self) -> Field:
+        return self.path
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,7 @@ class Runner:
 
     async def _foreach(self, step: StepPlan, context: dict[str, Any]) -> StepResult:
         items = self._items(step, context)
+        source = step.foreach.field if step.foreach else step.flow  # for messages
         results: list[ItemResult] = []
         errors: list[str] = []
         halt = asyncio.Event()
@@ -136,8 +137,8 @@ class Runner:
                     index, item = next(items)
                 except StopIteration:
                     return
-                except SourceError as exc:
-                    errors.append(str(exc))
+                except SourceError as exc:  # a bad row: the items before it were sent
+                    errors.append(str(self._located(source, str(exc))))
                     return halt.set()
                 try:
                     result = await self._invoke(
@@ -158,7 +159,10 @@ class Runner:
         source = step.foreach
         if isinstance(source, FileSource):
             path = self._render(source.path, context)
-            return enumerate(file_items(source.kind, self.plan.base_dir / str(path)))
+            try:
+                return enumerate(file_items(source.kind, self.plan.base_dir / str(path)))
+            except SourceError as exc:
+                raise self._located(source.path, str(exc)) from None
         assert source is not None  # noqa: S101 - only foreach steps get here
         items = self._render(source.items, context)
         if not isinstance(items, list):

@@ -27,7 +27,7 @@ def file_items(kind: SourceKind, path: Path) -> Iterator[Any]:
     try:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as exc:
-        raise SourceError(f"foreach: cannot read {path}: {exc.strerror}") from None
+        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
     readers = {SourceKind.CSV: _csv_rows, SourceKind.JSONL: _jsonl_items}
     return readers.get(kind, _json_items)(handle, path)
 
@@ -37,7 +37,7 @@ def _csv_rows(handle: IO[str], path: Path) -> Iterator[Any]:
         try:
             yield from csv.DictReader(handle)
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise SourceError(f"foreach: {path}: {exc}") from None
+            raise SourceError(f"{path}: {exc}") from None
 
 
 def _jsonl_items(handle: IO[str], path: Path) -> Iterator[Any]:
@@ -48,7 +48,7 @@ def _jsonl_items(handle: IO[str], path: Path) -> Iterator[Any]:
             try:
                 yield json.loads(line)
             except ValueError as exc:
-                raise SourceError(f"foreach: {path}:{number}: invalid JSON: {exc}") from None
+                raise SourceError(f"{path}:{number}: invalid JSON: {exc}") from None
 
 
 def _json_items(handle: IO[str], path: Path) -> Iterator[Any]:
@@ -56,7 +56,7 @@ def _json_items(handle: IO[str], path: Path) -> Iterator[Any]:
         try:
             data = json.load(handle)
         except ValueError as exc:
-            raise SourceError(f"foreach: {path}: invalid JSON: {exc}") from None
+            raise SourceError(f"{path}: invalid JSON: {exc}") from None
     if not isinstance(data, list):
-        raise SourceError(f"foreach: {path}: expected a JSON list, found {type(data).__name__}")
+        raise SourceError(f"{path}: expected a JSON list, found {type(data).__name__}")
     yield from data

@@ -1,0 +1,138 @@
+"""`owf-run plan`: known values rendered as the run renders them, run-time ones by expression."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DATA, Cli
+
+RunCli = Callable[..., Cli]
+PLANS = DATA / "plan"
+RETRY = (
+    "   retry: 4 attempts on connect, throttled, unavailable; backoff 1-30s; max wait 300s; "
+    "rate limit 10/s"
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plan needs no secret: the job's client token is deliberately not set.
+    monkeypatch.delenv("PLAN_HOOK_TOKEN", raising=False)
+
+
+def test_plan_renders_known_values_and_names_run_time_ones(cli: RunCli) -> None:
+    job = PLANS / "lookup.yaml"
+
+    result = cli("plan", str(job))
+
+    assert (result.code, result.err) == (0, "")
+    assert result.out == EXPECTED_LOOKUP_PLAN.format(job=job, retry=RETRY)
+
+
+def test_plan_never_reports_a_failure_that_depends_on_run_time_data(cli: RunCli) -> None:
+    # `steps.lookup.outputs.id | length` failed on a placeholder before; the run succeeds.
+    result = cli("plan", str(PLANS / "lookup.yaml"))
+
+    assert "fails" not in result.out
+    assert "Placeholder" not in result.out
+
+
+def test_plan_reports_the_failure_the_run_has_in_the_same_words(cli: RunCli) -> None:
+    job = PLANS / "env_missing.yaml"
+    message = (
+        f"{job}:10:7: steps[0].payload.region: undefined: "
+        "'dict object' has no attribute 'PLAN_REGION_THAT_IS_NOT_SET'"
+    )
+
+    planned = cli("plan", str(job))
+    ran = cli(str(job), "--emulate")
+
+    assert f"   fails before sending: {message}\n" in planned.out
+    assert planned.code == 0
+    assert ran.code == 1
+    assert "first: failed (0 attempts, " in ran.out
+    assert ran.out.count(message) == 1
+
+
+def test_plan_shows_the_first_ten_rows_of_a_csv_and_counts_the_rest(cli: RunCli) -> None:
+    result = cli("plan", str(PLANS / "csv.yaml"))
+
+    shown = [line for line in result.out.splitlines() if line.startswith("   [item ")]
+    assert len(shown) == 10
+    assert '       "email": "u10@example.com",' in result.out.splitlines()
+    assert "u11@example.com" not in result.out
+    assert result.out.endswith("   ... and 2 more items\n\n")
+
+
+def test_plan_of_a_missing_csv_says_what_the_run_would_say(tmp_path: Path, cli: RunCli) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text((PLANS / "csv.yaml").read_text().replace("users.csv", "gone.csv"))
+
+    result = cli("plan", str(job))
+
+    assert result.code == 0
+    assert (
+        f"   fails before sending: {job}:9:15: steps[0].foreach.csv: "
+        f"cannot read {tmp_path / 'gone.csv'}: No such file or directory\n"
+    ) in result.out
+
+
+def test_plan_of_an_invalid_job_exits_3(cli: RunCli) -> None:
+    result = cli("plan", str(DATA / "invalid" / "unknown_var.yaml"))
+
+    assert result.code == 3
+    assert result.out == ""
+    assert result.err.startswith(f"{DATA / 'invalid' / 'unknown_var.yaml'}:")
+
+
+EXPECTED_LOOKUP_PLAN = """\
+plan for lookup ({job}): no request is sent
+
+1. lookup: POST via org acme (client token header)
+{retry}
+   POST https://acme.workflows.okta.com/api/flo/lookup/invoke
+     payload: {{
+       "name": "Ada",
+       "apps": [
+         "slack",
+         "github"
+       ],
+       "count": 2
+     }}
+
+2. assign: POST via org acme (client token header)
+{retry}
+   [item 0] POST https://acme.workflows.okta.com/api/flo/assign/invoke
+     payload: {{
+       "app": "slack",
+       "position": 0,
+       "length": "<steps.lookup.outputs.id | length>",
+       "greeting": "Hi Ada (<steps.lookup.outputs.id>) on slack",
+       "run": "<run.id>"
+     }}
+   [item 1] POST https://acme.workflows.okta.com/api/flo/assign/invoke
+     payload: {{
+       "app": "github",
+       "position": 1,
+       "length": "<steps.lookup.outputs.id | length>",
+       "greeting": "Hi Ada (<steps.lookup.outputs.id>) on github",
+       "run": "<run.id>"
+     }}
+
+3. per_user: POST via org acme (client token header)
+{retry}
+   runs only if: {{{{ steps.lookup.status == 'succeeded' }}}}
+   [for each item of <steps.lookup.outputs.users>] POST https://acme.workflows.okta.com/api/flo/notify/invoke
+     payload: {{
+       "email": "<item.email>",
+       "app": "slack"
+     }}
+
+4. never: POST via org acme (client token header)
+{retry}
+   skipped: `when` is false ({{{{ vars.name == 'Grace' }}}})
+
+"""
