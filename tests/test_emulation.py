@@ -1,4 +1,4 @@
-"""A rehearsal behaves like the run: same credentials, same refusals, stubs secured as the job calls."""
+"""A rehearsal behaves like the run: same credentials and refusals; stubs as the job calls."""
 
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ def test_a_secret_that_is_set_but_broken_gets_no_stand_in(
         "version: 1\n"
         "orgs: {acme: {domain: acme.okta.com, credential: jwt}}\n"
         "credentials:\n"
-        "  jwt: {type: private_key_jwt, client_id: 0oaX, key_id: k, private_key: {env: EMU_PEM_KEY}}\n"
+        "  jwt: {type: private_key_jwt, client_id: 0oaX, key_id: k,\n"
+        "        private_key: {env: EMU_PEM_KEY}}\n"
         f"steps:\n  - id: call\n    flow: {FLOW}\n"
     )
 
@@ -97,7 +98,7 @@ def test_a_secret_that_is_set_but_broken_gets_no_stand_in(
 
     assert result.code == 3
     assert result.err == (
-        f"{job}:4:60: credentials.jwt.private_key: not a PEM private key (or it is encrypted)\n"
+        f"{job}:5:9: credentials.jwt.private_key: not a PEM private key (or it is encrypted)\n"
     )
 
 
