@@ -1,25 +1,9 @@
 """owf-runner: run Okta Workflows API-endpoint flows from YAML job files.
 
-The small public API: ``load_plan(path)`` (load → check → resolve) and ``execute``
-(run a plan over a client); ``owf_runner.commands`` shows how the stages fit.
+The stages, for use from Python: ``owf_runner.commands.load_plan(path)`` (load →
+check → resolve) and ``owf_runner.runner.execute(plan, client, auths, reporter,
+clock)``; ``owf_runner.commands.run`` shows how they fit together.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
 __version__ = "0.1.0"
-__all__ = ["__version__", "execute", "load_plan"]
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use so `owf-run --version` stays fast.
-    if name == "load_plan":
-        from owf_runner.commands import load_plan
-
-        return load_plan
-    if name == "execute":
-        from owf_runner.runner import execute
-
-        return execute
-    raise AttributeError(f"module 'owf_runner' has no attribute {name!r}")
+__all__ = ["__version__"]
