@@ -146,7 +146,7 @@ class TokenSource:
             response = await self._client.post(self._key.token_url, data=form, timeout=30)
         except httpx2.TransportError as exc:
             raise _TokenEndpointUnavailable(f"{type(exc).__name__}: {exc}") from None
-        if response.status_code >= 500:
+        if response.status_code >= 500 or response.status_code == 429:  # busy, not a refusal
             raise _TokenEndpointUnavailable(f"HTTP {response.status_code}")
         return self._parse(response)
 
@@ -179,6 +179,8 @@ class TokenSource:
 
 def _lifetime(expires_in: Any) -> float:
     """Seconds the token lives; a missing or malformed ``expires_in`` means Okta's hour."""
+    if isinstance(expires_in, bool):
+        return 3600.0
     try:
         seconds = float(expires_in)
     except (TypeError, ValueError, OverflowError):

@@ -9,15 +9,43 @@ from collections.abc import Callable
 import httpx2
 import pytest
 from tenacity import wait_none
+from tenacity.wait import wait_base
 
 from owf_runner import auth
-from owf_runner.auth import BearerAuth, ClientAssertion, TokenKey, TokenSource
-from owf_runner.errors import AuthError
+from owf_runner.auth import (
+    BearerAuth,
+    ClientAssertion,
+    ClientTokenAuth,
+    TokenEndpointUnreachable,
+    TokenKey,
+    TokenSource,
+)
+from owf_runner.errors import AuthError, ExitCode
 from tests.conftest import ec_key, jwt_segments, rsa_key
 
 TOKEN_URL = "https://acme.okta.com/oauth2/v1/token"
 KEY = TokenKey(TOKEN_URL, "0oaX", ("okta.workflows.invoke.manage",))
 Answer = Callable[[int], httpx2.Response]
+
+
+class FakeClock:
+    """Time that moves only when slept through or set; sleeping never really waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000 + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        start = self.now
+        self.sleeps.append(seconds)
+        self.now = max(self.now, start + seconds)
+        await asyncio.sleep(0)
 
 
 class FakeTokenEndpoint:
@@ -35,15 +63,17 @@ class FakeTokenEndpoint:
         return [jwt_segments(form["client_assertion"])[1]["jti"] for form in self.forms]
 
 
-def ok(token: str, expires_in: int = 3600, token_type: str = "Bearer") -> httpx2.Response:
+def ok(token: str, expires_in: object = 3600, token_type: str = "Bearer") -> httpx2.Response:
     body = {"token_type": token_type, "expires_in": expires_in, "access_token": token}
     return httpx2.Response(200, json=body)
 
 
-def source(endpoint: FakeTokenEndpoint, key: object = None) -> TokenSource:
-    assertion = ClientAssertion("0oaX", "kid-1", "RS256", key or SHARED_KEY)  # type: ignore[arg-type]
+def source(
+    endpoint: FakeTokenEndpoint, clock: FakeClock | None = None, wait: wait_base | None = None
+) -> TokenSource:
+    assertion = ClientAssertion("0oaX", "kid-1", "RS256", SHARED_KEY)
     client = httpx2.AsyncClient(transport=httpx2.MockTransport(endpoint))
-    return TokenSource(client, KEY, assertion, wait=wait_none())
+    return TokenSource(client, KEY, assertion, clock or FakeClock(), wait=wait or wait_none())
 
 
 SHARED_KEY = rsa_key()
@@ -81,7 +111,7 @@ def test_an_ec_key_signs_es256() -> None:
     assertion = ClientAssertion("0oaX", "kid-ec", "ES256", ec_key("P-256"))
     client = httpx2.AsyncClient(transport=httpx2.MockTransport(endpoint))
 
-    asyncio.run(TokenSource(client, KEY, assertion).token())
+    asyncio.run(TokenSource(client, KEY, assertion, FakeClock()).token())
 
     assert jwt_segments(endpoint.forms[0]["client_assertion"])[0]["alg"] == "ES256"
 
@@ -94,28 +124,125 @@ def test_server_errors_are_retried_with_a_fresh_jti_each_time() -> None:
     assert len(set(endpoint.jtis())) == 3
 
 
-def test_endpoint_down_for_every_attempt_is_an_auth_error() -> None:
+def test_endpoint_down_for_every_attempt_is_unreachable_not_refused() -> None:
+    clock = FakeClock()
     endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(502))
+    tokens = source(endpoint, clock, wait=auth.TOKEN_RETRY_WAIT)  # the real backoff
 
-    with pytest.raises(AuthError, match=r"token endpoint unavailable: HTTP 502"):
-        asyncio.run(source(endpoint).token())
+    with pytest.raises(TokenEndpointUnreachable) as raised:
+        asyncio.run(tokens.token())
+
+    assert str(raised.value) == (
+        f"could not reach the token endpoint {TOKEN_URL} ({auth.TOKEN_ATTEMPTS} tries; HTTP 502)"
+    )
+    assert not isinstance(raised.value, AuthError)  # Okta refused nothing: not exit 4
     assert len(endpoint.forms) == auth.TOKEN_ATTEMPTS
+    assert len(set(endpoint.jtis())) == auth.TOKEN_ATTEMPTS
+    # Each wait between tries went to the clock, none to real time; jittered, at most 8 s.
+    assert len(clock.sleeps) == auth.TOKEN_ATTEMPTS - 1
+    assert all(0 < wait <= 8 for wait in clock.sleeps)
+    assert clock.now == pytest.approx(sum(clock.sleeps))
 
 
-def test_refreshes_before_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+def test_a_token_endpoint_that_refuses_connections_is_unreachable() -> None:
+    clock = FakeClock()
+
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("connection refused", request=request)
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(refuse))
+    assertion = ClientAssertion("0oaX", "kid-1", "RS256", SHARED_KEY)
+    tokens = TokenSource(client, KEY, assertion, clock)
+
+    with pytest.raises(TokenEndpointUnreachable) as raised:
+        asyncio.run(tokens.token())
+
+    assert str(raised.value) == (
+        f"could not reach the token endpoint {TOKEN_URL} "
+        f"({auth.TOKEN_ATTEMPTS} tries; ConnectError: connection refused)"
+    )
+    assert len(clock.sleeps) == auth.TOKEN_ATTEMPTS - 1
+
+
+def test_a_refusal_is_an_auth_error_with_exit_code_4() -> None:
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(401, json={"error": "invalid_client"}))
+
+    with pytest.raises(AuthError) as raised:
+        asyncio.run(source(endpoint).token())
+
+    assert raised.value.exit_code == ExitCode.AUTH_REFUSED
+    assert int(raised.value.exit_code) == 4
+
+
+def test_an_answer_that_is_not_oauth_is_an_auth_error() -> None:
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(200, text="<html>login</html>"))
+
+    with pytest.raises(AuthError) as raised:
+        asyncio.run(source(endpoint).token())
+
+    assert str(raised.value) == (
+        f"token request to {TOKEN_URL} (client 0oaX): HTTP 200, not an OAuth answer"
+    )
+    assert len(endpoint.forms) == 1
+
+
+def test_a_token_response_without_an_access_token_is_an_auth_error() -> None:
+    body = {"token_type": "Bearer", "expires_in": 3600}
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(200, json=body))
+
+    with pytest.raises(AuthError, match="the token response has no access_token"):
+        asyncio.run(source(endpoint).token())
+
+
+def test_refreshes_before_expiry() -> None:
+    clock = FakeClock()
     endpoint = FakeTokenEndpoint(lambda n: ok(f"token-{n}", expires_in=100))
-    tokens = source(endpoint)
+    tokens = source(endpoint, clock)
 
-    first = asyncio.run(tokens.token())
-    now[0] += 49  # margin is min(60, 100 / 2) = 50 s
-    still = asyncio.run(tokens.token())
-    now[0] += 2
-    fresh = asyncio.run(tokens.token())
+    async def main() -> tuple[str, str, str]:
+        first = await tokens.token()
+        clock.now += 49  # margin is min(60, 100 / 2) = 50 s
+        still = await tokens.token()
+        clock.now += 2
+        fresh = await tokens.token()
+        return first, still, fresh
 
-    assert (first, still, fresh) == ("token-1", "token-1", "token-2")
+    assert asyncio.run(main()) == ("token-1", "token-1", "token-2")
     assert len(set(endpoint.jtis())) == 2
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    [None, "soon", "", 0, -5, "nan", "inf", [3600]],
+    ids=["missing", "text", "empty", "zero", "negative", "nan", "inf", "list"],
+)
+def test_a_missing_or_malformed_expires_in_means_an_hour(expires_in: object) -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(lambda n: ok(f"token-{n}", expires_in=expires_in))
+    tokens = source(endpoint, clock)
+
+    async def main() -> list[str]:
+        first = await tokens.token()
+        clock.now = 3539  # refreshed 60 s before the hour is up
+        still = await tokens.token()
+        clock.now = 3540
+        return [first, still, await tokens.token()]
+
+    assert asyncio.run(main()) == ["token-1", "token-1", "token-2"]
+
+
+def test_expires_in_as_a_numeric_string_is_honoured() -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(lambda n: ok(f"token-{n}", expires_in="300"))
+    tokens = source(endpoint, clock)
+
+    async def main() -> list[str]:
+        first = await tokens.token()
+        clock.now = 240  # 300 - min(60, 150)
+        return [first, await tokens.token()]
+
+    assert asyncio.run(main()) == ["token-1", "token-2"]
 
 
 @pytest.mark.parametrize(
@@ -162,3 +289,22 @@ def test_bearer_auth_refreshes_once_after_a_401() -> None:
 
     assert asyncio.run(call()) == 401
     assert seen == ["Bearer token-1", "Bearer token-2"]
+
+
+def test_client_token_auth_sends_the_token_as_a_header_only() -> None:
+    seen: list[httpx2.Request] = []
+
+    def flow(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200)
+
+    async def call() -> None:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(flow)) as client:
+            await client.post("https://x.example/invoke", auth=ClientTokenAuth("tok-123456"))
+
+    asyncio.run(call())
+
+    [request] = seen
+    assert request.headers["x-api-client-token"] == "tok-123456"
+    assert "tok-123456" not in str(request.url)
+    assert "Authorization" not in request.headers

@@ -1,4 +1,4 @@
-"""Static checks (owf_runner/checks.py): literal URLs and template references."""
+"""Static checks: literal URLs (owf_runner/urls.py) and template references (checks.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from owf_runner.checks import is_loopback, url_problem
 from owf_runner.errors import ExitCode, JobError
 from owf_runner.loader import LoadedJob, load_job
 from owf_runner.templating import render_value
+from owf_runner.urls import is_loopback, url_problem
 
 # -- URLs ----------------------------------------------------------------------------
 
@@ -94,7 +94,7 @@ def problems_of(path: Path) -> list[str]:
     with pytest.raises(JobError) as info:
         load_job(path)
     assert info.value.exit_code == ExitCode.INVALID_JOB
-    return info.value.problems
+    return [str(problem) for problem in info.value.problems]
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,30 @@ output, in any common encoding.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx2
 import pytest
 from joserfc.jwk import ECKey, RSAKey
 
 import owf_runner.secrets
+from owf_runner.auth import BearerAuth, ClientAssertion, ClientTokenAuth
+from owf_runner.commands import load_plan
+from owf_runner.credentials import (
+    ClientToken,
+    Resolved,
+    SecretCredential,
+    build_auths,
+    resolve_credentials,
+)
 from owf_runner.emulator import Emulator, FlowStub
+from owf_runner.errors import JobError
+from owf_runner.model import ClientTokenCredential
 from owf_runner.redaction import MASK
 from tests.conftest import Cli, assert_not_leaked, ec_key, jwt_segments, pem, rsa_key, write_key
 
@@ -349,3 +362,188 @@ def test_client_token_canary_never_reaches_any_output(
     assert call.headers["x-api-client-token"] == CANARY
     assert f'"seen": "{MASK}"' in result.out  # the echo was printed, masked
     assert_not_leaked(result, CANARY)
+
+
+# -- resolve_credentials and build_auths, without the CLI ------------------------------
+
+
+class FakeClock:
+    """Time that moves only when slept through; sleeping never really waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000 + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        start = self.now
+        self.sleeps.append(seconds)
+        self.now = max(self.now, start + seconds)
+        await asyncio.sleep(0)
+
+
+THREE_ORGS = """\
+version: 1
+orgs:
+  acme: {domain: acme.okta.com, credential: jwt}
+  acme_again: {token_url: 'https://acme.okta.com/oauth2/v1/token', credential: jwt}
+  globex: {domain: globex.okta.com, credential: jwt}
+  hooks: {domain: hooks.okta.com, credential: hook}
+  open: {domain: open.okta.com, credential: public}
+credentials:
+  jwt: {type: private_key_jwt, client_id: 0oaJ, key_id: kid-j, private_key: {env: OWF_TEST_JWT}}
+  hook: {type: client_token, token: {env: OWF_TEST_HOOK}}
+  public: {type: none}
+steps:
+  - {id: a, org: acme, flow: 'https://acme.workflows.okta.com/api/flo/a/invoke'}
+  - {id: b, org: acme_again, flow: 'https://acme.workflows.okta.com/api/flo/b/invoke'}
+  - {id: c, org: globex, flow: 'https://globex.workflows.okta.com/api/flo/c/invoke'}
+  - {id: d, org: hooks, flow: 'https://hooks.workflows.okta.com/api/flo/d/invoke'}
+  - {id: e, org: open, flow: 'https://open.workflows.okta.com/api/flo/e/invoke'}
+"""
+
+
+def write_job(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_only_the_credentials_a_step_uses_are_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OWF_TEST_UNUSED", raising=False)
+    path = write_job(
+        tmp_path,
+        "version: 1\n"
+        "orgs:\n"
+        "  acme: {domain: acme.okta.com, credential: public}\n"
+        "  spare: {domain: spare.okta.com, credential: unused}\n"
+        "credentials:\n"
+        "  public: {type: none}\n"
+        "  unused: {type: client_token, token: {env: OWF_TEST_UNUSED}}\n"
+        "steps:\n"
+        "  - {id: a, org: acme, flow: 'https://acme.workflows.okta.com/api/flo/a/invoke'}\n",
+    )
+
+    assert resolve_credentials(load_plan(path)) == {"public": None}
+
+
+def test_a_missing_secret_is_a_problem_record_at_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OWF_TEST_ABSENT", raising=False)
+    path = token_job(tmp_path, "{env: OWF_TEST_ABSENT}")
+
+    with pytest.raises(JobError) as raised:
+        resolve_credentials(load_plan(path))
+
+    [problem] = raised.value.problems
+    assert problem.key_path == ("credentials", "hook", "token")
+    assert str(problem) == (
+        f"{path}:{AT_TOKEN}: environment variable OWF_TEST_ABSENT is not set "
+        "(to rehearse: --emulate)"
+    )
+
+
+@pytest.mark.parametrize("ref", ["{env: OWF_TEST_ABSENT}", "{file: no-such-token.txt}"])
+def test_a_stand_in_replaces_a_missing_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ref: str
+) -> None:
+    monkeypatch.delenv("OWF_TEST_ABSENT", raising=False)
+    asked: list[tuple[str, SecretCredential]] = []
+
+    def stand_in(name: str, credential: SecretCredential) -> Resolved:
+        asked.append((name, credential))
+        return ClientToken("stand-in-token")
+
+    missing = resolve_credentials(load_plan(token_job(tmp_path, ref)), stand_in)
+
+    assert missing == {"hook": ClientToken("stand-in-token")}
+    [(name, credential)] = asked
+    assert name == "hook"
+    assert isinstance(credential, ClientTokenCredential)
+
+
+def test_a_stand_in_never_replaces_a_secret_that_is_set_but_broken(tmp_path: Path) -> None:
+    def stand_in(name: str, credential: SecretCredential) -> Resolved:
+        raise AssertionError("a broken secret must not get a stand-in")
+
+    path = token_job(tmp_path, "{command: ['false']}")
+
+    with pytest.raises(JobError) as raised:
+        resolve_credentials(load_plan(path), stand_in)
+
+    assert [str(p) for p in raised.value.problems] == [
+        f"{path}:{AT_TOKEN}: command false exited with status 1"
+    ]
+
+
+def test_resolved_credentials_and_their_auth_flows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OWF_TEST_JWT", pem(rsa_key()))
+    monkeypatch.setenv("OWF_TEST_HOOK", "hook-token-4471")
+    plan = load_plan(write_job(tmp_path, THREE_ORGS))
+
+    resolved = resolve_credentials(plan)
+
+    jwt = resolved["jwt"]
+    assert isinstance(jwt, ClientAssertion)
+    assert (jwt.client_id, jwt.key_id, jwt.algorithm) == ("0oaJ", "kid-j", "RS256")
+    assert resolved["hook"] == ClientToken("hook-token-4471")
+    assert resolved["public"] is None
+
+    async def main() -> dict[str, httpx2.Auth]:
+        async with httpx2.AsyncClient() as client:
+            return build_auths(plan, resolved, client, FakeClock())
+
+    auths = asyncio.run(main())
+
+    acme, again, globex = auths["acme"], auths["acme_again"], auths["globex"]
+    assert isinstance(acme, BearerAuth)
+    assert isinstance(again, BearerAuth)
+    assert isinstance(globex, BearerAuth)
+    assert again.source is acme.source  # same token URL, client and scopes: one token
+    assert globex.source is not acme.source
+    assert isinstance(auths["hooks"], ClientTokenAuth)
+    assert type(auths["open"]) is httpx2.Auth  # sent as is
+
+
+def test_orgs_sharing_a_token_endpoint_fetch_one_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OWF_TEST_JWT", pem(rsa_key()))
+    monkeypatch.setenv("OWF_TEST_HOOK", "hook-token-4471")
+    plan = load_plan(write_job(tmp_path, THREE_ORGS))
+    resolved = resolve_credentials(plan)
+    token_hosts: list[str] = []
+    bearers: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/oauth2/v1/token":
+            token_hosts.append(request.url.host)
+            body = {
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "access_token": f"t{len(token_hosts)}",
+            }
+            return httpx2.Response(200, json=body)
+        bearers.append(request.headers["Authorization"])
+        return httpx2.Response(200)
+
+    async def main() -> None:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
+            auths = build_auths(plan, resolved, client, FakeClock())
+            for org in ("acme", "acme_again", "globex"):
+                await client.post(f"https://{org}.example/invoke", auth=auths[org])
+
+    asyncio.run(main())
+
+    assert token_hosts == ["acme.okta.com", "globex.okta.com"]
+    assert bearers == ["Bearer t1", "Bearer t1", "Bearer t2"]

@@ -1,4 +1,4 @@
-"""Failure classes, response records, and the emulator transport."""
+"""Failure classes, response records, the client and the emulator transport."""
 
 from __future__ import annotations
 
@@ -7,25 +7,33 @@ import asyncio
 import httpx2
 import pytest
 
+from owf_runner.failures import FailureClass, classify_status, status_failure
 from owf_runner.http import (
     USER_AGENT,
     EmulatorTransport,
-    HttpResponse,
     build_client,
     classify_exception,
-    classify_status,
+    real_transport,
     to_record,
 )
+from owf_runner.outcomes import Response
+
+THROTTLED, UNAVAILABLE, SERVER = (
+    FailureClass.THROTTLED,
+    FailureClass.UNAVAILABLE,
+    FailureClass.SERVER,
+)
+CONNECT, TIMEOUT, DROPPED = FailureClass.CONNECT, FailureClass.TIMEOUT, FailureClass.DROPPED
 
 
 @pytest.mark.parametrize(
     ("status", "failure_class"),
     [
-        (429, "throttled"),
-        (503, "unavailable"),
-        (500, "server"),
-        (502, "server"),
-        (504, "server"),
+        (429, THROTTLED),
+        (503, UNAVAILABLE),
+        (500, SERVER),
+        (502, SERVER),
+        (504, SERVER),
         (200, None),
         (204, None),
         (302, None),
@@ -35,25 +43,25 @@ from owf_runner.http import (
         (501, None),
     ],
 )
-def test_classify_status(status: int, failure_class: str | None) -> None:
-    assert classify_status(status) == failure_class
+def test_classify_status(status: int, failure_class: FailureClass | None) -> None:
+    assert classify_status(status) is failure_class
 
 
 @pytest.mark.parametrize(
     ("exc", "failure_class"),
     [
-        (httpx2.ConnectError("refused"), "connect"),
-        (httpx2.ConnectTimeout("slow connect"), "connect"),
-        (httpx2.PoolTimeout("pool"), "connect"),
-        (httpx2.ReadTimeout("slow read"), "timeout"),
-        (httpx2.WriteTimeout("slow write"), "timeout"),
-        (httpx2.RemoteProtocolError("peer closed"), "dropped"),
-        (httpx2.ReadError("reset"), "dropped"),
+        (httpx2.ConnectError("refused"), CONNECT),
+        (httpx2.ConnectTimeout("slow connect"), CONNECT),
+        (httpx2.PoolTimeout("pool"), CONNECT),
+        (httpx2.ReadTimeout("slow read"), TIMEOUT),
+        (httpx2.WriteTimeout("slow write"), TIMEOUT),
+        (httpx2.RemoteProtocolError("peer closed"), DROPPED),
+        (httpx2.ReadError("reset"), DROPPED),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
 )
-def test_classify_exception(exc: httpx2.TransportError, failure_class: str) -> None:
-    assert classify_exception(exc) == failure_class
+def test_classify_exception(exc: httpx2.TransportError, failure_class: FailureClass) -> None:
+    assert classify_exception(exc) is failure_class
 
 
 def test_to_record_parses_json_and_lowercases_headers() -> None:
@@ -61,6 +69,7 @@ def test_to_record_parses_json_and_lowercases_headers() -> None:
 
     record = to_record(response)
 
+    assert isinstance(record, Response)
     assert record.status == 201
     assert record.body == {"id": "00u1", "n": [1, 2]}
     assert record.headers["x-thing"] == "v"
@@ -79,7 +88,7 @@ def test_to_record_empty_body_is_none() -> None:
 
 
 def test_as_context() -> None:
-    record = HttpResponse(200, {"a": "b"}, {"ok": True})
+    record = Response(200, {"a": "b"}, {"ok": True})
 
     assert record.as_context() == {"status": 200, "headers": {"a": "b"}, "body": {"ok": True}}
 
@@ -142,9 +151,11 @@ def test_emulator_transport_closes_inner() -> None:
     assert closed == [True]
 
 
-def test_build_client_with_emulator() -> None:
+def test_build_client_for_a_redirecting_transport_ignores_proxy_settings() -> None:
     async def main() -> None:
-        async with build_client("http://127.0.0.1:8765") as client:
+        inner = httpx2.MockTransport(lambda request: httpx2.Response(200))
+        transport = EmulatorTransport("http://127.0.0.1:8765", inner)
+        async with build_client(transport, redirected=True) as client:
             assert client.follow_redirects is False
             assert client.headers["User-Agent"] == USER_AGENT
             assert client.trust_env is False
@@ -152,10 +163,131 @@ def test_build_client_with_emulator() -> None:
     asyncio.run(main())
 
 
-def test_build_client_without_emulator_trusts_env_and_does_not_follow_redirects() -> None:
+def test_build_client_without_redirection_trusts_env_and_does_not_follow_redirects() -> None:
     async def main() -> None:
-        async with build_client() as client:
+        async with build_client(real_transport(), redirected=False) as client:
             assert client.follow_redirects is False
+            assert client.headers["User-Agent"] == USER_AGENT
             assert client.trust_env is True
 
     asyncio.run(main())
+
+
+def test_a_redirect_is_returned_to_the_caller_not_followed() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        return httpx2.Response(302, headers={"Location": "https://elsewhere.example/"})
+
+    async def main() -> int:
+        transport = httpx2.MockTransport(handler)
+        async with build_client(transport, redirected=False) as client:
+            response = await client.post("https://acme.okta.com/api/flo/f/invoke")
+            return response.status_code
+
+    assert asyncio.run(main()) == 302
+    assert seen == ["https://acme.okta.com/api/flo/f/invoke"]
+
+
+# -- status_failure: which answers fail a try, and how they read --------------------
+
+NOW = 1_700_000_000.0
+
+
+def answer(status: int, body: object = None, **headers: str) -> Response:
+    return Response(status, {k.replace("_", "-"): v for k, v in headers.items()}, body)
+
+
+@pytest.mark.parametrize("status", [200, 201, 204, 299])
+def test_any_2xx_succeeds_when_no_status_is_expected(status: int) -> None:
+    assert status_failure(answer(status), None, 300.0, NOW) is None
+
+
+def test_an_expected_status_succeeds_even_when_it_is_not_2xx() -> None:
+    assert status_failure(answer(404), frozenset({200, 404}), 300.0, NOW) is None
+
+
+def test_a_2xx_that_is_not_expected_fails_and_is_never_retried() -> None:
+    failure = status_failure(answer(200, {"ok": True}), frozenset({201}), 300.0, NOW)
+
+    assert failure is not None
+    assert failure.failure_class is None
+    assert failure.message == 'HTTP 200 (expected 201): {"ok": true}'
+
+
+def test_a_client_error_names_the_expected_statuses_in_order() -> None:
+    failure = status_failure(answer(400, "bad input"), frozenset({404, 200}), 300.0, NOW)
+
+    assert failure is not None
+    assert (failure.failure_class, failure.message) == (
+        None,
+        "HTTP 400 (expected 200, 404): bad input",
+    )
+
+
+def test_a_redirect_is_a_failure_that_names_the_location() -> None:
+    response = answer(302, location="https://login.example/")
+
+    failure = status_failure(response, None, 300.0, NOW)
+
+    assert failure is not None
+    assert failure.failure_class is None
+    assert failure.message == (
+        "HTTP 302 redirect to https://login.example/; redirects are not followed"
+    )
+    assert failure.response is response
+
+
+def test_a_redirect_without_a_location() -> None:
+    failure = status_failure(answer(301), None, 300.0, NOW)
+
+    assert failure is not None
+    assert failure.message == "HTTP 301 redirect to (none); redirects are not followed"
+
+
+@pytest.mark.parametrize(
+    ("status", "failure_class"), [(429, THROTTLED), (503, UNAVAILABLE), (500, SERVER)]
+)
+def test_retryable_statuses_carry_their_class_and_the_requested_wait(
+    status: int, failure_class: FailureClass
+) -> None:
+    failure = status_failure(answer(status, retry_after="7"), None, 300.0, NOW)
+
+    assert failure is not None
+    assert failure.failure_class is failure_class
+    assert failure.requested_wait == 7.0
+    assert failure.message == f"HTTP {status} (expected 2xx)"
+
+
+def test_a_rate_limit_reset_is_read_against_now() -> None:
+    response = answer(429, x_rate_limit_reset=str(int(NOW) + 42))
+
+    failure = status_failure(response, None, 300.0, NOW)
+
+    assert failure is not None
+    assert failure.requested_wait == 42.0
+
+
+def test_a_requested_wait_over_max_wait_says_so() -> None:
+    failure = status_failure(answer(429, retry_after="600"), None, 300.0, NOW)
+
+    assert failure is not None
+    assert failure.requested_wait == 600.0
+    assert failure.message == (
+        "HTTP 429 (expected 2xx); the server asked to wait 600s, over retry.max_wait (300s)"
+    )
+
+
+def test_an_unclassified_status_ignores_wait_headers() -> None:
+    failure = status_failure(answer(404, retry_after="5"), None, 300.0, NOW)
+
+    assert failure is not None
+    assert (failure.failure_class, failure.requested_wait) == (None, None)
+
+
+def test_a_long_body_is_cut_at_300_characters() -> None:
+    failure = status_failure(answer(400, "x" * 400), None, 300.0, NOW)
+
+    assert failure is not None
+    assert failure.message == "HTTP 400 (expected 2xx): " + "x" * 300 + "…"

@@ -1,4 +1,4 @@
-"""Job loading: every problem as FILE:LINE:COL: key.path: message, defaults merged."""
+"""Job loading: every problem as FILE:LINE:COL: key.path: message; defaults applied by resolve."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from owf_runner.errors import ExitCode, JobError
+from owf_runner.failures import DEFAULT_RETRY_ON, FailureClass
 from owf_runner.loader import LoadedJob, load_job
-from owf_runner.model import Backoff, Retry
+from owf_runner.plan import RetryPolicy, resolve
+from owf_runner.problems import Problem
 
 INVALID = Path(__file__).parent / "data" / "invalid"
 
@@ -193,11 +195,15 @@ credentials:
 PING = "https://acme.workflows.okta.com/api/flo/ping/invoke"
 
 
-def problems_of(path: Path, overrides: dict[str, object] | None = None) -> list[str]:
+def problem_records(path: Path, overrides: dict[str, object] | None = None) -> list[Problem]:
     with pytest.raises(JobError) as info:
         load_job(path, overrides)
     assert info.value.exit_code == ExitCode.INVALID_JOB
-    return info.value.problems
+    return list(info.value.problems)
+
+
+def problems_of(path: Path, overrides: dict[str, object] | None = None) -> list[str]:
+    return [str(problem) for problem in problem_records(path, overrides)]
 
 
 def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
@@ -222,7 +228,7 @@ def test_every_invalid_file_has_expectations() -> None:
 
 
 def test_all_problems_are_reported_at_once() -> None:
-    problems = problems_of(INVALID / "three_problems.yaml")
+    problems = problem_records(INVALID / "three_problems.yaml")
 
     assert len(problems) == 3
     assert len(str(JobError(problems)).splitlines()) == 3
@@ -412,8 +418,11 @@ def test_extra_key_in_secret_reference_names_that_key(tmp_path: Path) -> None:
 def test_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
     path = job_with_step(tmp_path, "", head=HEAD)
 
-    assert load_job(path).name == "job"
-    assert load_job(path).where(("steps", 0, "flow")) == f"{path}:10:5"
+    loaded = load_job(path)
+
+    assert loaded.name == "job"
+    assert loaded.path == path
+    assert str(loaded.document.location(("steps", 0, "flow"))) == f"{path}:10:5"
 
 
 MERGE_HEAD = """\
@@ -432,9 +441,18 @@ steps:
   - id: plain
     flow: https://x.example/one
 """
+SERVER_ONLY = frozenset({FailureClass.SERVER})
 
 
-def test_defaults_are_merged_into_steps(tmp_path: Path) -> None:
+def test_the_loader_keeps_steps_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, MERGE_HEAD)
+
+    [plain] = load_job(path).job.steps
+
+    assert (plain.org, plain.timeout, plain.rate_limit, plain.retry) == (None, None, None, None)
+
+
+def test_resolve_applies_the_defaults_to_every_step(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         MERGE_HEAD + "  - id: custom\n    org: acme\n    timeout: 3\n"
@@ -442,41 +460,45 @@ def test_defaults_are_merged_into_steps(tmp_path: Path) -> None:
         "  - id: own_rate\n    org: acme\n    rate_limit: 1/m\n    flow: https://x.example/3\n",
     )
 
-    plain, custom, own_rate = load_job(path).job.steps
+    plain, custom, own_rate = resolve(load_job(path)).steps
 
-    assert (plain.org, plain.timeout, plain.rate_limit) == ("globex", 12.0, "5/s")
-    assert plain.retry == Retry(
-        attempts=2, max_wait=10, backoff=Backoff(initial=0.5, max=9), on=("server",)
+    assert (plain.org.name, plain.timeout, plain.rate_limit) == ("globex", 12.0, "5/s")
+    assert plain.per_second == 5.0
+    assert plain.retry == RetryPolicy(
+        attempts=2, backoff_initial=0.5, backoff_max=9, max_wait=10, on=SERVER_ONLY
     )
-    assert (custom.org, custom.timeout, custom.rate_limit) == ("acme", 3.0, "2/s")
-    assert custom.retry == Retry(
-        attempts=7, max_wait=10, backoff=Backoff(initial=0.5, max=9), on=("server",)
+    assert (custom.org.name, custom.timeout, custom.rate_limit) == ("acme", 3.0, "2/s")
+    assert custom.retry == RetryPolicy(
+        attempts=7, backoff_initial=0.5, backoff_max=9, max_wait=10, on=SERVER_ONLY
     )
-    assert own_rate.rate_limit == "1/m"
+    assert (own_rate.rate_limit, own_rate.per_second) == ("1/m", 1 / 60)
 
 
-def test_retry_backoff_is_deep_merged(tmp_path: Path) -> None:
+def test_resolve_deep_merges_the_retry_backoff(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         MERGE_HEAD + "  - id: custom\n    flow: https://x.example/two\n"
         "    retry: {backoff: {max: 5}}\n",
     )
 
-    custom = load_job(path).job.steps[1]
+    custom = resolve(load_job(path)).steps[1]
 
-    assert custom.retry is not None
-    assert custom.retry.backoff == Backoff(initial=0.5, max=5)
+    assert (custom.retry.backoff_initial, custom.retry.backoff_max) == (0.5, 5)
+    assert (custom.retry.attempts, custom.retry.max_wait, custom.retry.on) == (2, 10, SERVER_ONLY)
 
 
 def test_only_org_is_the_default_org(tmp_path: Path) -> None:
     path = job_with_step(tmp_path, "")
 
-    step = load_job(path).job.steps[0]
+    [step] = resolve(load_job(path)).steps
 
-    assert step.org == "acme"
+    assert step.org.name == "acme"
+    assert step.org.token_url == "https://acme.okta.com/oauth2/v1/token"
     assert step.timeout == 65.0
-    assert step.retry == Retry()
-    assert step.rate_limit == "10/s"
+    assert step.retry == RetryPolicy(
+        attempts=4, backoff_initial=1.0, backoff_max=30.0, max_wait=300.0, on=DEFAULT_RETRY_ON
+    )
+    assert (step.rate_limit, step.per_second) == ("10/s", 10.0)
 
 
 def test_unknown_defaults_org_points_at_defaults(tmp_path: Path) -> None:

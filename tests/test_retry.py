@@ -1,20 +1,28 @@
-"""Retry policies, server-requested waits and pacing — no wall-clock assertions."""
+"""Retry policies, server-requested waits and pacing — on a fake clock, never sleeping."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
-import types
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx2
 import pytest
 
-from owf_runner.model import Backoff, FailureClass, Retry
-from owf_runner.retry import Failure, Pacer, requested_wait, retrying
+from owf_runner.commands import load_plan
+from owf_runner.failures import AMBIGUOUS, DEFAULT_RETRY_ON, Failure, FailureClass, requested_wait
+from owf_runner.plan import RetryPolicy
+from owf_runner.retry import Pacer, retrying
 
 NOW = 1_700_000_000.0  # a fixed "current time" (2023-11-14T22:13:20Z)
-TINY = Backoff(initial=0.001, max=0.001)
+CONNECT, THROTTLED, UNAVAILABLE = (
+    FailureClass.CONNECT,
+    FailureClass.THROTTLED,
+    FailureClass.UNAVAILABLE,
+)
+SERVER, TIMEOUT, DROPPED = FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.DROPPED
 
 
 def http_date(timestamp: float) -> str:
@@ -75,20 +83,50 @@ def test_case_insensitive_headers_from_httpx() -> None:
     assert requested_wait(headers, NOW) == 9.0
 
 
+# -- the fake clock ------------------------------------------------------------------
+
+
+class FakeClock:
+    """Time that moves only when slept through (or set); sleeping never really waits."""
+
+    def __init__(self, start: float = 0.0, advance: bool = True) -> None:
+        self.now = start
+        self.advance = advance  # False: every sleeper wakes at the instant it slept
+        self.sleeps: list[float] = []
+        self.starts: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return NOW + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        start = self.now
+        self.sleeps.append(seconds)
+        if self.advance:
+            self.now = max(self.now, start + seconds)
+        await asyncio.sleep(0)
+
+
 # -- retrying ------------------------------------------------------------------------
 
-Hooked = list[tuple[str | None, int, float]]
+# Defaults of `retry` (4 attempts, backoff 1 s doubling to 30 s, max_wait 300 s).
+POLICY = RetryPolicy(
+    attempts=4, backoff_initial=1.0, backoff_max=30.0, max_wait=300.0, on=DEFAULT_RETRY_ON
+)
+IDEMPOTENT = dataclasses.replace(POLICY, on=DEFAULT_RETRY_ON | AMBIGUOUS)
+Hooked = list[tuple[FailureClass | None, int, float]]
 
 
 def run(
-    policy: Retry,
-    failures: Sequence[BaseException],
-    idempotent: bool = False,
+    policy: RetryPolicy, failures: Sequence[BaseException], clock: FakeClock | None = None
 ) -> tuple[int, Hooked, object]:
     """Run an attempt loop whose first attempts raise ``failures`` in turn.
 
     Returns (attempts made, hook calls, result or the exception that escaped).
     """
+    clock = clock or FakeClock()
     hooked: Hooked = []
     calls = 0
 
@@ -97,7 +135,7 @@ def run(
 
     async def main() -> object:
         nonlocal calls
-        async for attempt in retrying(policy, idempotent, hook):
+        async for attempt in retrying(policy, hook, clock):
             with attempt:
                 calls += 1
                 if calls <= len(failures):
@@ -112,33 +150,33 @@ def run(
     return calls, hooked, result
 
 
-def fail(failure_class: str | None, requested: float | None = None) -> Failure:
+def fail(failure_class: FailureClass | None, requested: float | None = None) -> Failure:
     return Failure(failure_class, f"{failure_class} failure", requested_wait=requested)
 
 
-@pytest.mark.parametrize("failure_class", ["connect", "throttled", "unavailable"])
-def test_default_classes_are_retried(failure_class: str) -> None:
-    calls, hooked, result = run(Retry(backoff=TINY), [fail(failure_class)] * 2)
+@pytest.mark.parametrize("failure_class", [CONNECT, THROTTLED, UNAVAILABLE])
+def test_default_classes_are_retried(failure_class: FailureClass) -> None:
+    calls, hooked, result = run(POLICY, [fail(failure_class)] * 2)
 
     assert result == "ok"
     assert calls == 3
     assert [(c, n) for c, n, _ in hooked] == [(failure_class, 1), (failure_class, 2)]
 
 
-@pytest.mark.parametrize("failure_class", ["server", "timeout", "dropped", None])
-def test_other_classes_are_not_retried_by_default(failure_class: str | None) -> None:
+@pytest.mark.parametrize("failure_class", [SERVER, TIMEOUT, DROPPED, None])
+def test_other_classes_are_not_retried_by_default(failure_class: FailureClass | None) -> None:
     failure = fail(failure_class)
 
-    calls, hooked, result = run(Retry(backoff=TINY), [failure])
+    calls, hooked, result = run(POLICY, [failure])
 
     assert calls == 1
     assert hooked == []
     assert result is failure
 
 
-@pytest.mark.parametrize("failure_class", ["server", "timeout", "dropped", "connect"])
-def test_idempotent_adds_server_timeout_dropped(failure_class: str) -> None:
-    calls, hooked, result = run(Retry(backoff=TINY), [fail(failure_class)], idempotent=True)
+@pytest.mark.parametrize("failure_class", [SERVER, TIMEOUT, DROPPED, CONNECT])
+def test_idempotent_adds_server_timeout_dropped(failure_class: FailureClass) -> None:
+    calls, hooked, result = run(IDEMPOTENT, [fail(failure_class)])
 
     assert result == "ok"
     assert calls == 2
@@ -146,31 +184,17 @@ def test_idempotent_adds_server_timeout_dropped(failure_class: str) -> None:
 
 
 def test_unclassified_failure_is_never_retried_even_when_idempotent() -> None:
-    calls, _, result = run(Retry(backoff=TINY), [fail(None)], idempotent=True)
+    calls, _, result = run(IDEMPOTENT, [fail(None)])
 
     assert calls == 1
     assert isinstance(result, Failure)
 
 
-def test_policy_classes() -> None:
-    assert Retry().classes(False) == {"connect", "throttled", "unavailable"}
-    assert Retry().classes(True) == {
-        "connect",
-        "throttled",
-        "unavailable",
-        "server",
-        "timeout",
-        "dropped",
-    }
-    only: tuple[FailureClass, ...] = ("server",)
-    assert Retry(on=only).classes(False) == {"server"}
-
-
 def test_explicit_on_replaces_the_default_classes() -> None:
-    policy = Retry(backoff=TINY, on=("server",))
+    policy = dataclasses.replace(POLICY, on=frozenset({SERVER}))
 
-    server_calls, _, server_result = run(policy, [fail("server")])
-    throttled_calls, _, throttled_result = run(policy, [fail("throttled")])
+    server_calls, _, server_result = run(policy, [fail(SERVER)])
+    throttled_calls, _, throttled_result = run(policy, [fail(THROTTLED)])
 
     assert (server_calls, server_result) == (2, "ok")
     assert throttled_calls == 1
@@ -178,9 +202,9 @@ def test_explicit_on_replaces_the_default_classes() -> None:
 
 
 def test_attempts_bounds_total_tries_and_reraises_the_last_failure() -> None:
-    failures = [fail("throttled") for _ in range(5)]
+    failures = [fail(THROTTLED) for _ in range(5)]
 
-    calls, hooked, result = run(Retry(attempts=3, backoff=TINY), failures)
+    calls, hooked, result = run(dataclasses.replace(POLICY, attempts=3), failures)
 
     assert calls == 3
     assert [n for _, n, _ in hooked] == [1, 2]
@@ -188,81 +212,125 @@ def test_attempts_bounds_total_tries_and_reraises_the_last_failure() -> None:
 
 
 def test_one_attempt_means_no_retry() -> None:
-    calls, hooked, _ = run(Retry(attempts=1, backoff=TINY), [fail("connect")])
+    calls, hooked, _ = run(dataclasses.replace(POLICY, attempts=1), [fail(CONNECT)])
 
     assert (calls, hooked) == (1, [])
 
 
 def test_requested_wait_above_max_wait_stops_at_once() -> None:
-    failure = fail("throttled", requested=301.0)
+    failure = fail(THROTTLED, requested=301.0)
+    clock = FakeClock()
 
-    calls, hooked, result = run(Retry(backoff=TINY), [failure])
+    calls, hooked, result = run(POLICY, [failure], clock)
 
     assert calls == 1
     assert hooked == []
     assert result is failure
+    assert clock.sleeps == []
 
 
 def test_requested_wait_within_max_wait_is_used_as_the_wait() -> None:
-    calls, hooked, result = run(
-        Retry(backoff=TINY, max_wait=1.0), [fail("throttled", requested=0.002)]
-    )
+    clock = FakeClock()
+
+    calls, hooked, result = run(POLICY, [fail(THROTTLED, requested=42.0)], clock)
 
     assert result == "ok"
     assert calls == 2
-    assert hooked == [("throttled", 1, 0.002)]
+    assert hooked == [(THROTTLED, 1, 42.0)]
+    assert clock.sleeps == [42.0]
+    assert clock.now == 42.0
 
 
 def test_requested_wait_of_zero_max_wait() -> None:
-    calls, _, result = run(Retry(backoff=TINY, max_wait=0.0), [fail("throttled", requested=0.0)])
+    policy = dataclasses.replace(POLICY, max_wait=0.0)
+
+    calls, _, result = run(policy, [fail(THROTTLED, requested=0.0)])
 
     assert (calls, result) == (2, "ok")
 
 
-def test_backoff_wait_is_bounded_by_backoff_max() -> None:
-    _, hooked, _ = run(Retry(attempts=4, backoff=TINY), [fail("connect")] * 3)
+def test_backoff_waits_go_to_the_clock_and_are_bounded_by_backoff_max() -> None:
+    clock = FakeClock()
+    policy = dataclasses.replace(POLICY, backoff_initial=1.0, backoff_max=2.5)
 
+    _, hooked, result = run(policy, [fail(CONNECT)] * 3, clock)
+
+    assert result == "ok"
     assert len(hooked) == 3
-    assert all(0 <= wait <= 0.001 for _, _, wait in hooked)
+    assert all(0 <= wait <= 2.5 for _, _, wait in hooked)
+    assert clock.sleeps == [wait for _, _, wait in hooked]
+
+
+def test_backoff_grows_from_backoff_initial() -> None:
+    policy = dataclasses.replace(POLICY, backoff_initial=10.0, backoff_max=1000.0)
+
+    _, hooked, _ = run(policy, [fail(CONNECT)] * 3)
+
+    first, second, third = (wait for _, _, wait in hooked)
+    # backoff_initial * 2**n, plus up to 1 s of jitter
+    assert 10 <= first <= 11
+    assert 20 <= second <= 21
+    assert 40 <= third <= 41
 
 
 def test_non_failure_exceptions_are_not_retried() -> None:
     error = ValueError("boom")
 
-    calls, hooked, result = run(Retry(backoff=TINY), [error], idempotent=True)
+    calls, hooked, result = run(IDEMPOTENT, [error])
 
     assert (calls, hooked, result) == (1, [], error)
+
+
+# -- the retry policy a step gets (plan.resolve) ---------------------------------------
+
+JOB = """\
+version: 1
+orgs: {{acme: {{domain: acme.okta.com, credential: c}}}}
+credentials: {{c: {{type: none}}}}
+{defaults}steps:
+  - id: plain
+    flow: https://acme.workflows.okta.com/api/flo/a/invoke
+  - id: safe
+    idempotent: true
+    flow: https://acme.workflows.okta.com/api/flo/b/invoke
+"""
+
+
+def policies(tmp_path: Path, defaults: str = "") -> tuple[RetryPolicy, RetryPolicy]:
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB.format(defaults=defaults), encoding="utf-8")
+    plain, safe = load_plan(path).steps
+    return plain.retry, safe.retry
+
+
+def test_the_default_classes_are_those_where_the_flow_did_not_run(tmp_path: Path) -> None:
+    plain, safe = policies(tmp_path)
+
+    assert plain.on == DEFAULT_RETRY_ON == {CONNECT, THROTTLED, UNAVAILABLE}
+    assert safe.on == {CONNECT, THROTTLED, UNAVAILABLE, SERVER, TIMEOUT, DROPPED}
+    assert {SERVER, TIMEOUT, DROPPED} == AMBIGUOUS
+
+
+def test_idempotent_adds_the_ambiguous_classes_to_an_explicit_on(tmp_path: Path) -> None:
+    plain, safe = policies(tmp_path, "defaults: {retry: {on: [throttled]}}\n")
+
+    assert plain.on == {THROTTLED}
+    assert safe.on == {THROTTLED, SERVER, TIMEOUT, DROPPED}
+
+
+def test_an_empty_on_retries_nothing_unless_idempotent(tmp_path: Path) -> None:
+    plain, safe = policies(tmp_path, "defaults: {retry: {on: []}}\n")
+
+    assert plain.on == frozenset()
+    assert safe.on == AMBIGUOUS
 
 
 # -- Pacer ------------------------------------------------------------------------
 
 
-class FakeClock:
-    """Replaces the ``time`` and ``asyncio`` the pacer sees; sleeping advances the clock."""
-
-    def __init__(self, start: float, advance: bool = True) -> None:
-        self.now = start
-        self.advance = advance
-        self.sleeps: list[float] = []
-        self.starts: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        if self.advance:
-            self.now += seconds
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock(100.0)
-    monkeypatch.setattr("owf_runner.retry.time", types.SimpleNamespace(monotonic=fake.monotonic))
-    monkeypatch.setattr(
-        "owf_runner.retry.asyncio", types.SimpleNamespace(Lock=asyncio.Lock, sleep=fake.sleep)
-    )
-    return fake
+def clock() -> FakeClock:
+    return FakeClock(100.0)
 
 
 def turns(pacer: Pacer, clock: FakeClock, count: int, together: bool = False) -> None:
@@ -281,7 +349,7 @@ def turns(pacer: Pacer, clock: FakeClock, count: int, together: bool = False) ->
 
 
 def test_pacer_spaces_sequential_turns_evenly(clock: FakeClock) -> None:
-    pacer = Pacer(per_second=2.0)
+    pacer = Pacer(per_second=2.0, clock=clock)
 
     turns(pacer, clock, 4)
 
@@ -291,7 +359,7 @@ def test_pacer_spaces_sequential_turns_evenly(clock: FakeClock) -> None:
 
 def test_pacer_never_bursts_concurrent_turns(clock: FakeClock) -> None:
     clock.advance = False  # every worker asks at the same instant
-    pacer = Pacer(per_second=10.0)
+    pacer = Pacer(per_second=10.0, clock=clock)
 
     turns(pacer, clock, 4, together=True)
 
@@ -299,7 +367,7 @@ def test_pacer_never_bursts_concurrent_turns(clock: FakeClock) -> None:
 
 
 def test_pacer_does_not_wait_after_idle_time(clock: FakeClock) -> None:
-    pacer = Pacer(per_second=1.0)
+    pacer = Pacer(per_second=1.0, clock=clock)
     turns(pacer, clock, 1)
     clock.now += 60
 
@@ -309,7 +377,7 @@ def test_pacer_does_not_wait_after_idle_time(clock: FakeClock) -> None:
 
 
 def test_pacer_hold_pauses_the_next_turn(clock: FakeClock) -> None:
-    pacer = Pacer(per_second=10.0)
+    pacer = Pacer(per_second=10.0, clock=clock)
 
     pacer.hold(5.0)
     turns(pacer, clock, 2)
@@ -319,7 +387,7 @@ def test_pacer_hold_pauses_the_next_turn(clock: FakeClock) -> None:
 
 
 def test_pacer_hold_never_shortens_a_longer_pause(clock: FakeClock) -> None:
-    pacer = Pacer(per_second=10.0)
+    pacer = Pacer(per_second=10.0, clock=clock)
 
     pacer.hold(5.0)
     pacer.hold(1.0)
@@ -329,7 +397,7 @@ def test_pacer_hold_never_shortens_a_longer_pause(clock: FakeClock) -> None:
 
 
 def test_pacer_without_a_rate_never_waits(clock: FakeClock) -> None:
-    pacer = Pacer(per_second=0)
+    pacer = Pacer(per_second=0, clock=clock)
 
     turns(pacer, clock, 3, together=True)
 

@@ -19,6 +19,7 @@ from owf_runner.redaction import MASK, Redactor
 from owf_runner.secrets import (
     PrivateKey,
     SecretError,
+    SecretMissing,
     load_private_key,
     resolve_secret,
 )
@@ -141,8 +142,13 @@ def test_missing_env_secret_names_the_variable(
     else:
         monkeypatch.setenv("OWF_TEST_MISSING", value)
 
-    with pytest.raises(SecretError, match=r"^environment variable OWF_TEST_MISSING is not set"):
+    with pytest.raises(SecretMissing) as info:
         resolve_secret(EnvSecret(env="OWF_TEST_MISSING"), tmp_path)
+
+    assert isinstance(info.value, SecretError)
+    assert str(info.value) == (
+        "environment variable OWF_TEST_MISSING is not set (to rehearse: --emulate)"
+    )
 
 
 def test_file_secret_is_relative_to_base_dir(
@@ -159,10 +165,32 @@ def test_file_secret_is_relative_to_base_dir(
 
 
 def test_missing_file_secret(tmp_path: Path) -> None:
-    with pytest.raises(SecretError) as info:
+    with pytest.raises(SecretMissing) as info:
         resolve_secret(FileSecret(file="nope.pem"), tmp_path)
 
     assert str(info.value) == f"cannot read {tmp_path / 'nope.pem'}: No such file or directory"
+
+
+def test_a_file_secret_that_cannot_be_read_is_not_missing(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(FileSecret(file="adir"), tmp_path)
+
+    assert not isinstance(info.value, SecretMissing)  # no stand-in for it under --emulate
+    assert str(info.value) == f"cannot read {tmp_path / 'adir'}: Is a directory"
+
+
+def test_a_file_secret_that_is_not_text_is_not_missing(tmp_path: Path) -> None:
+    path = tmp_path / "key.der"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    path.chmod(0o600)
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(FileSecret(file="key.der"), tmp_path)
+
+    assert not isinstance(info.value, SecretMissing)
+    assert str(info.value) == f"{path} is not a text file"
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
@@ -205,6 +233,7 @@ def test_command_failure_does_not_leak_its_output(tmp_path: Path) -> None:
 
     assert str(info.value) == f"command {sys.executable} exited with status 3"
     assert "leaked-cmd-secret" not in str(info.value)
+    assert not isinstance(info.value, SecretMissing)
 
 
 def test_command_not_found(tmp_path: Path) -> None:
@@ -214,6 +243,7 @@ def test_command_not_found(tmp_path: Path) -> None:
         resolve_secret(ref, tmp_path)
 
     assert str(info.value) == f"command not found: {tmp_path / 'no-such-owf-command'}"
+    assert not isinstance(info.value, SecretMissing)  # a missing tool is not a missing secret
 
 
 def test_command_printing_nothing_is_an_error(tmp_path: Path) -> None:

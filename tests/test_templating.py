@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 
 from owf_runner.templating import (
+    Constant,
+    MappingValue,
     Reference,
+    SequenceValue,
+    Template,
     TemplateError,
     check_syntax,
+    compile_value,
+    free_names,
     is_template,
     locally_bound,
     references,
@@ -304,3 +310,91 @@ def test_memory_and_recursion_bombs_are_refused(template: str, message: str) -> 
 def test_small_repetition_still_works() -> None:
     assert render_value("{{ 'ab' * 3 }}", {}) == "ababab"
     assert render_value("{{ 2 ** 10 }}", {}) == 1024
+
+
+# -- compiled values -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["plain text", "a { b }", 5, 2.5, True, None])
+def test_values_without_templates_compile_to_constants(value: object) -> None:
+    compiled = compile_value(value)
+
+    assert compiled == Constant(value)
+    assert compiled.names == frozenset()
+    assert compiled.render({}) == value
+
+
+def test_a_template_string_compiles_once_and_knows_its_names() -> None:
+    compiled = compile_value("{{ vars.count }}")
+
+    assert compiled == Template("{{ vars.count }}", frozenset({"vars"}))
+    assert isinstance(compiled, Template)
+    assert compiled.is_lone_expression
+    assert compiled.expression == "vars.count"
+    assert compiled.render(CONTEXT) == 3
+
+
+def test_a_mixed_template_is_not_a_lone_expression() -> None:
+    compiled = compile_value("n={{ vars.count }}")
+
+    assert isinstance(compiled, Template)
+    assert not compiled.is_lone_expression
+    assert compiled.expression == "n={{ vars.count }}"
+    assert compiled.render(CONTEXT) == "n=3"
+
+
+def test_structures_compile_to_mappings_and_sequences_with_all_their_names() -> None:
+    value = {
+        "{{ vars.name }}_key": ["{{ item.x }}", {"inner": "{{ steps.a.outputs.b }}"}],
+        "literal": 5,
+        "tuple": ("{{ index }}",),
+    }
+
+    compiled = compile_value(value)
+
+    assert isinstance(compiled, MappingValue)
+    assert isinstance(compiled.items[0][1], SequenceValue)
+    assert compiled.names == {"vars", "item", "steps", "index"}
+    context = {**CONTEXT, "item": {"x": 1}, "index": 0, "steps": {"a": {"outputs": {"b": "B"}}}}
+    assert compiled.render(context) == {
+        "Ada_key": [1, {"inner": "B"}],
+        "literal": 5,
+        "tuple": [0],
+    }
+    assert compiled.render(context) == render_value(value, context)
+
+
+def test_a_syntax_error_is_found_when_compiling() -> None:
+    with pytest.raises(TemplateError, match=r"^template syntax error: "):
+        compile_value({"a": ["{{ vars.name "]})
+
+
+def test_a_render_error_names_where_in_the_structure_it_happened() -> None:
+    compiled = compile_value({"a": [{"b": "ok"}, {"c": "{{ vars.missing }}"}]})
+
+    with pytest.raises(TemplateError, match=r"^undefined: ") as raised:
+        compiled.render(CONTEXT)
+
+    assert raised.value.path == ("a", 1, "c")
+
+
+def test_compiled_values_render_again_with_another_context() -> None:
+    compiled = compile_value({"n": "{{ vars.count }}"})
+
+    assert compiled.render(CONTEXT) == {"n": 3}
+    assert compiled.render({"vars": {"count": 4}}) == {"n": 4}
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("plain", set()),
+        ("{{ vars.a }} {{ env.HOME }}", {"vars", "env"}),
+        ("{% set q = 1 %}{{ q }}{{ job.name }}", {"job"}),
+        ("{% for i in vars.list %}{{ i }}{{ loop.index }}{% endfor %}", {"vars"}),
+        ("{{ vars.x if vars.x is defined else item }}", {"vars", "item"}),
+        ("{{ now() }} {{ uuid4() }}", {"now", "uuid4"}),
+    ],
+)
+def test_free_names(text: str, names: set[str]) -> None:
+    assert free_names(text) == names

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from owf_runner.commands import load_plan
 from owf_runner.emulator import Emulator, FlowStub
 from owf_runner.errors import JobError
 from owf_runner.http import tls_context
@@ -100,13 +101,22 @@ def test_a_valid_bundle_relative_to_the_job_file_loads(tmp_path: Path) -> None:
     assert load_job(job_with_bundle(tmp_path, "corp.pem")).job.orgs["acme"].ca_bundle == "corp.pem"
 
 
+def test_the_plan_gives_each_bundle_relative_to_the_job_file(tmp_path: Path) -> None:
+    write_ca(tmp_path / "corp.pem")
+
+    plan = load_plan(job_with_bundle(tmp_path, "corp.pem"))
+
+    assert plan.orgs["acme"].ca_bundle == Path("corp.pem")
+    assert plan.ca_bundles() == [tmp_path / "corp.pem"]
+
+
 def test_a_missing_bundle_is_a_job_error(tmp_path: Path) -> None:
     path = job_with_bundle(tmp_path, "nope.pem")
 
     with pytest.raises(JobError) as raised:
         load_job(path)
 
-    assert raised.value.problems == [
+    assert [str(problem) for problem in raised.value.problems] == [
         f"{path}:2:53: orgs.acme.ca_bundle: no such file: {tmp_path / 'nope.pem'}"
     ]
 
@@ -119,7 +129,7 @@ def test_a_bundle_that_is_not_pem_is_a_job_error(tmp_path: Path) -> None:
         load_job(path)
 
     [problem] = raised.value.problems
-    assert problem.startswith(
+    assert str(problem).startswith(
         f"{path}:2:53: orgs.acme.ca_bundle: not a PEM file of CA certificates: "
     )
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
 import pytest
 
 from owf_runner.errors import ExitCode, JobError
-from owf_runner.yamlfile import MAX_FILE_BYTES, Mark, format_key_path, load_yaml
+from owf_runner.problems import Location, Problem, format_key_path, in_file_order
+from owf_runner.yamlfile import MAX_FILE_BYTES, Mark, load_yaml
 
 
 def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
@@ -21,7 +23,7 @@ def problems(path: Path) -> list[str]:
     with pytest.raises(JobError) as info:
         load_yaml(path)
     assert info.value.exit_code == ExitCode.INVALID_JOB
-    return info.value.problems
+    return [str(problem) for problem in info.value.problems]
 
 
 @pytest.mark.parametrize(
@@ -68,29 +70,68 @@ def test_empty_file_is_none(tmp_path: Path) -> None:
     assert load_yaml(write(tmp_path, "")).data is None
 
 
-def test_where_gives_file_line_col_of_each_key_path(tmp_path: Path) -> None:
+def test_location_gives_file_line_col_of_each_key_path(tmp_path: Path) -> None:
     path = write(tmp_path, "top: 1\nnested:\n  list: [1, {inner: 2}]\n  other: x\n")
     doc = load_yaml(path)
 
     assert doc.data == {"top": 1, "nested": {"list": [1, {"inner": 2}], "other": "x"}}
-    assert doc.where(("top",)) == f"{path}:1:1"
-    assert doc.where(("nested", "list")) == f"{path}:3:3"
-    assert doc.where(("nested", "list", 1)) == f"{path}:3:13"
-    assert doc.where(("nested", "list", 1, "inner")) == f"{path}:3:14"
-    assert doc.where(("nested", "other")) == f"{path}:4:3"
+    assert doc.location(("top",)) == Location(path, 1, 1)
+    assert str(doc.location(("top",))) == f"{path}:1:1"
+    assert str(doc.location(("nested", "list"))) == f"{path}:3:3"
+    assert str(doc.location(("nested", "list", 1))) == f"{path}:3:13"
+    assert str(doc.location(("nested", "list", 1, "inner"))) == f"{path}:3:14"
+    assert str(doc.location(("nested", "other"))) == f"{path}:4:3"
 
 
-def test_where_falls_back_to_nearest_ancestor(tmp_path: Path) -> None:
+def test_location_falls_back_to_nearest_ancestor(tmp_path: Path) -> None:
     path = write(tmp_path, "a: 1\nnested:\n  b: 2\n")
     doc = load_yaml(path)
 
     assert doc.locate(("nested", "missing", 3)) == Mark(2, 1)
-    assert doc.where(("nowhere",)) == f"{path}:1:1"
+    assert str(doc.location(("nowhere",))) == f"{path}:1:1"
+
+
+def test_document_problem_is_a_record_at_the_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: 1\nnested:\n  b: 2\n")
+    doc = load_yaml(path)
+
+    problem = doc.problem(("nested", "b"), "wrong")
+
+    assert problem == Problem(Location(path, 3, 3), ("nested", "b"), "wrong")
+    assert str(problem) == f"{path}:3:3: nested.b: wrong"
+    assert str(doc.problem((), "whole file")) == f"{path}:1:1: (top level): whole file"
+
+
+def test_a_problem_without_a_key_path_or_line(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+
+    assert str(Problem(Location(path), None, "cannot read")) == f"{path}: cannot read"
+
+
+def test_in_file_order_sorts_by_line_then_column_and_drops_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    late = Problem(Location(path, 9, 1), ("b",), "late")
+    early = Problem(Location(path, 2, 7), ("a",), "early")
+    earlier = Problem(Location(path, 2, 3), ("a",), "earlier")
+    whole = Problem(Location(path), None, "unreadable")
+
+    assert in_file_order([late, early, late, earlier, whole]) == [whole, earlier, early, late]
+
+
+def test_sha256_is_of_the_file_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path, "a: 1\n")
+
+    assert load_yaml(path).sha256 == hashlib.sha256(b"a: 1\n").hexdigest()
 
 
 def test_format_key_path() -> None:
     assert format_key_path(("steps", 0, "payload", "name")) == "steps[0].payload.name"
     assert format_key_path(()) == ""
+
+
+def test_format_key_path_quotes_keys_that_are_not_plain() -> None:
+    assert format_key_path(("headers", "X Thing")) == 'headers["X Thing"]'
+    assert format_key_path(("a", "line\nbreak")) == 'a["line\\nbreak"]'
 
 
 def test_duplicate_keys_name_position_and_key_path(tmp_path: Path) -> None:
@@ -226,3 +267,21 @@ def test_an_integer_too_long_to_read_is_a_problem_not_a_crash(tmp_path: Path) ->
     path = write(tmp_path, "a: " + "9" * 5000 + "\n")
 
     assert problems(path) == [f"{path}:1:4: a: cannot read '99999999999999999999'... as an integer"]
+
+
+def test_messages_name_what_the_file_is(tmp_path: Path) -> None:
+    missing = tmp_path / "vars.yaml"
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"a: caf\xe9\n")
+
+    with pytest.raises(JobError) as unreadable:
+        load_yaml(missing, what="vars file")
+    with pytest.raises(JobError) as undecodable:
+        load_yaml(latin1, what="vars file")
+
+    assert [str(p) for p in unreadable.value.problems] == [
+        f"{missing}: cannot read vars file: No such file or directory"
+    ]
+    assert [str(p) for p in undecodable.value.problems] == [
+        f"{latin1}:1:1: (top level): vars file is not valid UTF-8"
+    ]
