@@ -40,7 +40,7 @@ class EnvSecret(Record):
         Field(
             min_length=1,
             description="Name of the environment variable holding the secret. Unset or empty "
-            "is an error (exit 3); a rehearsal (`--emulate`) stands in a generated key.",
+            "is an error (exit 3), except that a rehearsal (`--emulate`) makes up a stand-in.",
             examples=["ACME_OKTA_PRIVATE_KEY"],
         ),
     ]
@@ -52,7 +52,8 @@ class FileSecret(Record):
         Field(
             min_length=1,
             description="Path of the file holding the secret, relative to the job file. A "
-            "missing file is an error (exit 3); a warning if group or others can read it.",
+            "missing file is an error (exit 3), except that a rehearsal (`--emulate`) makes up a "
+            "stand-in. A warning if group or others can read the file.",
             examples=["keys/acme.pem"],
         ),
     ]
@@ -227,7 +228,7 @@ class Defaults(Record):
     )
     timeout: Annotated[Seconds, Field(gt=0)] = Field(
         65.0,
-        description="Deadline for each try of an invocation (the whole exchange), in seconds, "
+        description="Time limit for each try of an invocation, in seconds, "
         "for steps without `timeout`. Default: 65 (Okta closes the connection at 60).",
     )
     retry: Retry = Field(
@@ -404,7 +405,7 @@ class Step(Record):
         None, description="Retry policy of this step, merged key by key over `defaults.retry`."
     )
     timeout: Annotated[Seconds, Field(gt=0)] | None = Field(
-        None, description="Deadline for each try, in seconds. Default: `defaults.timeout`."
+        None, description="Time limit for each try, in seconds. Default: `defaults.timeout`."
     )
     rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = Field(
         None,

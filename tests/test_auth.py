@@ -124,6 +124,14 @@ def test_server_errors_are_retried_with_a_fresh_jti_each_time() -> None:
     assert len(set(endpoint.jtis())) == 3
 
 
+def test_a_throttled_token_endpoint_is_retried_not_a_refusal() -> None:
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(429) if n < 2 else ok("t"))
+
+    assert asyncio.run(source(endpoint).token()) == "t"
+    assert len(endpoint.forms) == 2
+    assert len(set(endpoint.jtis())) == 2
+
+
 def test_endpoint_down_for_every_attempt_is_unreachable_not_refused() -> None:
     clock = FakeClock()
     endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(502))
