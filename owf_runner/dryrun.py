@@ -27,6 +27,7 @@ from owf_runner.templating import (
     SequenceValue,
     Template,
     TemplateError,
+    as_json,
     free_names,
     truthy,
 )
@@ -50,6 +51,13 @@ class _Scope:
             return _shown(field.value, self.context, self.run_time)
         except TemplateError as exc:
             raise _Fails(str(self.plan.problem((*field.at, *exc.path), str(exc)))) from None
+
+    def check_json(self, field: Field, value: Any) -> None:
+        """The run sends payload and query as JSON; a value that is not JSON fails there."""
+        try:
+            as_json(value)
+        except TemplateError as exc:
+            raise _Fails(str(self.plan.problem(field.at, str(exc)))) from None
 
     def known(self, field: Field) -> bool:
         return not field.value.names & self.run_time
@@ -150,6 +158,8 @@ def _request_lines(scope: _Scope, step: StepPlan, note: str) -> list[str]:
     try:
         url, payload = scope.show(step.flow), scope.show(step.payload)
         query, headers = scope.show(step.query), scope.show(step.headers)
+        scope.check_json(step.payload, payload)
+        scope.check_json(step.query, query)
     except _Fails as exc:
         return [f"{prefix}fails before sending: {exc}"]
     lines = [f"{prefix}{step.method} {url}"]

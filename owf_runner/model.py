@@ -290,7 +290,9 @@ ForeachSource = Annotated[
 
 
 class Expect(Record):
-    status: tuple[Int, ...] | None = Field(
+    status: (
+        Annotated[tuple[Annotated[Int, Field(ge=100, le=599)], ...], Field(min_length=1)] | None
+    ) = Field(
         None,
         description="HTTP status codes that count as success; any other fails the step. "
         "Default: any 2xx.",

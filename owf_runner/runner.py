@@ -23,7 +23,7 @@ from owf_runner.plan import Field, FileSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR
 from owf_runner.retry import Pacer, retrying
 from owf_runner.sources import SourceError, file_items
-from owf_runner.templating import TemplateError, truthy
+from owf_runner.templating import TemplateError, as_json, truthy
 from owf_runner.urls import url_problem
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -200,14 +200,23 @@ class Runner:
         if problem:
             raise self._located(step.flow, problem)
         payload = self._render(step.payload, context)
-        size = len(json.dumps(payload).encode())
+        size = len(self._json(step.payload, payload).encode())
         if size > MAX_PAYLOAD_BYTES:
             raise self._located(
                 step.payload, f"rendered payload is {size} bytes; the limit is 1 MiB"
             )
         query = self._render(step.query, context)
+        query = {
+            k: v if isinstance(v, str) else self._json(step.query, v) for k, v in query.items()
+        }
         headers = {k: str(v) for k, v in self._render(step.headers, context).items()}
-        return Request(step.method, url, _query(query), headers, payload)
+        return Request(step.method, url, query, headers, payload)
+
+    def _json(self, field: Field, value: Any) -> str:
+        try:
+            return as_json(value)
+        except TemplateError as exc:
+            raise self._located(field, str(exc)) from None
 
     async def _send(self, step: StepPlan, request: Request) -> Response:
         pacer = self._pacer(step, request.url)
@@ -274,10 +283,6 @@ def _not_resent_note(step: StepPlan, exc: Exception) -> str:
     if exc.failure_class in step.retry.on:
         return ""
     return " (not re-sent: the flow may have run; `idempotent: true` allows retries)"
-
-
-def _query(query: Mapping[str, Any]) -> dict[str, str]:
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in query.items()}
 
 
 async def _gather_workers(worker: Callable[[], Coroutine[Any, Any, None]], count: int) -> None:

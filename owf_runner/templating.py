@@ -8,6 +8,7 @@ structure is its own template, and a string that is exactly one
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping
@@ -230,6 +231,14 @@ def free_names(text: str) -> frozenset[str]:
     """The names a template takes from its context (not those it binds itself)."""
     bound = locally_bound(text)
     return frozenset(ref.root for ref in references(text) if ref.root not in bound)
+
+
+def as_json(value: Any) -> str:
+    """A rendered value as the JSON the request carries; one that is not JSON fails its step."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # a range, a set, NaN, an int beyond JSON
+        raise TemplateError(f"not a JSON value: {exc}") from None
 
 
 def truthy(value: Any) -> bool:

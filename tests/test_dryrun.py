@@ -57,6 +57,31 @@ def test_plan_reports_the_failure_the_run_has_in_the_same_words(cli: RunCli) -> 
     assert ran.out.count(message) == 1
 
 
+def test_a_value_that_is_not_json_fails_in_plan_and_run_alike(tmp_path: Path, cli: RunCli) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "version: 1\n"
+        "orgs: {acme: {domain: acme.okta.com, credential: open}}\n"
+        "credentials: {open: {type: none}}\n"
+        "steps:\n"
+        "  - id: s\n"
+        "    flow: https://acme.workflows.okta.com/api/flo/f/invoke\n"
+        '    payload: {r: "{{ range(3) }}"}\n'
+    )
+    message = (
+        f"{job}:7:5: steps[0].payload: not a JSON value: "
+        "Object of type range is not JSON serializable"
+    )
+
+    planned = cli("plan", str(job))
+    ran = cli(str(job), "--emulate")
+
+    assert f"   fails before sending: {message}\n" in planned.out
+    assert (ran.code, ran.err) == (1, "")
+    assert "s: failed (0 attempts, " in ran.out
+    assert ran.out.count(message) == 1
+
+
 def test_plan_shows_the_first_ten_rows_of_a_csv_and_counts_the_rest(cli: RunCli) -> None:
     result = cli("plan", str(PLANS / "csv.yaml"))
 

@@ -143,6 +143,7 @@ EXPECTED: dict[str, list[str]] = {
     "unknown_backoff_key.yaml": [
         "8:27: defaults.retry.backoff.maximum: unknown key 'maximum'; did you mean 'max'?"
     ],
+    "expect_status_empty.yaml": ["10:7: steps[0].expect.status: needs at least one entry"],
     "expect_status_not_integers.yaml": [
         "10:21: steps[0].expect.status[1]: expected an integer, found a string"
     ],
