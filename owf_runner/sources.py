@@ -25,7 +25,7 @@ class SourceError(TemplateError):
 def file_items(kind: SourceKind, path: Path) -> Iterator[Any]:
     """Opens the file now (so a missing file fails at once) and yields its items lazily."""
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = path.open(encoding="utf-8-sig", newline="")  # a BOM (Excel) is dropped
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror}") from None
     readers = {SourceKind.CSV: _csv_rows, SourceKind.JSONL: _jsonl_items}
