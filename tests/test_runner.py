@@ -1,4 +1,5 @@
-"""The runner through its public entry point, against an in-process emulator."""
+"""The runner through the real stages (load_plan → credentials → execute) against an in-process
+emulator, on a fake clock: every wait is recorded, none is slept."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from typing import Any
 
 import pytest
 
-from owf_runner import run_job
+from owf_runner.auth import TOKEN_ATTEMPTS
 from owf_runner.emulator import Emulator, Fault, FlowStub
-from owf_runner.model import Step
-from owf_runner.retry import Failure
-from owf_runner.runner import ItemResult, RunResult, StepResult
+from owf_runner.failures import Failure
+from owf_runner.outcomes import ItemResult, Status, StepResult
+from owf_runner.plan import StepPlan
+from tests.fakes import FakeClock, Run, run_job
 
-FAST_RETRY = "retry: {attempts: 3, backoff: {initial: 0.01, max: 0.01}}"
+# Backoff capped at its start: every wait it picks is exactly 2 s, jitter or not.
+RETRY = "    retry: {attempts: 3, backoff: {initial: 2, max: 2}}\n"
+NOT_RESENT = "(not re-sent: the flow may have run; `idempotent: true` allows retries)"
 
 
 class Recorder:
@@ -23,25 +27,37 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
-    def step_started(self, step: Step) -> None:
+    def step_started(self, step: StepPlan) -> None:
         self.events.append(("started", step.id))
 
-    def item_finished(self, step: Step, result: ItemResult) -> None:
+    def item_finished(self, step: StepPlan, result: ItemResult) -> None:
         self.events.append(("item", (result.index, result.status)))
 
-    def retrying(self, step: Step, failure: Failure, attempt: int, wait: float) -> None:
-        self.events.append(("retry", (failure.failure_class, attempt)))
+    def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None:
+        self.events.append(("retry", (failure.failure_class, attempt, wait)))
 
-    def step_finished(self, step: Step, result: StepResult) -> None:
+    def step_finished(self, step: StepPlan, result: StepResult) -> None:
         self.events.append(("finished", (step.id, result.status)))
 
     def retries(self) -> list[Any]:
         return [value for kind, value in self.events if kind == "retry"]
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 def run(
-    tmp_path: Path, step: str, emulator: Emulator, recorder: Recorder | None = None
-) -> RunResult:
+    tmp_path: Path,
+    step: str,
+    emulator: Emulator,
+    clock: FakeClock,
+    recorder: Recorder | None = None,
+    *faults: Fault,
+    more_steps: str = "",
+) -> Run:
+    """One OAuth step `s` on flow `f` (its key a stand-in), ``step`` its extra YAML."""
     job = tmp_path / "job.yaml"
     job.write_text(
         "version: 1\n"
@@ -51,149 +67,236 @@ def run(
         "steps:\n"
         "  - id: s\n"
         "    flow: https://acme.workflows.okta.com/api/flo/f/invoke\n"
-        f"{step}"
+        f"{step}{more_steps}"
     )
-    return run_job(job, recorder or Recorder(), emulator=emulator)
+    stubs = {"f": FlowStub(faults=faults)} if faults else None
+    return run_job(job, emulator, clock, recorder or Recorder(), stubs=stubs)
 
 
-def faulty(emulator: Emulator, *faults: Fault) -> Emulator:
-    emulator.set_stub("f", FlowStub(faults=faults))
-    return emulator
+def statuses(emulator: Emulator) -> list[int]:
+    return [call.status for call in emulator.invocations()]
 
 
-def test_throttled_twice_then_success_sends_three_times(tmp_path: Path, emulator: Emulator) -> None:
-    throttled = Fault(times=2, status=429, headers={"Retry-After": "0"})
+def test_throttled_twice_then_success_sends_three_times(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
+    throttled = Fault(times=2, status=429, headers={"Retry-After": "1"})
     recorder = Recorder()
 
-    result = run(tmp_path, f"    {FAST_RETRY}\n", faulty(emulator, throttled), recorder)
+    done = run(tmp_path, RETRY, emulator, clock, recorder, throttled)
 
-    assert result.exit_code == 0
-    assert [c.status for c in emulator.invocations()] == [429, 429, 200]
-    assert result.steps[0].attempts == 3
-    assert recorder.retries() == [("throttled", 1), ("throttled", 2)]
+    assert done.code == 0
+    assert statuses(emulator) == [429, 429, 200]
+    assert done.result.steps[0].attempts == 3
+    assert recorder.retries() == [("throttled", 1, 1.0), ("throttled", 2, 1.0)]
+    assert clock.sleeps == [1.0, 1.0]  # the pacer, held by the 429s, adds no wait of its own
 
 
 def test_server_error_on_a_non_idempotent_step_is_not_resent(
-    tmp_path: Path, emulator: Emulator
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
 ) -> None:
-    result = run(tmp_path, f"    {FAST_RETRY}\n", faulty(emulator, Fault(times=1, status=500)))
+    done = run(tmp_path, RETRY, emulator, clock, None, Fault(times=1, status=500))
 
-    assert result.exit_code == 1
+    assert done.code == 1
     assert len(emulator.invocations()) == 1
-    assert result.steps[0].error == (
-        'HTTP 500 (expected 2xx): {"error": "injected fault 500"} '
-        "(not re-sent: the flow may have run; `idempotent: true` allows retries)"
+    assert done.result.steps[0].error == (
+        f'HTTP 500 (expected 2xx): {{"error": "injected fault 500"}} {NOT_RESENT}'
     )
+    assert clock.sleeps == []
 
 
-def test_server_error_on_an_idempotent_step_is_resent(tmp_path: Path, emulator: Emulator) -> None:
-    step = f"    idempotent: true\n    {FAST_RETRY}\n"
+def test_server_error_on_an_idempotent_step_is_resent_after_the_backoff(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
+    step = f"    idempotent: true\n{RETRY}"
 
-    result = run(tmp_path, step, faulty(emulator, Fault(times=1, status=500)))
+    done = run(tmp_path, step, emulator, clock, None, Fault(times=1, status=500))
 
-    assert result.exit_code == 0
-    assert [c.status for c in emulator.invocations()] == [500, 200]
+    assert done.code == 0
+    assert statuses(emulator) == [500, 200]
+    assert clock.sleeps == [2.0]
 
 
-def test_a_dropped_connection_is_not_resent(tmp_path: Path, emulator: Emulator) -> None:
-    result = run(tmp_path, f"    {FAST_RETRY}\n", faulty(emulator, Fault(times=1, drop=True)))
+def test_a_dropped_connection_is_not_resent(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
+    done = run(tmp_path, RETRY, emulator, clock, None, Fault(times=1, drop=True))
 
-    assert result.exit_code == 1
+    assert done.code == 1
     assert len(emulator.invocations()) == 1
-    assert str(result.steps[0].error).startswith("dropped: ")
+    assert str(done.result.steps[0].error).startswith("dropped: ")
+    assert str(done.result.steps[0].error).endswith(NOT_RESENT)
 
 
-def test_attempts_bound_the_total(tmp_path: Path, emulator: Emulator) -> None:
-    unavailable = Fault(times=5, status=503, headers={"Retry-After": "0"})
+def test_attempts_bound_the_total(tmp_path: Path, emulator: Emulator, clock: FakeClock) -> None:
+    recorder = Recorder()
 
-    result = run(tmp_path, f"    {FAST_RETRY}\n", faulty(emulator, unavailable))
+    done = run(tmp_path, RETRY, emulator, clock, recorder, Fault(times=5, status=503))
 
-    assert result.exit_code == 1
-    assert len(emulator.invocations()) == 3
+    assert done.code == 1
+    assert statuses(emulator) == [503, 503, 503]
+    assert recorder.retries() == [("unavailable", 1, 2.0), ("unavailable", 2, 2.0)]
+    assert clock.sleeps == [2.0, 2.0]
 
 
-def test_fail_fast_stops_sending_items(tmp_path: Path, emulator: Emulator) -> None:
-    emulator.set_stub("f", FlowStub(faults=(Fault(times=1), Fault(times=1, status=400))))
+def test_fail_fast_stops_sending_items(tmp_path: Path, emulator: Emulator, clock: FakeClock) -> None:
     step = (
         '    foreach: "{{ [1, 2, 3, 4] }}"\n    fail_fast: true\n    payload: {n: "{{ item }}"}\n'
     )
 
-    result = run(tmp_path, step, emulator)
+    done = run(tmp_path, step, emulator, clock, None, Fault(times=1), Fault(times=1, status=400))
 
-    assert result.exit_code == 1
+    assert done.code == 1
     assert [json.loads(c.body)["n"] for c in emulator.invocations()] == [1, 2]
-    assert result.steps[0].error == "1 of 2 items failed"
+    assert done.result.steps[0].error == "1 of 2 items failed"
 
 
-def test_one_failed_item_does_not_stop_the_others(tmp_path: Path, emulator: Emulator) -> None:
-    emulator.set_stub("f", FlowStub(faults=(Fault(times=1, status=400),)))
+def test_one_failed_item_does_not_stop_the_others(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
     step = '    foreach: "{{ [1, 2, 3] }}"\n    payload: {n: "{{ item }}"}\n'
+    recorder = Recorder()
 
-    result = run(tmp_path, step, emulator)
+    done = run(tmp_path, step, emulator, clock, recorder, Fault(times=1, status=400))
 
-    assert result.exit_code == 1
+    assert done.code == 1
     assert len(emulator.invocations()) == 3
-    assert [r.status for r in result.steps[0].results] == ["failed", "succeeded", "succeeded"]
+    assert [r.status for r in done.result.steps[0].results] == ["failed", "succeeded", "succeeded"]
+    assert [v for kind, v in recorder.events if kind == "item"] == [
+        (0, Status.FAILED),
+        (1, Status.SUCCEEDED),
+        (2, Status.SUCCEEDED),
+    ]
 
 
-def test_foreach_reads_csv_rows_as_dicts(tmp_path: Path, emulator: Emulator) -> None:
+def test_foreach_items_on_one_flow_are_paced_by_the_clock(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
+    step = '    foreach: "{{ range(4) | list }}"\n    rate_limit: 2/s\n'
+
+    done = run(tmp_path, step, emulator, clock)
+
+    assert done.code == 0
+    assert len(emulator.invocations()) == 4
+    assert clock.sleeps == [0.5, 0.5, 0.5]  # one worker: each turn half a second after the last
+    assert clock.now == 1.5
+
+
+def test_foreach_reads_csv_rows_as_dicts(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
     (tmp_path / "hires.csv").write_text("login,app\nada,slack\ngrace,github\n")
     step = (
         '    foreach: {csv: hires.csv}\n    payload: {who: "{{ item.login }}", i: "{{ index }}"}\n'
     )
 
-    result = run(tmp_path, step, emulator)
+    done = run(tmp_path, step, emulator, clock)
 
-    assert result.exit_code == 0
+    assert done.code == 0
     bodies = [json.loads(c.body) for c in emulator.invocations()]
     assert bodies == [{"who": "ada", "i": 0}, {"who": "grace", "i": 1}]
 
 
 def test_undefined_at_render_time_fails_the_step_before_sending(
-    tmp_path: Path, emulator: Emulator
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
 ) -> None:
     step = '    payload: {x: "{{ env.OWF_SURELY_UNSET_VARIABLE }}"}\n'
 
-    result = run(tmp_path, step, emulator)
+    done = run(tmp_path, step, emulator, clock)
 
-    assert result.exit_code == 1
+    assert done.code == 1
     assert emulator.invocations() == []
-    assert result.steps[0].error == (
+    assert done.result.steps[0].error == (
         f"{tmp_path / 'job.yaml'}:8:15: steps[0].payload.x: "
         "undefined: 'dict object' has no attribute 'OWF_SURELY_UNSET_VARIABLE'"
     )
 
 
-def test_a_payload_over_one_mebibyte_is_not_sent(tmp_path: Path, emulator: Emulator) -> None:
+def test_a_payload_over_one_mebibyte_is_not_sent(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
     step = "    payload: {blob: \"{{ 'x' * (1024 * 1024) }}\"}\n"
 
-    result = run(tmp_path, step, emulator)
+    done = run(tmp_path, step, emulator, clock)
 
-    assert result.exit_code == 1
+    assert done.code == 1
     assert emulator.invocations() == []
-    error = str(result.steps[0].error)
+    error = str(done.result.steps[0].error)
     assert error.startswith(f"{tmp_path / 'job.yaml'}:8:5: steps[0].payload: rendered payload is ")
     assert error.endswith(" bytes; the limit is 1 MiB")
 
 
 @pytest.mark.parametrize("when", ["false", '"{{ 1 > 2 }}"', '"{{ [] }}"'])
-def test_falsy_when_skips(tmp_path: Path, emulator: Emulator, when: str) -> None:
-    result = run(tmp_path, f"    when: {when}\n", emulator)
+def test_falsy_when_skips(tmp_path: Path, emulator: Emulator, clock: FakeClock, when: str) -> None:
+    done = run(tmp_path, f"    when: {when}\n", emulator, clock)
 
-    assert result.steps[0].status == "skipped"
+    assert done.result.steps[0].status == "skipped"
     assert emulator.calls == []
 
 
 def test_a_sandbox_violation_fails_the_step_before_sending(
-    tmp_path: Path, emulator: Emulator
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
 ) -> None:
     step = "    payload: {x: \"{{ ''.__class__.__mro__ }}\"}\n"
 
-    result = run(tmp_path, step, emulator)
+    done = run(tmp_path, step, emulator, clock)
 
-    assert result.exit_code == 1
+    assert done.code == 1
     assert emulator.calls == []  # not even a token request
-    assert result.steps[0].error == (
+    assert done.result.steps[0].error == (
         f"{tmp_path / 'job.yaml'}:8:15: steps[0].payload.x: not allowed in templates: "
         "access to attribute '__class__' of 'str' object is unsafe."
     )
+
+
+SECOND = "  - id: t\n    flow: https://acme.workflows.okta.com/api/flo/g/invoke\n"
+
+
+def test_continue_on_error_is_an_ignored_failure(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
+    done = run(
+        tmp_path,
+        "    continue_on_error: true\n",
+        emulator,
+        clock,
+        None,
+        Fault(status=400),
+        more_steps=SECOND,
+    )
+
+    first, second = done.result.steps
+    assert (first.status, first.ignored, first.shown_status) == ("failed", True, "failed (ignored)")
+    assert (second.status, second.ignored) == ("succeeded", False)
+    assert done.code == 0
+    assert done.result.outcome == "succeeded with 1 ignored failure"
+
+
+def test_a_failed_step_stops_the_run(tmp_path: Path, emulator: Emulator, clock: FakeClock) -> None:
+    done = run(tmp_path, "", emulator, clock, None, Fault(status=400), more_steps=SECOND)
+
+    assert [(s.id, s.status) for s in done.result.steps] == [("s", "failed"), ("t", "not run")]
+    assert done.code == 1
+    assert done.result.outcome == "failed"
+    assert [call.flow_id for call in emulator.invocations()] == ["f"]
+
+
+def test_an_unreachable_token_endpoint_fails_the_step_after_every_try(
+    tmp_path: Path, emulator: Emulator, clock: FakeClock
+) -> None:
+    emulator.set_token_faults(Fault(times=99, status=502))
+
+    done = run(tmp_path, "", emulator, clock, more_steps=SECOND)
+
+    assert done.code == 1
+    assert [(s.id, s.status) for s in done.result.steps] == [("s", "failed"), ("t", "not run")]
+    assert done.result.steps[0].error == (
+        "could not reach the token endpoint https://acme.okta.com/oauth2/v1/token "
+        f"({TOKEN_ATTEMPTS} tries; HTTP 502)"
+    )
+    assert len(emulator.token_requests()) == TOKEN_ATTEMPTS
+    assert emulator.invocations() == []
+    # Exponential backoff from half a second, with up to a second of jitter.
+    assert len(clock.sleeps) == TOKEN_ATTEMPTS - 1
+    for wait, low in zip(clock.sleeps, [0.5, 1.0, 2.0], strict=True):
+        assert low <= wait <= low + 1
