@@ -16,6 +16,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from owf_runner.cli import main
 from owf_runner.emulator import Emulator
+from tests.fakes import FakeClock
 
 DATA = Path(__file__).parent / "data"
 
@@ -113,3 +114,17 @@ def assert_not_leaked(result: Cli, *secrets: str) -> None:
     for secret in secrets:
         for form in encodings(secret):
             assert form not in printed
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """Virtual time: sleeps are recorded, never slept (see tests/fakes.py)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def timed_emulator(fake_clock: FakeClock) -> Iterator[Emulator]:
+    """A running emulator on ``fake_clock``: rate limits, resets and `received_at` in fake time."""
+    emu = Emulator(clock=fake_clock.time)
+    with emu.running():
+        yield emu

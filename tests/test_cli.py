@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from joserfc.jwk import ECKey, RSAKey
 
+from owf_runner import commands
+from owf_runner.auth import TOKEN_ATTEMPTS
 from owf_runner.emulator import Emulator, Fault, FlowStub
 from tests.conftest import DATA, Cli, assert_not_leaked, ec_key, jwt_segments, pem, rsa_key
+from tests.fakes import FakeClock, run_commands_on
 
 ROOT = Path(__file__).parent.parent
 TWO_ORGS = str(DATA / "two_orgs.yaml")
@@ -138,9 +145,12 @@ def test_continue_on_error_runs_later_steps(
 
     result = cli(str(job), "--emulator", emulator.base_url)
 
-    assert result.code == 0
+    assert result.code == 0, result.out
     assert [call.flow_id for call in emulator.invocations()] == ["one", "two"]
-    assert _summary_row(result.out, "one")[:2] == ["one", "failed"]
+    assert re.search(r"^\S+ one: failed \(ignored\) \(1 attempt, ", result.out, re.MULTILINE)
+    assert re.search(r"^run \S+ of job: succeeded with 1 ignored failure$", result.out, re.M)
+    assert _summary_row(result.out, "one") == ["one", "failed", "(ignored)", "1"]
+    assert _summary_row(result.out, "two") == ["two", "succeeded", "1"]
 
 
 def test_redirect_is_a_failure_naming_the_location(
@@ -161,13 +171,16 @@ def test_redirect_is_a_failure_naming_the_location(
     assert len(emulator.calls) == 1
 
 
-def test_foreach_items_share_one_token(tmp_path: Path, emulator: Emulator, cli: RunCli) -> None:
+def test_foreach_items_share_one_token(
+    tmp_path: Path, emulator: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = rsa_key()
+    monkeypatch.setenv("OWF_TEST_KEY", pem(key))
     emulator.register_client("0oaX", "kid-x", key.as_dict(private=False))
     emulator.set_stub("each", FlowStub(faults=(Fault(times=1, delay=0.2),)))
     job = tmp_path / "each.yaml"
     job.write_text(
-        _jwt_job(pem(key)).replace(
+        _jwt_job().replace(
             "    payload: {n: 1}",
             '    foreach: "{{ range(20) | list }}"\n    concurrency: 8\n    rate_limit: 1000/s\n'
             '    payload: {n: "{{ item }}"}\n'
@@ -183,14 +196,15 @@ def test_foreach_items_share_one_token(tmp_path: Path, emulator: Emulator, cli: 
 
 
 def test_a_401_refreshes_the_token_once_with_a_new_jti(
-    tmp_path: Path, emulator: Emulator, cli: RunCli
+    tmp_path: Path, emulator: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = ec_key("P-384")
+    monkeypatch.setenv("OWF_TEST_KEY", pem(key, "sec1"))
     emulator.register_client("0oaX", "kid-x", key.as_dict(private=False))
     unauthorized = Fault(times=1, status=401, body={"error": "invalid_token"})
     emulator.set_stub("each", FlowStub(faults=(unauthorized,)))
     job = tmp_path / "job.yaml"
-    job.write_text(_jwt_job(pem(key, "sec1")))
+    job.write_text(_jwt_job())
 
     result = cli(str(job), "--emulator", emulator.base_url)
 
@@ -229,7 +243,7 @@ def test_rsa_and_ec_keys_in_every_format_authenticate(
     key_file.write_text(text(key))
     key_file.chmod(0o600)
     job = tmp_path / "job.yaml"
-    job.write_text(_jwt_job(None).replace("{env: OWF_TEST_KEY}", "{file: key.pem}"))
+    job.write_text(_jwt_job().replace("{env: OWF_TEST_KEY}", "{file: key.pem}"))
 
     result = cli(str(job), "--emulator", emulator.base_url)
 
@@ -284,7 +298,9 @@ def test_refused_token_exits_4_with_okta_error_and_hint(
     result = cli(TWO_ORGS, "--emulator", emulator.base_url)
 
     assert result.code == 4
-    assert "token request to https://acme.okta.com/oauth2/v1/token (client 0oaACME) refused: "
+    assert "token request to https://acme.okta.com/oauth2/v1/token (client 0oaACME) refused: " in (
+        result.err
+    )
     assert "refused: invalid_client" in result.err
     assert "hint: check `client_id` and `key_id` (kid)" in result.err
     assert emulator.invocations() == []
@@ -327,16 +343,17 @@ def test_usage_errors_exit_2(cli: RunCli) -> None:
 
 
 def test_unexpected_exception_exits_70_with_a_log_file(
-    cli: RunCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    two_orgs: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def explode(*args: object, **kwargs: object) -> None:
+    async def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom-7f3a")
 
-    monkeypatch.setattr("owf_runner.commands.run_job", explode)
+    monkeypatch.setattr(commands, "execute", explode)
 
-    result = cli(TWO_ORGS)
+    result = cli(TWO_ORGS, "--emulator", two_orgs.base_url)
 
     assert result.code == 70
+    assert two_orgs.calls == []
     assert result.err.startswith("owf-run: internal error (a bug in owf-runner); details in ")
     log = Path(result.err.rsplit(" ", 1)[-1].strip())
     assert log.parent == tmp_path / "state" / "logs"
@@ -431,9 +448,8 @@ steps:
     return path
 
 
-def _jwt_job(key_pem: str | None) -> str:
-    if key_pem is not None:
-        os.environ["OWF_TEST_KEY"] = key_pem
+def _jwt_job() -> str:
+    """A one-step OAuth job; its key is the PEM in OWF_TEST_KEY."""
     return """version: 1
 orgs:
   acme: {domain: acme.okta.com, credential: jwt}
@@ -447,35 +463,166 @@ steps:
 
 
 @pytest.mark.parametrize(
-    ("signum", "code", "word"), [(15, 143, "terminated"), (2, 130, "interrupted")]
+    ("signum", "code", "word"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
 )
 def test_a_signal_mid_run_exits_with_its_code(
-    tmp_path: Path, emulator: Emulator, signum: int, code: int, word: str
+    tmp_path: Path, signum: int, code: int, word: str
 ) -> None:
-    emulator.set_stub("one", FlowStub(security="none", faults=(Fault(delay=30),)))
     job = _none_job(tmp_path, "")
     script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
     assert script
     env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
-    process = subprocess.Popen(
-        [script, str(job), "--emulator", emulator.base_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    # A listener that never answers stands in for a flow that runs for ever. Its timeouts
+    # only bound a hang: accept() and recv() return as soon as the child connects and sends.
+    with socket.create_server(("127.0.0.1", 0)) as flow:
+        flow.settimeout(60)
+        url = f"http://127.0.0.1:{flow.getsockname()[1]}"
+        with _sigint_not_ignored(), _popen([script, str(job), "--emulator", url], env) as process:
+            connection, _ = flow.accept()
+            with connection:
+                request = _read_request(connection)
+                _wait_until_idle(process.pid)  # the run now waits on the flow's answer
+                process.send_signal(signum)
+                out, err = process.communicate(timeout=60)
+
+    assert request.startswith(b"POST /api/flo/one/invoke ")
+    assert "one: started" in out
+    assert process.returncode == code, out + err
+    assert err == f"owf-run: {word}\n"
+
+
+def _wait_until_idle(pid: int) -> None:
+    """Until the child's main thread sleeps in epoll: its event loop has nothing else to do.
+
+    A signal is then handled between two turns of the loop. (SIGTERM handled inside
+    asyncio's socket code, just after a send, is swallowed there: see the report.)
+    """
+    wchan = Path(f"/proc/{pid}/wchan")
+    if not wchan.exists():
+        pytest.skip("needs /proc/PID/wchan to see that the child waits")
+    deadline = time.monotonic() + 60  # bounds a hang; the wait ends when the state is seen
+    while "epoll" not in wchan.read_text() and "ep_poll" not in wchan.read_text():
+        assert time.monotonic() < deadline, f"the run never went idle: {wchan.read_text()!r}"
+        time.sleep(0.001)
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """Start children with SIGINT at its default.
+
+    A process started in the background by a non-interactive shell (``pytest ... &`` in a
+    script, some CI runners) ignores SIGINT, its children inherit that, and Python then
+    never raises KeyboardInterrupt: the child would sit out the signal. A handled signal is
+    reset to its default across exec, so handling it here for the moment of the fork does.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        for _ in range(200):  # until the request is in flight (at most 20 s)
-            if emulator.invocations():
-                break
-            time.sleep(0.1)
-        assert emulator.invocations(), "the run never sent its request"
-        process.send_signal(signum)
-        _, err = process.communicate(timeout=20)
+        yield
     finally:
-        process.kill()
-    assert process.returncode == code
-    assert err.endswith(f"owf-run: {word}\n")
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _popen(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A child that is always reaped, its pipes closed, whatever the test asserts.
+
+    A child left running with open pipes makes a ResourceWarning when garbage collected,
+    which `filterwarnings = error` turns into a failure of whichever test runs then.
+    """
+    pipe = subprocess.PIPE
+    with subprocess.Popen(args, stdout=pipe, stderr=pipe, text=True, env=env) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+def _read_request(connection: socket.socket) -> bytes:
+    """One whole HTTP request (headers and Content-Length body) from ``connection``."""
+    connection.settimeout(60)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += _receive(connection)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    while length and len(body) < int(length[1]):
+        body += _receive(connection)
+    return data
+
+
+def _receive(connection: socket.socket) -> bytes:
+    chunk = connection.recv(65536)
+    if not chunk:
+        raise AssertionError("the run closed the connection before its request was whole")
+    return chunk
+
+
+def test_an_unreachable_token_endpoint_fails_its_step_and_the_rest_do_not_run(
+    tmp_path: Path, cli: RunCli, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = fake_clock
+    run_commands_on(clock, monkeypatch)  # the backoff between tries is recorded, not slept
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OWF_TEST_KEY", pem(ec_key("P-256")))
+    # Bound but never listening: every connection is refused, and the port stays ours.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        job = tmp_path / "job.yaml"
+        job.write_text(
+            _jwt_job()
+            .replace("{domain: acme.okta.com,", f"{{token_url: '{base}/oauth2/v1/token',")
+            .replace("https://acme.workflows.okta.com", base)
+            + f"  - id: after\n    flow: {base}/api/flo/after/invoke\n"
+        )
+
+        result = cli(str(job))
+
+    assert result.code == 1, result.out + result.err
+    assert result.err == ""
+    assert (
+        f"each: failed (0 attempts, {clock.now:.2f}s): could not reach the token endpoint "
+        f"{base}/oauth2/v1/token ({TOKEN_ATTEMPTS} tries; ConnectError: "
+    ) in result.out
+    assert re.search(r"^run \S+ of job: failed$", result.out, re.MULTILINE)
+    assert _summary_row(result.out, "each") == ["each", "failed", "0"]
+    assert _summary_row(result.out, "after") == ["after", "not", "run", "0"]
+    assert len(clock.sleeps) == TOKEN_ATTEMPTS - 1
+
+
+def test_emulator_url_must_be_loopback_and_nothing_is_sent(
+    tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transports: list[object] = []
+    monkeypatch.setattr(commands, "real_transport", lambda *args: transports.append(args))
+
+    result = cli(str(_none_job(tmp_path, "")), "--emulator", "http://example.com")
+
+    assert result.code == 2
+    assert result.err == (
+        "owf-run: --emulator must be a loopback URL (127.0.0.1, ::1, localhost), "
+        "not 'example.com'\n"
+    )
+    assert result.out == ""
+    assert transports == []  # no client was even built
+
+
+def test_stubs_need_emulate(tmp_path: Path, emulator: Emulator, cli: RunCli) -> None:
+    stubs = DATA / "stubs" / "valid.yaml"
+
+    result = cli(
+        str(_none_job(tmp_path, "")), "--emulator", emulator.base_url, "--stubs", str(stubs)
+    )
+
+    assert result.code == 2
+    assert result.err == (
+        "owf-run: --stubs needs --emulate (an emulator serving elsewhere has its own)\n"
+    )
+    assert emulator.calls == []
 
 
 def test_quiet_prints_only_the_summary(two_orgs: Emulator, cli: RunCli) -> None:
@@ -495,7 +642,7 @@ def test_two_orgs_with_the_same_app_share_one_token(
     emulator.register_client("0oaX", "kid-x", key.as_dict(private=False))
     job = tmp_path / "job.yaml"
     job.write_text(
-        _jwt_job(None)
+        _jwt_job()
         .replace(
             "  acme: {domain: acme.okta.com, credential: jwt}\n",
             "  acme: {domain: acme.okta.com, credential: jwt}\n"

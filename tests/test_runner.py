@@ -43,16 +43,11 @@ class Recorder:
         return [value for kind, value in self.events if kind == "retry"]
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def run(
     tmp_path: Path,
     step: str,
     emulator: Emulator,
-    clock: FakeClock,
+    fake_clock: FakeClock,
     recorder: Recorder | None = None,
     *faults: Fault,
     more_steps: str = "",
@@ -70,7 +65,7 @@ def run(
         f"{step}{more_steps}"
     )
     stubs = {"f": FlowStub(faults=faults)} if faults else None
-    return run_job(job, emulator, clock, recorder or Recorder(), stubs=stubs)
+    return run_job(job, emulator, fake_clock, recorder or Recorder(), stubs=stubs)
 
 
 def statuses(emulator: Emulator) -> list[int]:
@@ -78,49 +73,49 @@ def statuses(emulator: Emulator) -> list[int]:
 
 
 def test_throttled_twice_then_success_sends_three_times(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     throttled = Fault(times=2, status=429, headers={"Retry-After": "1"})
     recorder = Recorder()
 
-    done = run(tmp_path, RETRY, emulator, clock, recorder, throttled)
+    done = run(tmp_path, RETRY, emulator, fake_clock, recorder, throttled)
 
     assert done.code == 0
     assert statuses(emulator) == [429, 429, 200]
     assert done.result.steps[0].attempts == 3
     assert recorder.retries() == [("throttled", 1, 1.0), ("throttled", 2, 1.0)]
-    assert clock.sleeps == [1.0, 1.0]  # the pacer, held by the 429s, adds no wait of its own
+    assert fake_clock.sleeps == [1.0, 1.0]  # the pacer, held by the 429s, adds no wait of its own
 
 
 def test_server_error_on_a_non_idempotent_step_is_not_resent(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
-    done = run(tmp_path, RETRY, emulator, clock, None, Fault(times=1, status=500))
+    done = run(tmp_path, RETRY, emulator, fake_clock, None, Fault(times=1, status=500))
 
     assert done.code == 1
     assert len(emulator.invocations()) == 1
     assert done.result.steps[0].error == (
         f'HTTP 500 (expected 2xx): {{"error": "injected fault 500"}} {NOT_RESENT}'
     )
-    assert clock.sleeps == []
+    assert fake_clock.sleeps == []
 
 
 def test_server_error_on_an_idempotent_step_is_resent_after_the_backoff(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     step = f"    idempotent: true\n{RETRY}"
 
-    done = run(tmp_path, step, emulator, clock, None, Fault(times=1, status=500))
+    done = run(tmp_path, step, emulator, fake_clock, None, Fault(times=1, status=500))
 
     assert done.code == 0
     assert statuses(emulator) == [500, 200]
-    assert clock.sleeps == [2.0]
+    assert fake_clock.sleeps == [2.0]
 
 
 def test_a_dropped_connection_is_not_resent(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
-    done = run(tmp_path, RETRY, emulator, clock, None, Fault(times=1, drop=True))
+    done = run(tmp_path, RETRY, emulator, fake_clock, None, Fault(times=1, drop=True))
 
     assert done.code == 1
     assert len(emulator.invocations()) == 1
@@ -128,23 +123,29 @@ def test_a_dropped_connection_is_not_resent(
     assert str(done.result.steps[0].error).endswith(NOT_RESENT)
 
 
-def test_attempts_bound_the_total(tmp_path: Path, emulator: Emulator, clock: FakeClock) -> None:
+def test_attempts_bound_the_total(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
     recorder = Recorder()
 
-    done = run(tmp_path, RETRY, emulator, clock, recorder, Fault(times=5, status=503))
+    done = run(tmp_path, RETRY, emulator, fake_clock, recorder, Fault(times=5, status=503))
 
     assert done.code == 1
     assert statuses(emulator) == [503, 503, 503]
     assert recorder.retries() == [("unavailable", 1, 2.0), ("unavailable", 2, 2.0)]
-    assert clock.sleeps == [2.0, 2.0]
+    assert fake_clock.sleeps == [2.0, 2.0]
 
 
-def test_fail_fast_stops_sending_items(tmp_path: Path, emulator: Emulator, clock: FakeClock) -> None:
+def test_fail_fast_stops_sending_items(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
     step = (
         '    foreach: "{{ [1, 2, 3, 4] }}"\n    fail_fast: true\n    payload: {n: "{{ item }}"}\n'
     )
 
-    done = run(tmp_path, step, emulator, clock, None, Fault(times=1), Fault(times=1, status=400))
+    done = run(
+        tmp_path, step, emulator, fake_clock, None, Fault(times=1), Fault(times=1, status=400)
+    )
 
     assert done.code == 1
     assert [json.loads(c.body)["n"] for c in emulator.invocations()] == [1, 2]
@@ -152,12 +153,12 @@ def test_fail_fast_stops_sending_items(tmp_path: Path, emulator: Emulator, clock
 
 
 def test_one_failed_item_does_not_stop_the_others(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     step = '    foreach: "{{ [1, 2, 3] }}"\n    payload: {n: "{{ item }}"}\n'
     recorder = Recorder()
 
-    done = run(tmp_path, step, emulator, clock, recorder, Fault(times=1, status=400))
+    done = run(tmp_path, step, emulator, fake_clock, recorder, Fault(times=1, status=400))
 
     assert done.code == 1
     assert len(emulator.invocations()) == 3
@@ -170,27 +171,31 @@ def test_one_failed_item_does_not_stop_the_others(
 
 
 def test_foreach_items_on_one_flow_are_paced_by_the_clock(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     step = '    foreach: "{{ range(4) | list }}"\n    rate_limit: 2/s\n'
 
-    done = run(tmp_path, step, emulator, clock)
+    done = run(tmp_path, step, emulator, fake_clock)
 
     assert done.code == 0
     assert len(emulator.invocations()) == 4
-    assert clock.sleeps == [0.5, 0.5, 0.5]  # one worker: each turn half a second after the last
-    assert clock.now == 1.5
+    assert fake_clock.sleeps == [
+        0.5,
+        0.5,
+        0.5,
+    ]  # one worker: each turn half a second after the last
+    assert fake_clock.now == 1.5
 
 
 def test_foreach_reads_csv_rows_as_dicts(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     (tmp_path / "hires.csv").write_text("login,app\nada,slack\ngrace,github\n")
     step = (
         '    foreach: {csv: hires.csv}\n    payload: {who: "{{ item.login }}", i: "{{ index }}"}\n'
     )
 
-    done = run(tmp_path, step, emulator, clock)
+    done = run(tmp_path, step, emulator, fake_clock)
 
     assert done.code == 0
     bodies = [json.loads(c.body) for c in emulator.invocations()]
@@ -198,11 +203,11 @@ def test_foreach_reads_csv_rows_as_dicts(
 
 
 def test_undefined_at_render_time_fails_the_step_before_sending(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     step = '    payload: {x: "{{ env.OWF_SURELY_UNSET_VARIABLE }}"}\n'
 
-    done = run(tmp_path, step, emulator, clock)
+    done = run(tmp_path, step, emulator, fake_clock)
 
     assert done.code == 1
     assert emulator.invocations() == []
@@ -213,11 +218,11 @@ def test_undefined_at_render_time_fails_the_step_before_sending(
 
 
 def test_a_payload_over_one_mebibyte_is_not_sent(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     step = "    payload: {blob: \"{{ 'x' * (1024 * 1024) }}\"}\n"
 
-    done = run(tmp_path, step, emulator, clock)
+    done = run(tmp_path, step, emulator, fake_clock)
 
     assert done.code == 1
     assert emulator.invocations() == []
@@ -227,19 +232,21 @@ def test_a_payload_over_one_mebibyte_is_not_sent(
 
 
 @pytest.mark.parametrize("when", ["false", '"{{ 1 > 2 }}"', '"{{ [] }}"'])
-def test_falsy_when_skips(tmp_path: Path, emulator: Emulator, clock: FakeClock, when: str) -> None:
-    done = run(tmp_path, f"    when: {when}\n", emulator, clock)
+def test_falsy_when_skips(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock, when: str
+) -> None:
+    done = run(tmp_path, f"    when: {when}\n", emulator, fake_clock)
 
     assert done.result.steps[0].status == "skipped"
     assert emulator.calls == []
 
 
 def test_a_sandbox_violation_fails_the_step_before_sending(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     step = "    payload: {x: \"{{ ''.__class__.__mro__ }}\"}\n"
 
-    done = run(tmp_path, step, emulator, clock)
+    done = run(tmp_path, step, emulator, fake_clock)
 
     assert done.code == 1
     assert emulator.calls == []  # not even a token request
@@ -253,13 +260,13 @@ SECOND = "  - id: t\n    flow: https://acme.workflows.okta.com/api/flo/g/invoke\
 
 
 def test_continue_on_error_is_an_ignored_failure(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     done = run(
         tmp_path,
         "    continue_on_error: true\n",
         emulator,
-        clock,
+        fake_clock,
         None,
         Fault(status=400),
         more_steps=SECOND,
@@ -272,8 +279,10 @@ def test_continue_on_error_is_an_ignored_failure(
     assert done.result.outcome == "succeeded with 1 ignored failure"
 
 
-def test_a_failed_step_stops_the_run(tmp_path: Path, emulator: Emulator, clock: FakeClock) -> None:
-    done = run(tmp_path, "", emulator, clock, None, Fault(status=400), more_steps=SECOND)
+def test_a_failed_step_stops_the_run(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    done = run(tmp_path, "", emulator, fake_clock, None, Fault(status=400), more_steps=SECOND)
 
     assert [(s.id, s.status) for s in done.result.steps] == [("s", "failed"), ("t", "not run")]
     assert done.code == 1
@@ -282,11 +291,11 @@ def test_a_failed_step_stops_the_run(tmp_path: Path, emulator: Emulator, clock: 
 
 
 def test_an_unreachable_token_endpoint_fails_the_step_after_every_try(
-    tmp_path: Path, emulator: Emulator, clock: FakeClock
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     emulator.set_token_faults(Fault(times=99, status=502))
 
-    done = run(tmp_path, "", emulator, clock, more_steps=SECOND)
+    done = run(tmp_path, "", emulator, fake_clock, more_steps=SECOND)
 
     assert done.code == 1
     assert [(s.id, s.status) for s in done.result.steps] == [("s", "failed"), ("t", "not run")]
@@ -297,6 +306,6 @@ def test_an_unreachable_token_endpoint_fails_the_step_after_every_try(
     assert len(emulator.token_requests()) == TOKEN_ATTEMPTS
     assert emulator.invocations() == []
     # Exponential backoff from half a second, with up to a second of jitter.
-    assert len(clock.sleeps) == TOKEN_ATTEMPTS - 1
-    for wait, low in zip(clock.sleeps, [0.5, 1.0, 2.0], strict=True):
+    assert len(fake_clock.sleeps) == TOKEN_ATTEMPTS - 1
+    for wait, low in zip(fake_clock.sleeps, [0.5, 1.0, 2.0], strict=True):
         assert low <= wait <= low + 1
