@@ -54,7 +54,7 @@ class ClientAssertion:
     algorithm: Algorithm
     key: SigningKey
 
-    def sign(self, token_url: str) -> str:
+    def sign(self, token_url: str, now: float) -> str:
         # claims=None on every call: authlib then draws a fresh jti each time.
         assertion: str = private_key_jwt_sign(
             self.key,
@@ -62,6 +62,7 @@ class ClientAssertion:
             token_endpoint=token_url,
             alg=self.algorithm,
             header={"kid": self.key_id},
+            issued_at=int(now),  # the injected clock's, so a rehearsal's clock agrees
             expires_in=ASSERTION_LIFETIME,
         )
         REDACTOR.add(assertion)
@@ -140,7 +141,7 @@ class TokenSource:
             "grant_type": "client_credentials",
             "scope": " ".join(self._key.scopes),
             "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": self._assertion.sign(self._key.token_url),
+            "client_assertion": self._assertion.sign(self._key.token_url, self._clock.time()),
         }
         try:
             response = await self._client.post(self._key.token_url, data=form, timeout=30)

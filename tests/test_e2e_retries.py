@@ -28,9 +28,8 @@ SLOW_BACKOFF = "    retry: {backoff: {initial: 60, max: 60}}\n"  # far above any
 def job(tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> WriteJob:
     """Writes a one-org, one-step job; the argument is extra YAML for the step.
 
-    OAuth by default (its key registered with the wall-clock `emulator`); `auth="none"`
-    for the fake-clock emulator, which refuses client assertions: they are signed on
-    the wall clock (see test_an_emulator_on_a_fake_clock_accepts_assertions_signed_now).
+    OAuth by default (its key registered with the wall-clock `emulator`; `run_job`
+    registers it with the fake-clock one); `auth="none"` for a flow without security.
     """
     key = rsa_key()
     monkeypatch.setenv("OWF_RETRY_TEST_KEY", pem(key))
@@ -82,40 +81,18 @@ def test_unavailable_honours_retry_after(
 
 
 def test_throttled_twice_waits_for_the_rate_limit_reset(
-    job: WriteJob, emulator: Emulator, fake_clock: FakeClock
+    job: WriteJob, timed_emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     reset = {"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": "{{ epoch() + 1 }}"}
     throttled = FlowStub(faults=(Fault(times=2, status=429, headers=reset),))
 
-    # The emulator is on the wall clock: it dates its answers by it whatever its clock
-    # (see test_a_reset_is_read_against_the_emulator_clock), and the reset is read against
-    # that Date. A whole-second Date puts the reset 0 or 1 s ahead; never the 60 s backoff.
-    done = run_job(job(SLOW_BACKOFF), emulator, fake_clock, stubs={"f": throttled})
+    # The reset is read against the answer's Date, which the emulator takes from its clock.
+    done = run_job(job(SLOW_BACKOFF), timed_emulator, fake_clock, stubs={"f": throttled})
 
     assert done.code == 0, done.out
-    assert statuses(emulator) == [429, 429, 200]
-    waits = done.waits("throttled")
-    assert len(waits) == 2
-    assert set(waits) <= {0.0, 1.0}
-    assert 60.0 not in fake_clock.sleeps
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: the emulator's Date header comes from the wall clock, "
-    "not from Emulator(clock=...), so its X-Rate-Limit-Reset is read against another time",
-)
-def test_a_reset_is_read_against_the_emulator_clock(
-    job: WriteJob, timed_emulator: Emulator, fake_clock: FakeClock
-) -> None:
-    reset = {"X-Rate-Limit-Reset": "{{ epoch() + 1 }}"}
-    throttled = FlowStub(faults=(Fault(status=429, headers=reset),))
-
-    done = run_job(
-        job(SLOW_BACKOFF, auth="none"), timed_emulator, fake_clock, stubs={"f": throttled}
-    )
-
-    assert (done.code, fake_clock.sleeps) == (0, [1.0]), done.out
+    assert statuses(timed_emulator) == [429, 429, 200]
+    assert done.waits("throttled") == [1.0, 1.0]
+    assert fake_clock.sleeps == [1.0, 1.0]  # never the 60 s backoff
 
 
 def test_an_absurd_retry_after_fails_at_once(
@@ -147,15 +124,15 @@ def test_server_error_is_not_resent_unless_idempotent(
 
 
 def test_server_error_on_an_idempotent_step_is_resent(
-    job: WriteJob, emulator: Emulator, fake_clock: FakeClock
+    job: WriteJob, timed_emulator: Emulator, fake_clock: FakeClock
 ) -> None:
     server_error = FlowStub(faults=(Fault(status=500),))
     path = job("    idempotent: true\n    retry: {backoff: {initial: 3, max: 3}}\n")
 
-    done = run_job(path, emulator, fake_clock, stubs={"f": server_error})
+    done = run_job(path, timed_emulator, fake_clock, stubs={"f": server_error})
 
     assert done.code == 0
-    assert statuses(emulator) == [500, 200]
+    assert statuses(timed_emulator) == [500, 200]
     assert fake_clock.sleeps == [3.0]
     assert done.waits("server") == [3.0]
 
@@ -171,14 +148,16 @@ def test_a_dropped_connection_is_sent_once(job: WriteJob, cli: RunCli, emulator:
     assert "dropped: " in result.out
 
 
-def test_attempts_bound_the_total(job: WriteJob, emulator: Emulator, fake_clock: FakeClock) -> None:
+def test_attempts_bound_the_total(
+    job: WriteJob, timed_emulator: Emulator, fake_clock: FakeClock
+) -> None:
     unavailable = FlowStub(faults=(Fault(times=9, status=503),))
     path = job("    retry: {attempts: 2, backoff: {initial: 3, max: 3}}\n")
 
-    done = run_job(path, emulator, fake_clock, stubs={"f": unavailable})
+    done = run_job(path, timed_emulator, fake_clock, stubs={"f": unavailable})
 
     assert done.code == 1
-    assert statuses(emulator) == [503, 503]
+    assert statuses(timed_emulator) == [503, 503]
     assert fake_clock.sleeps == [3.0]
 
 
@@ -215,9 +194,12 @@ def test_without_pacing_the_same_load_is_throttled(
     done = run_job(path, timed_emulator, fake_clock)
 
     assert done.code == 1
-    # The burst takes under a millisecond of fake time: the bucket's ten, then 429s.
-    assert statuses(timed_emulator) == [200] * 10 + [429] * 30
-    assert done.result.steps[0].error == "30 of 40 items failed"
+    # A burst: the bucket's ten pass, the eight in flight behind them get 429s; then every
+    # worker waits for the reset (1 s of fake time) and the next burst does the same.
+    burst = [200] * 10 + [429] * 8
+    assert statuses(timed_emulator) == burst + burst + [200] * 4
+    assert [round(t) for t in at(timed_emulator)] == [0] * 18 + [1] * 18 + [2] * 4
+    assert done.result.steps[0].error == "16 of 40 items failed"
 
 
 def test_a_429_pauses_every_worker_on_the_flow(
@@ -263,14 +245,14 @@ def test_a_second_401_fails_the_step_after_one_refresh(
 
 
 def test_token_endpoint_outage_is_retried_with_fresh_assertions(
-    job: WriteJob, emulator: Emulator, fake_clock: FakeClock
+    job: WriteJob, timed_emulator: Emulator, fake_clock: FakeClock
 ) -> None:
-    emulator.set_token_faults(Fault(times=1, status=503), Fault(times=1, drop=True))
+    timed_emulator.set_token_faults(Fault(times=1, status=503), Fault(times=1, drop=True))
 
-    done = run_job(job(""), emulator, fake_clock)
+    done = run_job(job(""), timed_emulator, fake_clock)
 
     assert done.code == 0, done.out
-    tokens = emulator.token_requests()
+    tokens = timed_emulator.token_requests()
     assert [call.status for call in tokens] == [503, 0, 200]
     assert len({call.jti for call in tokens}) == 3
     assert len(fake_clock.sleeps) == 2  # backoff between the three tries, on the fake clock
@@ -310,11 +292,6 @@ def test_dpop_required_exits_4_with_the_hint(
     assert emulator.invocations() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package gap: client assertions are signed on the wall clock (authlib's time), "
-    "not on the injected Clock: an emulator sharing a fake clock refuses them",
-)
 def test_an_emulator_on_a_fake_clock_accepts_assertions_signed_now(
     job: WriteJob, timed_emulator: Emulator, fake_clock: FakeClock
 ) -> None:

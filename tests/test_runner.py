@@ -68,6 +68,12 @@ def run(
     return run_job(job, emulator, fake_clock, recorder or Recorder(), stubs=stubs)
 
 
+@pytest.fixture
+def emulator(timed_emulator: Emulator) -> Emulator:
+    """The runner and the emulator on one fake clock: assertions, resets and pacing agree."""
+    return timed_emulator
+
+
 def statuses(emulator: Emulator) -> list[int]:
     return [call.status for call in emulator.invocations()]
 

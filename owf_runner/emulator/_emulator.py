@@ -125,7 +125,7 @@ class Emulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         self._scheme = "https" if tls else "http"
-        server = Server((host, port), self._handle, tls)
+        server = Server((host, port), self._handle, tls, self._clock)
         thread = threading.Thread(target=server.serve, name="okta-emulator", daemon=True)
         thread.start()
         self._server, self._thread = server, thread
@@ -406,8 +406,8 @@ class Emulator:
         limit = self.rate_limit
         if limit is None:
             return None
-        now = self._clock()
-        with self._lock:
+        with self._lock:  # read the clock under the lock: refills happen in time order
+            now = self._clock()
             tokens, then = self._buckets.get(flow_id, (float(limit), now))
             tokens = min(float(limit), tokens + (now - then) * limit)
             allowed = tokens >= 1.0

@@ -64,10 +64,15 @@ class Server(ThreadingHTTPServer):
     timeout = 0
 
     def __init__(
-        self, address: tuple[str, int], app: App, tls: ssl.SSLContext | None = None
+        self,
+        address: tuple[str, int],
+        app: App,
+        tls: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.tls = tls
+        self.clock = clock  # the Date header agrees with X-Rate-Limit-Reset and token expiry
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         # serve_forever() notices shutdown() only at its next poll; a wake-up socket lets
@@ -134,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 with Content-Length on every answer keeps client connections alive.
     protocol_version = "HTTP/1.1"
     server: Server
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return super().date_time_string(self.server.clock() if timestamp is None else timestamp)
 
     def setup(self) -> None:
         super().setup()
