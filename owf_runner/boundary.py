@@ -6,6 +6,7 @@ a log file (without local variables) and the user gets its path.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
@@ -13,12 +14,14 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from owf_runner.errors import ExitCode, JobError, OwfError
 from owf_runner.redaction import REDACTOR
 
+T = TypeVar("T")
 _QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "authlib")
 
 
@@ -28,6 +31,38 @@ class Terminated(BaseException):
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, with SIGTERM cancelling the run as SIGINT does.
+
+    A plain handler would raise Terminated wherever the main thread happens to be; inside
+    asyncio's socket code that reads as a broken connection, and the run ends as if a
+    request had failed. Through the loop, the run is cancelled cleanly instead.
+    """
+
+    async def guarded() -> T:
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        terminated = asyncio.Event()
+
+        def terminate() -> None:
+            terminated.set()
+            if task is not None:
+                task.cancel()
+
+        previous = signal.getsignal(signal.SIGTERM)
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            if terminated.is_set():
+                raise Terminated from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
+
+    return asyncio.run(guarded())
 
 
 def call(action: Callable[[], int]) -> int:

@@ -7,7 +7,6 @@ run:       load → check → resolve → credentials + transport → execute �
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx2
 
+from owf_runner.boundary import run_async
 from owf_runner.clock import SYSTEM_CLOCK, Clock
 from owf_runner.credentials import Resolved, build_auths, resolve_credentials
 from owf_runner.errors import ExitCode, JobError, UsageError
@@ -49,7 +49,7 @@ def run(
     _check_target(emulate, emulator_url, stubs)
     plan = load_plan(job, parse_vars(var, vars_file))
     with _wiring(plan, reporter, emulate, emulator_url, stubs) as (resolved, transport):
-        result = asyncio.run(_execute(plan, resolved, transport, reporter, clock))
+        result = run_async(_execute(plan, resolved, transport, reporter, clock))
     reporter.summary(result)
     return result.exit_code
 
