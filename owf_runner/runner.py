@@ -19,7 +19,7 @@ from owf_runner.errors import OwfError
 from owf_runner.failures import AMBIGUOUS, Failure, FailureClass, status_failure
 from owf_runner.http import classify_exception, to_record
 from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult
-from owf_runner.plan import Field, FileSource, Plan, StepPlan
+from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR
 from owf_runner.retry import Pacer, retrying
 from owf_runner.sources import SourceError, file_items
@@ -104,7 +104,7 @@ class Runner:
         if step.when is not None and not truthy(self._render(step.when, context)):
             return StepResult(step.id, Status.SKIPPED)
         if step.foreach is not None:
-            return await self._foreach(step, context)
+            return await self._foreach(step, step.foreach, context)
         item = await self._invoke(step, context)
         return StepResult(
             step.id, item.status, item.attempts, 0.0, item.outputs, item.response, error=item.error
@@ -124,9 +124,10 @@ class Runner:
 
     # -- foreach ---------------------------------------------------------------
 
-    async def _foreach(self, step: StepPlan, context: dict[str, Any]) -> StepResult:
-        items = self._items(step, context)
-        source = step.foreach.field if step.foreach else step.flow  # for messages
+    async def _foreach(
+        self, step: StepPlan, source: ListSource | FileSource, context: dict[str, Any]
+    ) -> StepResult:
+        items = self._items(source, context)
         results: list[ItemResult] = []
         errors: list[str] = []
         halt = asyncio.Event()
@@ -138,7 +139,7 @@ class Runner:
                 except StopIteration:
                     return
                 except SourceError as exc:  # a bad row: the items before it were sent
-                    errors.append(str(self._located(source, str(exc))))
+                    errors.append(str(self._located(source.field, str(exc))))
                     return halt.set()
                 try:
                     result = await self._invoke(
@@ -155,15 +156,15 @@ class Runner:
         await _gather_workers(worker, step.concurrency)
         return _foreach_result(step, sorted(results, key=lambda r: r.index or 0), errors)
 
-    def _items(self, step: StepPlan, context: Mapping[str, Any]) -> Iterator[tuple[int, Any]]:
-        source = step.foreach
+    def _items(
+        self, source: ListSource | FileSource, context: Mapping[str, Any]
+    ) -> Iterator[tuple[int, Any]]:
         if isinstance(source, FileSource):
             path = self._render(source.path, context)
             try:
                 return enumerate(file_items(source.kind, self.plan.base_dir / str(path)))
             except SourceError as exc:
                 raise self._located(source.path, str(exc)) from None
-        assert source is not None  # noqa: S101 - only foreach steps get here
         items = self._render(source.items, context)
         if not isinstance(items, list):
             raise self._located(source.items, f"expected a list, found {type(items).__name__}")
