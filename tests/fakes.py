@@ -43,6 +43,35 @@ from owf_runner.runner import Reporter, execute
 EPOCH = 1_000_000_000
 
 
+class SteppingClock:
+    """Time that moves only when slept through (or set); sleeping never really waits.
+
+    For one sleeper at a time: a sleep moves ``now`` to its deadline at once. With
+    ``advance=False`` every sleeper wakes at the instant it slept (to see the waits a
+    pacer hands out). Concurrent runs against an emulator want ``FakeClock`` below.
+    """
+
+    def __init__(self, start: float = 0.0, advance: bool = True, epoch: float = 1.7e9) -> None:
+        self.now = start
+        self.advance = advance
+        self.epoch = epoch
+        self.sleeps: list[float] = []
+        self.starts: list[float] = []  # for tests that note when something began
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.epoch + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        start = self.now
+        self.sleeps.append(seconds)
+        if self.advance:
+            self.now = max(self.now, start + seconds)
+        await asyncio.sleep(0)
+
+
 class FakeClock:
     """Virtual time: ``monotonic()`` is ``now``, ``time()`` is ``epoch + now``; see the module."""
 

@@ -22,30 +22,11 @@ from owf_runner.auth import (
 )
 from owf_runner.errors import AuthError, ExitCode
 from tests.conftest import ec_key, jwt_segments, rsa_key
+from tests.fakes import SteppingClock
 
 TOKEN_URL = "https://acme.okta.com/oauth2/v1/token"
 KEY = TokenKey(TOKEN_URL, "0oaX", ("okta.workflows.invoke.manage",))
 Answer = Callable[[int], httpx2.Response]
-
-
-class FakeClock:
-    """Time that moves only when slept through or set; sleeping never really waits."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_700_000_000 + self.now
-
-    async def sleep(self, seconds: float) -> None:
-        start = self.now
-        self.sleeps.append(seconds)
-        self.now = max(self.now, start + seconds)
-        await asyncio.sleep(0)
 
 
 class FakeTokenEndpoint:
@@ -69,11 +50,11 @@ def ok(token: str, expires_in: object = 3600, token_type: str = "Bearer") -> htt
 
 
 def source(
-    endpoint: FakeTokenEndpoint, clock: FakeClock | None = None, wait: wait_base | None = None
+    endpoint: FakeTokenEndpoint, clock: SteppingClock | None = None, wait: wait_base | None = None
 ) -> TokenSource:
     assertion = ClientAssertion("0oaX", "kid-1", "RS256", SHARED_KEY)
     client = httpx2.AsyncClient(transport=httpx2.MockTransport(endpoint))
-    return TokenSource(client, KEY, assertion, clock or FakeClock(), wait=wait or wait_none())
+    return TokenSource(client, KEY, assertion, clock or SteppingClock(), wait=wait or wait_none())
 
 
 SHARED_KEY = rsa_key()
@@ -111,7 +92,7 @@ def test_an_ec_key_signs_es256() -> None:
     assertion = ClientAssertion("0oaX", "kid-ec", "ES256", ec_key("P-256"))
     client = httpx2.AsyncClient(transport=httpx2.MockTransport(endpoint))
 
-    asyncio.run(TokenSource(client, KEY, assertion, FakeClock()).token())
+    asyncio.run(TokenSource(client, KEY, assertion, SteppingClock()).token())
 
     assert jwt_segments(endpoint.forms[0]["client_assertion"])[0]["alg"] == "ES256"
 
@@ -133,7 +114,7 @@ def test_a_throttled_token_endpoint_is_retried_not_a_refusal() -> None:
 
 
 def test_endpoint_down_for_every_attempt_is_unreachable_not_refused() -> None:
-    clock = FakeClock()
+    clock = SteppingClock()
     endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(502))
     tokens = source(endpoint, clock, wait=auth.TOKEN_RETRY_WAIT)  # the real backoff
 
@@ -153,7 +134,7 @@ def test_endpoint_down_for_every_attempt_is_unreachable_not_refused() -> None:
 
 
 def test_a_token_endpoint_that_refuses_connections_is_unreachable() -> None:
-    clock = FakeClock()
+    clock = SteppingClock()
 
     def refuse(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ConnectError("connection refused", request=request)
@@ -203,7 +184,7 @@ def test_a_token_response_without_an_access_token_is_an_auth_error() -> None:
 
 
 def test_refreshes_before_expiry() -> None:
-    clock = FakeClock()
+    clock = SteppingClock()
     endpoint = FakeTokenEndpoint(lambda n: ok(f"token-{n}", expires_in=100))
     tokens = source(endpoint, clock)
 
@@ -226,7 +207,7 @@ def test_refreshes_before_expiry() -> None:
     ids=["missing", "text", "empty", "zero", "negative", "nan", "inf", "list"],
 )
 def test_a_missing_or_malformed_expires_in_means_an_hour(expires_in: object) -> None:
-    clock = FakeClock()
+    clock = SteppingClock()
     endpoint = FakeTokenEndpoint(lambda n: ok(f"token-{n}", expires_in=expires_in))
     tokens = source(endpoint, clock)
 
@@ -241,7 +222,7 @@ def test_a_missing_or_malformed_expires_in_means_an_hour(expires_in: object) -> 
 
 
 def test_expires_in_as_a_numeric_string_is_honoured() -> None:
-    clock = FakeClock()
+    clock = SteppingClock()
     endpoint = FakeTokenEndpoint(lambda n: ok(f"token-{n}", expires_in="300"))
     tokens = source(endpoint, clock)
 

@@ -33,6 +33,7 @@ from owf_runner.errors import JobError
 from owf_runner.model import ClientTokenCredential
 from owf_runner.redaction import MASK
 from tests.conftest import Cli, assert_not_leaked, ec_key, jwt_segments, pem, rsa_key, write_key
+from tests.fakes import SteppingClock
 
 RunCli = Callable[..., Cli]
 CANARY = "canary-secret-value-93f1"
@@ -367,26 +368,6 @@ def test_client_token_canary_never_reaches_any_output(
 # -- resolve_credentials and build_auths, without the CLI ------------------------------
 
 
-class FakeClock:
-    """Time that moves only when slept through; sleeping never really waits."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_700_000_000 + self.now
-
-    async def sleep(self, seconds: float) -> None:
-        start = self.now
-        self.sleeps.append(seconds)
-        self.now = max(self.now, start + seconds)
-        await asyncio.sleep(0)
-
-
 THREE_ORGS = """\
 version: 1
 orgs:
@@ -501,7 +482,7 @@ def test_resolved_credentials_and_their_auth_flows(
 
     async def main() -> dict[str, httpx2.Auth]:
         async with httpx2.AsyncClient() as client:
-            return build_auths(plan, resolved, client, FakeClock())
+            return build_auths(plan, resolved, client, SteppingClock())
 
     auths = asyncio.run(main())
 
@@ -539,7 +520,7 @@ def test_orgs_sharing_a_token_endpoint_fetch_one_token(
 
     async def main() -> None:
         async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
-            auths = build_auths(plan, resolved, client, FakeClock())
+            auths = build_auths(plan, resolved, client, SteppingClock())
             for org in ("acme", "acme_again", "globex"):
                 await client.post(f"https://{org}.example/invoke", auth=auths[org])
 

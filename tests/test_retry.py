@@ -15,6 +15,7 @@ from owf_runner.commands import load_plan
 from owf_runner.failures import AMBIGUOUS, DEFAULT_RETRY_ON, Failure, FailureClass, requested_wait
 from owf_runner.plan import RetryPolicy
 from owf_runner.retry import Pacer, retrying
+from tests.fakes import SteppingClock
 
 NOW = 1_700_000_000.0  # a fixed "current time" (2023-11-14T22:13:20Z)
 CONNECT, THROTTLED, UNAVAILABLE = (
@@ -86,29 +87,6 @@ def test_case_insensitive_headers_from_httpx() -> None:
 # -- the fake clock ------------------------------------------------------------------
 
 
-class FakeClock:
-    """Time that moves only when slept through (or set); sleeping never really waits."""
-
-    def __init__(self, start: float = 0.0, advance: bool = True) -> None:
-        self.now = start
-        self.advance = advance  # False: every sleeper wakes at the instant it slept
-        self.sleeps: list[float] = []
-        self.starts: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return NOW + self.now
-
-    async def sleep(self, seconds: float) -> None:
-        start = self.now
-        self.sleeps.append(seconds)
-        if self.advance:
-            self.now = max(self.now, start + seconds)
-        await asyncio.sleep(0)
-
-
 # -- retrying ------------------------------------------------------------------------
 
 # Defaults of `retry` (4 attempts, backoff 1 s doubling to 30 s, max_wait 300 s).
@@ -120,13 +98,13 @@ Hooked = list[tuple[FailureClass | None, int, float]]
 
 
 def run(
-    policy: RetryPolicy, failures: Sequence[BaseException], clock: FakeClock | None = None
+    policy: RetryPolicy, failures: Sequence[BaseException], clock: SteppingClock | None = None
 ) -> tuple[int, Hooked, object]:
     """Run an attempt loop whose first attempts raise ``failures`` in turn.
 
     Returns (attempts made, hook calls, result or the exception that escaped).
     """
-    clock = clock or FakeClock()
+    clock = clock or SteppingClock()
     hooked: Hooked = []
     calls = 0
 
@@ -219,7 +197,7 @@ def test_one_attempt_means_no_retry() -> None:
 
 def test_requested_wait_above_max_wait_stops_at_once() -> None:
     failure = fail(THROTTLED, requested=301.0)
-    clock = FakeClock()
+    clock = SteppingClock()
 
     calls, hooked, result = run(POLICY, [failure], clock)
 
@@ -230,7 +208,7 @@ def test_requested_wait_above_max_wait_stops_at_once() -> None:
 
 
 def test_requested_wait_within_max_wait_is_used_as_the_wait() -> None:
-    clock = FakeClock()
+    clock = SteppingClock()
 
     calls, hooked, result = run(POLICY, [fail(THROTTLED, requested=42.0)], clock)
 
@@ -250,7 +228,7 @@ def test_requested_wait_of_zero_max_wait() -> None:
 
 
 def test_backoff_waits_go_to_the_clock_and_are_bounded_by_backoff_max() -> None:
-    clock = FakeClock()
+    clock = SteppingClock()
     policy = dataclasses.replace(POLICY, backoff_initial=1.0, backoff_max=2.5)
 
     _, hooked, result = run(policy, [fail(CONNECT)] * 3, clock)
@@ -329,11 +307,11 @@ def test_an_empty_on_retries_nothing_unless_idempotent(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(100.0)
+def clock() -> SteppingClock:
+    return SteppingClock(100.0)
 
 
-def turns(pacer: Pacer, clock: FakeClock, count: int, together: bool = False) -> None:
+def turns(pacer: Pacer, clock: SteppingClock, count: int, together: bool = False) -> None:
     async def one() -> None:
         await pacer.turn()
         clock.starts.append(clock.now)
@@ -348,7 +326,7 @@ def turns(pacer: Pacer, clock: FakeClock, count: int, together: bool = False) ->
     asyncio.run(main())
 
 
-def test_pacer_spaces_sequential_turns_evenly(clock: FakeClock) -> None:
+def test_pacer_spaces_sequential_turns_evenly(clock: SteppingClock) -> None:
     pacer = Pacer(per_second=2.0, clock=clock)
 
     turns(pacer, clock, 4)
@@ -357,7 +335,7 @@ def test_pacer_spaces_sequential_turns_evenly(clock: FakeClock) -> None:
     assert clock.sleeps == [0.5, 0.5, 0.5]
 
 
-def test_pacer_never_bursts_concurrent_turns(clock: FakeClock) -> None:
+def test_pacer_never_bursts_concurrent_turns(clock: SteppingClock) -> None:
     clock.advance = False  # every worker asks at the same instant
     pacer = Pacer(per_second=10.0, clock=clock)
 
@@ -366,7 +344,7 @@ def test_pacer_never_bursts_concurrent_turns(clock: FakeClock) -> None:
     assert clock.sleeps == pytest.approx([0.1, 0.2, 0.3])
 
 
-def test_pacer_does_not_wait_after_idle_time(clock: FakeClock) -> None:
+def test_pacer_does_not_wait_after_idle_time(clock: SteppingClock) -> None:
     pacer = Pacer(per_second=1.0, clock=clock)
     turns(pacer, clock, 1)
     clock.now += 60
@@ -376,7 +354,7 @@ def test_pacer_does_not_wait_after_idle_time(clock: FakeClock) -> None:
     assert clock.sleeps == []
 
 
-def test_pacer_hold_pauses_the_next_turn(clock: FakeClock) -> None:
+def test_pacer_hold_pauses_the_next_turn(clock: SteppingClock) -> None:
     pacer = Pacer(per_second=10.0, clock=clock)
 
     pacer.hold(5.0)
@@ -386,7 +364,7 @@ def test_pacer_hold_pauses_the_next_turn(clock: FakeClock) -> None:
     assert clock.starts == pytest.approx([105.0, 105.1])
 
 
-def test_pacer_hold_never_shortens_a_longer_pause(clock: FakeClock) -> None:
+def test_pacer_hold_never_shortens_a_longer_pause(clock: SteppingClock) -> None:
     pacer = Pacer(per_second=10.0, clock=clock)
 
     pacer.hold(5.0)
@@ -396,7 +374,7 @@ def test_pacer_hold_never_shortens_a_longer_pause(clock: FakeClock) -> None:
     assert clock.sleeps == [5.0]
 
 
-def test_pacer_without_a_rate_never_waits(clock: FakeClock) -> None:
+def test_pacer_without_a_rate_never_waits(clock: SteppingClock) -> None:
     pacer = Pacer(per_second=0, clock=clock)
 
     turns(pacer, clock, 3, together=True)
