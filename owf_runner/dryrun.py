@@ -31,6 +31,7 @@ from owf_runner.templating import (
     free_names,
     truthy,
 )
+from owf_runner.urls import url_problem
 
 MAX_ITEMS_SHOWN = 10
 _OUTPUT = re.compile(r"\{\{-?(?P<expr>(?:(?!\{\{|\}\}).)*?)-?\}\}", re.DOTALL)
@@ -57,7 +58,11 @@ class _Scope:
         try:
             as_json(value)
         except TemplateError as exc:
-            raise _Fails(str(self.plan.problem(field.at, str(exc)))) from None
+            self.check(field, str(exc))
+
+    def check(self, field: Field, problem: str | None) -> None:
+        if problem:
+            raise _Fails(str(self.plan.problem(field.at, problem)))
 
     def known(self, field: Field) -> bool:
         return not field.value.names & self.run_time
@@ -155,11 +160,15 @@ def _request_lines(scope: _Scope, step: StepPlan, note: str) -> list[str]:
     prefix = f"   [{note}] " if note else "   "
     if note.startswith("..."):
         return [f"   {note}"]
-    try:
-        url, payload = scope.show(step.flow), scope.show(step.payload)
-        query, headers = scope.show(step.query), scope.show(step.headers)
+    try:  # in the order the run builds a request, so the first failure is the same
+        url = scope.show(step.flow)
+        if scope.known(step.flow):
+            scope.check(step.flow, url_problem(str(url)))
+        payload = scope.show(step.payload)
         scope.check_json(step.payload, payload)
+        query = scope.show(step.query)
         scope.check_json(step.query, query)
+        headers = {name: str(value) for name, value in scope.show(step.headers).items()}
     except _Fails as exc:
         return [f"{prefix}fails before sending: {exc}"]
     lines = [f"{prefix}{step.method} {url}"]

@@ -40,46 +40,59 @@ def test_plan_never_reports_a_failure_that_depends_on_run_time_data(cli: RunCli)
     assert "Placeholder" not in result.out
 
 
-def test_plan_reports_the_failure_the_run_has_in_the_same_words(cli: RunCli) -> None:
-    job = PLANS / "env_missing.yaml"
-    message = (
-        f"{job}:10:7: steps[0].payload.region: undefined: "
-        "'dict object' has no attribute 'PLAN_REGION_THAT_IS_NOT_SET'"
-    )
-
-    planned = cli("plan", str(job))
-    ran = cli(str(job), "--emulate")
-
-    assert f"   fails before sending: {message}\n" in planned.out
-    assert planned.code == 0
-    assert ran.code == 1
-    assert "first: failed (0 attempts, " in ran.out
-    assert ran.out.count(message) == 1
+ONE_STEP = """\
+version: 1
+vars: {{host: evil.example}}
+orgs: {{acme: {{domain: acme.okta.com, credential: open}}}}
+credentials: {{open: {{type: none}}}}
+steps:
+  - id: s
+{step}"""
+FLOW = "    flow: https://acme.workflows.okta.com/api/flo/f/invoke\n"
 
 
-def test_a_value_that_is_not_json_fails_in_plan_and_run_alike(tmp_path: Path, cli: RunCli) -> None:
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (
+            FLOW + '    payload: {region: "{{ env.PLAN_REGION_THAT_IS_NOT_SET }}"}\n',
+            "8:15: steps[0].payload.region: undefined: "
+            "'dict object' has no attribute 'PLAN_REGION_THAT_IS_NOT_SET'",
+        ),
+        (
+            FLOW + '    payload: {r: "{{ range(3) }}"}\n',
+            "8:5: steps[0].payload: not a JSON value: "
+            "Object of type range is not JSON serializable",
+        ),
+        (
+            '    flow: "http://{{ vars.host }}/api/flo/f/invoke"\n',
+            "7:5: steps[0].flow: expected an https URL, "
+            "found 'http://evil.example/api/flo/f/invoke'",
+        ),
+    ],
+    ids=["undefined env", "not JSON", "templated http URL"],
+)
+def test_plan_reports_the_failure_the_run_has_in_the_same_words(
+    tmp_path: Path, cli: RunCli, step: str, message: str
+) -> None:
     job = tmp_path / "job.yaml"
-    job.write_text(
-        "version: 1\n"
-        "orgs: {acme: {domain: acme.okta.com, credential: open}}\n"
-        "credentials: {open: {type: none}}\n"
-        "steps:\n"
-        "  - id: s\n"
-        "    flow: https://acme.workflows.okta.com/api/flo/f/invoke\n"
-        '    payload: {r: "{{ range(3) }}"}\n'
-    )
-    message = (
-        f"{job}:7:5: steps[0].payload: not a JSON value: "
-        "Object of type range is not JSON serializable"
-    )
+    job.write_text(ONE_STEP.format(step=step))
 
     planned = cli("plan", str(job))
     ran = cli(str(job), "--emulate")
 
-    assert f"   fails before sending: {message}\n" in planned.out
+    assert planned.code == 0
+    assert f"   fails before sending: {job}:{message}\n" in planned.out
     assert (ran.code, ran.err) == (1, "")
     assert "s: failed (0 attempts, " in ran.out
-    assert ran.out.count(message) == 1
+    assert ran.out.count(f"{job}:{message}") == 1
+
+
+def test_a_failed_step_in_the_plan_does_not_hide_the_next(cli: RunCli) -> None:
+    result = cli("plan", str(PLANS / "env_missing.yaml"))
+
+    assert "   fails before sending: " in result.out
+    assert "   POST https://acme.workflows.okta.com/api/flo/second/invoke\n" in result.out
 
 
 def test_plan_shows_the_first_ten_rows_of_a_csv_and_counts_the_rest(cli: RunCli) -> None:
