@@ -118,14 +118,13 @@ def plan(job: Path, var: Sequence[str], vars_file: Path | None) -> int:
 
 
 def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
-    from owf_runner.emulation import default_stubs_path, new_emulator, prepare
+    from owf_runner.emulation import new_emulator, prepare
     from owf_runner.emulator import serve_forever
 
     emulator = new_emulator()
     if job is not None:
         plan = load_plan(job)
-        stubs_path = stubs or default_stubs_path(job)
-        prepare(emulator, plan, resolve_credentials(plan), stubs_path, stubs is not None)
+        prepare(emulator, plan, resolve_credentials(plan), stubs)
     elif stubs is not None:
         emulator.load_stubs(stubs)
 

@@ -44,9 +44,7 @@ def rehearsal(
     """Credentials (stand-ins for missing secrets) and a transport to a fresh emulator."""
     emulator = new_emulator()
     resolved = resolve_credentials(plan, stand_in)
-    prepare(
-        emulator, plan, resolved, stubs or default_stubs_path(plan.document.path), stubs is not None
-    )
+    prepare(emulator, plan, resolved, stubs)
     with emulator.running() as base_url:
         yield resolved, EmulatorTransport(base_url, real_transport())
 
@@ -75,13 +73,16 @@ def prepare(
     emulator: Emulator,
     plan: Plan,
     resolved: Mapping[str, Resolved],
-    stubs: Path,
-    required: bool,
+    stubs: Path | None,
 ) -> None:
-    """Register the job's credentials; set stubs from the file, with the job's security."""
+    """Register the job's credentials; set stubs from the file, with the job's security.
+
+    ``stubs`` given must exist; without it, ``stubs/<job file name>`` is read if it is there.
+    """
     for name, value in resolved.items():
         _register(emulator, plan, name, value)
-    loaded = load_stub_file(stubs) if required or stubs.is_file() else {}
+    default = default_stubs_path(plan.document.path)
+    loaded = load_stub_file(stubs or default) if stubs or default.is_file() else {}
     for flow_id, security in _securities(plan).items():
         stub = loaded.get(flow_id, FlowStub())
         if stub.security is None:

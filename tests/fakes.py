@@ -30,7 +30,7 @@ import pytest
 
 from owf_runner import commands
 from owf_runner.credentials import Resolved, build_auths, resolve_credentials
-from owf_runner.emulation import default_stubs_path, prepare, stand_in
+from owf_runner.emulation import prepare, stand_in
 from owf_runner.emulator import Emulator, FlowStub
 from owf_runner.http import EmulatorTransport, build_client, real_transport
 from owf_runner.outcomes import RunResult
@@ -221,7 +221,7 @@ def run_job(
     """
     plan = commands.load_plan(job, variables)
     resolved = resolve_credentials(plan, stand_in)
-    prepare(emulator, plan, resolved, default_stubs_path(job), required=False)
+    prepare(emulator, plan, resolved, None)
     for flow_id, stub in (stubs or {}).items():
         prepared = emulator.stub(flow_id)
         if stub.security is None and prepared is not None:
