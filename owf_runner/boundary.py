@@ -6,7 +6,6 @@ a log file (without local variables) and the user gets its path.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import os
@@ -40,6 +39,7 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     asyncio's socket code that reads as a broken connection, and the run ends as if a
     request had failed. Through the loop, the run is cancelled cleanly instead.
     """
+    import asyncio  # here, not at the top: the start-up path (--version, errors) stays light
 
     async def guarded() -> T:
         task, loop = asyncio.current_task(), asyncio.get_running_loop()

@@ -18,9 +18,8 @@ from typing import Any
 
 from owf_runner.context import FOREACH_NAMES, RUN_TIME_NAMES, item_context, job_context
 from owf_runner.model import PrivateKeyJwtCredential
-from owf_runner.plan import Field, FileSource, Plan, RetryPolicy, StepPlan
+from owf_runner.plan import Field, FileSource, ListSource, Plan, RetryPolicy, StepPlan
 from owf_runner.redaction import REDACTOR
-from owf_runner.sources import file_items
 from owf_runner.templating import (
     Compiled,
     MappingValue,
@@ -29,6 +28,7 @@ from owf_runner.templating import (
     TemplateError,
     as_json,
     free_names,
+    render_string,
     truthy,
 )
 from owf_runner.urls import url_problem
@@ -129,7 +129,7 @@ def _items(scope: _Scope, step: StepPlan) -> Iterator[tuple[str, _Scope]]:
         )
         yield f"for each item of {of}", _Scope(scope.plan, scope.context, run_time)
         return
-    items, total = _first_items(scope, step, field)
+    items, total = _first_items(scope, source)
     for index, item in enumerate(items):
         yield (
             f"item {index}",
@@ -139,21 +139,15 @@ def _items(scope: _Scope, step: StepPlan) -> Iterator[tuple[str, _Scope]]:
         yield f"... and {total - len(items)} more items", scope
 
 
-def _first_items(scope: _Scope, step: StepPlan, field: Field) -> tuple[list[Any], int]:
+def _first_items(scope: _Scope, source: ListSource | FileSource) -> tuple[list[Any], int]:
     """The first items the run would send, and how many there are in all."""
-    value = scope.show(field)
-    if isinstance(step.foreach, FileSource):
-        try:
-            stream = file_items(step.foreach.kind, scope.plan.base_dir / str(value))
-            shown = list(itertools.islice(stream, MAX_ITEMS_SHOWN))
-            return shown, len(shown) + sum(1 for _ in stream)
-        except TemplateError as exc:
-            raise _Fails(str(scope.plan.problem(field.at, str(exc)))) from None
-    if not isinstance(value, list):
-        raise _Fails(
-            str(scope.plan.problem(field.at, f"expected a list, found {type(value).__name__}"))
-        )
-    return value[:MAX_ITEMS_SHOWN], len(value)
+    rendered = scope.show(source.field)
+    try:
+        stream = source.open(rendered, scope.plan.base_dir)
+        shown = list(itertools.islice(stream, MAX_ITEMS_SHOWN))
+        return shown, len(shown) + sum(1 for _ in stream)
+    except TemplateError as exc:  # a missing file, a bad row, not a list: as in the run
+        raise _Fails(str(scope.plan.problem(source.field.at, str(exc)))) from None
 
 
 def _request_lines(scope: _Scope, step: StepPlan, note: str) -> list[str]:
@@ -216,7 +210,7 @@ def _partly_rendered(
         expression = "{{" + match.group("expr") + "}}"
         if free_names(expression) & run_time:
             return f"<{match.group('expr').strip()}>"
-        return str(Template(expression, frozenset()).render(context))
+        return str(render_string(expression, context))
 
     return _OUTPUT.sub(one, template.text)
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from owf_runner.checks import JobParts, static_problems
 from owf_runner.errors import JobError
-from owf_runner.model import Defaults, Job, Org, Step, job_schema
+from owf_runner.model import Defaults, Job, Org, Step, implicit_org, job_schema
 from owf_runner.problems import Problem, in_file_order
 from owf_runner.validation import validation_problems
 from owf_runner.yamlfile import YamlDocument, load_yaml
@@ -94,7 +94,6 @@ def _parts_of_invalid(document: YamlDocument, overrides: Mapping[str, Any] | Non
     raw_orgs, raw_credentials = _mapping(data.get("orgs")), _mapping(data.get("credentials"))
     defaults = _valid({"d": data.get("defaults", {})}, Defaults.model_validate).get("d")
     raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
-    only_org = next(iter(raw_orgs)) if len(raw_orgs) == 1 else None
     return JobParts(
         document=document,
         vars={**_mapping(data.get("vars")), **(overrides or {})},
@@ -103,7 +102,7 @@ def _parts_of_invalid(document: YamlDocument, overrides: Mapping[str, Any] | Non
         step_ids=tuple(str(s.get("id")) if isinstance(s, dict) else "" for s in raw_steps),
         org_names=frozenset(raw_orgs),
         credential_names=frozenset(raw_credentials),
-        default_org=(defaults.org if defaults else None) or only_org,
+        default_org=implicit_org(defaults.org if defaults else None, list(raw_orgs)),
     )
 
 

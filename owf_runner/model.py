@@ -447,8 +447,12 @@ class Job(Record):
 
     @property
     def default_org(self) -> str | None:
-        """``defaults.org``, or the only org: what a step without ``org`` uses."""
-        return self.defaults.org or (next(iter(self.orgs)) if len(self.orgs) == 1 else None)
+        return implicit_org(self.defaults.org, list(self.orgs))
+
+
+def implicit_org(defaults_org: str | None, org_names: list[str]) -> str | None:
+    """``defaults.org``, or the only org: what a step without ``org`` uses."""
+    return defaults_org or (org_names[0] if len(org_names) == 1 else None)
 
 
 def rate_per_second(text: str) -> float:

@@ -7,7 +7,7 @@ nothing downstream fills a gap with ``or``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -29,7 +29,7 @@ from owf_runner.model import (
     rate_per_second,
 )
 from owf_runner.problems import KeyPath, Problem
-from owf_runner.sources import SourceKind
+from owf_runner.sources import SourceError, SourceKind, file_items
 from owf_runner.templating import Compiled, compile_value
 from owf_runner.yamlfile import YamlDocument
 
@@ -80,6 +80,12 @@ class ListSource:
     def field(self) -> Field:
         return self.items
 
+    def open(self, rendered: Any, base_dir: Path) -> Iterator[Any]:
+        """The items, given the rendered ``field``; SourceError when it is not a list."""
+        if not isinstance(rendered, list):
+            raise SourceError(f"expected a list, found {type(rendered).__name__}")
+        return iter(rendered)
+
 
 @dataclass(frozen=True)
 class FileSource:
@@ -89,6 +95,10 @@ class FileSource:
     @property
     def field(self) -> Field:
         return self.path
+
+    def open(self, rendered: Any, base_dir: Path) -> Iterator[Any]:
+        """The items, streamed from the file the rendered ``field`` names (SourceError)."""
+        return file_items(self.kind, base_dir / str(rendered))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepRes
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR
 from owf_runner.retry import Pacer, retrying
-from owf_runner.sources import SourceError, file_items
+from owf_runner.sources import SourceError
 from owf_runner.templating import TemplateError, as_json, truthy
 from owf_runner.urls import url_problem
 
@@ -159,16 +159,11 @@ class Runner:
     def _items(
         self, source: ListSource | FileSource, context: Mapping[str, Any]
     ) -> Iterator[tuple[int, Any]]:
-        if isinstance(source, FileSource):
-            path = self._render(source.path, context)
-            try:
-                return enumerate(file_items(source.kind, self.plan.base_dir / str(path)))
-            except SourceError as exc:
-                raise self._located(source.path, str(exc)) from None
-        items = self._render(source.items, context)
-        if not isinstance(items, list):
-            raise self._located(source.items, f"expected a list, found {type(items).__name__}")
-        return enumerate(items)
+        rendered = self._render(source.field, context)
+        try:
+            return enumerate(source.open(rendered, self.plan.base_dir))
+        except SourceError as exc:
+            raise self._located(source.field, str(exc)) from None
 
     # -- one invocation --------------------------------------------------------
 

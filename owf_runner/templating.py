@@ -227,6 +227,7 @@ def compile_value(value: Any) -> Compiled:
     return Constant(value)
 
 
+@lru_cache(maxsize=4096)
 def free_names(text: str) -> frozenset[str]:
     """The names a template takes from its context (not those it binds itself)."""
     bound = locally_bound(text)
