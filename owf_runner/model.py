@@ -15,6 +15,7 @@ from pydantic import AllowInfNan, BaseModel, ConfigDict, Discriminator, Field, S
 from owf_runner.failures import FailureClass
 
 DEFAULT_SCOPE = "okta.workflows.invoke.manage"
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RATE_LIMIT = r"^\s*\d+(\.\d+)?\s*/\s*(s|m|min|h)\s*$"
 
@@ -241,6 +242,11 @@ class Defaults(Record):
         "or a step's `rate_limit` wins.",
         examples=["10/s", "300/m"],
     )
+    max_response_bytes: Annotated[Int, Field(gt=0)] = Field(
+        DEFAULT_MAX_RESPONSE_BYTES,
+        description="Largest response body read from a flow, in bytes, counted after "
+        "decompression; a larger answer fails the step. Default: 10485760 (10 MiB).",
+    )
 
 
 class CsvSource(Record):
@@ -413,6 +419,11 @@ class Step(Record):
         None,
         description="Pace of invocations of this flow URL, as `N/s`, `N/m` (or `N/min`) or "
         "`N/h`. Default: the org's `rate_limit`, else `defaults.rate_limit`.",
+    )
+    max_response_bytes: Annotated[Int, Field(gt=0)] | None = Field(
+        None,
+        description="Largest response body read from this flow, in bytes, counted after "
+        "decompression. Default: `defaults.max_response_bytes`.",
     )
 
 

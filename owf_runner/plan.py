@@ -131,6 +131,7 @@ class StepPlan:
     rate_limit: str  # as written, e.g. 10/s
     per_second: float
     timeout: float
+    max_response_bytes: int
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,7 @@ def _step(job: Job, orgs: Mapping[str, OrgPlan], index: int, step: Step) -> Step
         rate_limit=rate,
         per_second=rate_per_second(rate),
         timeout=step.timeout or job.defaults.timeout,
+        max_response_bytes=step.max_response_bytes or job.defaults.max_response_bytes,
     )
 
 

@@ -51,3 +51,26 @@ def _encodings(secret: str) -> set[str]:
 
 
 REDACTOR = Redactor()
+
+
+def shown(text: str, limit: int | None = None) -> str:
+    """Untrusted text (a server's, a file's) made safe to print inside one of our lines.
+
+    Redacted first, so a cut can never keep part of a secret; then control characters,
+    newlines included, are escaped so the text cannot forge a line or drive the terminal;
+    cut last.
+    """
+    safe = escape_controls(REDACTOR.redact(text))
+    if limit is not None and len(safe) > limit:
+        return safe[:limit] + "…"
+    return safe
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """ESC, BEL, CR, bidi overrides… → visible ``\\x1b``; ``keep`` names the ones left as is."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch in keep or ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
