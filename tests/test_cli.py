@@ -577,19 +577,38 @@ def test_an_unreachable_token_endpoint_fails_its_step_and_the_rest_do_not_run(
     assert len(clock.sleeps) == TOKEN_ATTEMPTS - 1
 
 
+LOOPBACK_ONLY = "must be a loopback URL (127.0.0.1, ::1, localhost), not"
+HTTP_ONLY = "must be an http URL like http://127.0.0.1:8080, not"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://example.com", f"{LOOPBACK_ONLY} 'example.com'"),
+        ("http://localhost.evil.example", f"{LOOPBACK_ONLY} 'localhost.evil.example'"),
+        ("http://127.0.0.1.nip.io:80", f"{LOOPBACK_ONLY} '127.0.0.1.nip.io'"),
+        ("http://2130706433:8080", f"{LOOPBACK_ONLY} '2130706433'"),
+        ("http:///path", f"{LOOPBACK_ONLY} ''"),
+        ("ftp://127.0.0.1:21", f"{HTTP_ONLY} 'ftp://127.0.0.1:21'"),
+        ("127.0.0.1:8080", f"{HTTP_ONLY} '127.0.0.1:8080'"),
+        ("http://user:pw@127.0.0.1:1", f"{HTTP_ONLY} 'http://user:pw@127.0.0.1:1'"),
+        ("http://[::1", "is not a valid URL (Invalid IPv6 URL): 'http://[::1'"),
+        (
+            "http://127.0.0.1:99999",
+            "is not a valid URL (Port out of range 0-65535): 'http://127.0.0.1:99999'",
+        ),
+    ],
+)
 def test_emulator_url_must_be_loopback_and_nothing_is_sent(
-    tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch, url: str, message: str
 ) -> None:
     transports: list[object] = []
     monkeypatch.setattr(commands, "real_transport", lambda *args: transports.append(args))
 
-    result = cli(str(_none_job(tmp_path, "")), "--emulator", "http://example.com")
+    result = cli(str(_none_job(tmp_path, "")), "--emulator", url)
 
     assert result.code == 2
-    assert result.err == (
-        "owf-run: --emulator must be a loopback URL (127.0.0.1, ::1, localhost), "
-        "not 'example.com'\n"
-    )
+    assert result.err == f"owf-run: --emulator {message}\n"
     assert result.out == ""
     assert transports == []  # no client was even built
 
