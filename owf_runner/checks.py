@@ -78,12 +78,18 @@ def _org_problems(parts: JobParts) -> Iterator[Problem]:
 
 
 def _ca_bundle_problems(parts: JobParts, at: KeyPath, bundle: str) -> Iterator[Problem]:
+    # Read here, bounded, rather than by OpenSSL: /dev/zero or a FIFO must not hang the check.
+    from owf_runner.files import CA_BUNDLE, FileMissing, UnreadableFile, read_text
+
     path = parts.document.path.parent / bundle
     try:
-        ssl.create_default_context().load_verify_locations(cafile=path)
-    except FileNotFoundError:
+        pem = read_text(path, CA_BUNDLE)
+        ssl.create_default_context().load_verify_locations(cadata=pem)
+    except FileMissing:
         yield parts.problem(at, f"no such file: {path}")
-    except (OSError, ssl.SSLError) as exc:
+    except UnreadableFile as exc:
+        yield parts.problem(at, str(exc))
+    except (ValueError, ssl.SSLError) as exc:  # ValueError: empty, or not ASCII
         yield parts.problem(at, f"not a PEM file of CA certificates: {path} ({exc})")
 
 

@@ -152,9 +152,11 @@ def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
 
 def parse_vars(pairs: Sequence[str], vars_file: Path | None) -> dict[str, Any]:
     """--vars-file, then --var KEY=VALUE on top (values stay strings)."""
+    from owf_runner.files import VARS_FILE
+
     variables: dict[str, Any] = {}
     if vars_file is not None:
-        document = load_yaml(vars_file, what="vars file")
+        document = load_yaml(vars_file, VARS_FILE)
         if not isinstance(document.data, dict):
             raise JobError([document.problem((), "expected a mapping of variable names to values")])
         variables.update(document.data)

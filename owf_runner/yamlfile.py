@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.reader import ReaderError
 
 from owf_runner.errors import JobError
+from owf_runner.files import JOB_FILE, FileKind, UnreadableFile, decode, read_bytes
 from owf_runner.problems import KeyPath, Location, Problem
+from owf_runner.redaction import shown
 
-MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 64
 
@@ -79,14 +81,14 @@ class YamlDocument:
         return Problem(self.location(key_path), key_path, message)
 
 
-def load_yaml(path: Path, what: str = "job file") -> YamlDocument:
-    raw = _read_bytes(path, what)
-    text = _decode(path, raw, what)
+def load_yaml(path: Path, kind: FileKind = JOB_FILE) -> YamlDocument:
+    """A job, vars or stub file (``kind``), read bounded and strictly; JobError otherwise."""
+    raw, text = _read(path, kind)
     try:
         _check_depth(path, text)
         node = yaml.compose(text, Loader=_Yaml12Loader)
-    except yaml.MarkedYAMLError as exc:
-        raise JobError([_syntax_problem(path, exc)]) from None
+    except yaml.YAMLError as exc:
+        raise JobError([_syntax_problem(path, text, exc)]) from None
     doc = YamlDocument(path=path, data=None, sha256=hashlib.sha256(raw).hexdigest())
     builder = _Builder(doc)
     doc.data = builder.build(node, ()) if node is not None else None
@@ -95,23 +97,12 @@ def load_yaml(path: Path, what: str = "job file") -> YamlDocument:
     return doc
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
+def _read(path: Path, kind: FileKind) -> tuple[bytes, str]:
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            message = f"file is {size} bytes; {what}s are limited to 5 MiB"
-            raise JobError([Problem(Location(path, 1), (), message)])
-        return path.read_bytes()
-    except OSError as exc:
-        message = f"cannot read {what}: {exc.strerror}"
-        raise JobError([Problem(Location(path), None, message)]) from None
-
-
-def _decode(path: Path, raw: bytes, what: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise JobError([Problem(Location(path, 1), (), f"{what} is not valid UTF-8")]) from None
+        raw = read_bytes(path, kind)
+        return raw, decode(raw, path, kind)
+    except UnreadableFile as exc:
+        raise JobError([Problem(exc.location, None, exc.reason)]) from None
 
 
 def _check_depth(path: Path, text: str) -> None:
@@ -131,8 +122,20 @@ def _location(path: Path, mark: Any) -> Location:
     return Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1)
 
 
-def _syntax_problem(path: Path, exc: yaml.MarkedYAMLError) -> Problem:
-    return Problem(_location(path, exc.problem_mark), (), f"invalid YAML: {exc.problem}")
+def _syntax_problem(path: Path, text: str, exc: yaml.YAMLError) -> Problem:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        location, what = _location(path, exc.problem_mark), exc.problem or exc.context
+    elif isinstance(exc, ReaderError):  # a character YAML refuses, e.g. BEL
+        location = _position(path, text, exc.position)
+        what = f"character U+{exc.character:04X} is not allowed"
+    else:  # not raised by a loader today; kept a located error rather than a bug
+        location, what = Location(path, 1), str(exc)
+    return Problem(location, (), f"invalid YAML: {shown(str(what))}")
+
+
+def _position(path: Path, text: str, offset: int) -> Location:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return Location(path, text.count("\n", 0, offset) + 1, offset - line_start + 1)
 
 
 class _Builder:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from owf_runner.errors import ExitCode, JobError
+from owf_runner.files import JOB_FILE, VARS_FILE, FileKind
 from owf_runner.problems import Location, Problem, format_key_path, in_file_order
-from owf_runner.yamlfile import MAX_FILE_BYTES, Mark, load_yaml
+from owf_runner.yamlfile import Mark, load_yaml
 
 
 def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
@@ -214,25 +215,22 @@ def test_very_deep_nesting_is_refused_without_recursion(tmp_path: Path) -> None:
 def test_files_over_5_mib_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     with path.open("wb") as handle:
-        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: no 5 MiB written
+        handle.truncate(JOB_FILE.cap + 1)  # sparse: no 5 MiB written
 
-    assert problems(path) == [
-        f"{path}:1:1: (top level): file is {MAX_FILE_BYTES + 1} bytes; "
-        "job files are limited to 5 MiB"
-    ]
+    assert problems(path) == [f"{path}: job file is larger than the 5 MiB limit"]
 
 
-def test_size_limit_boundary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("owf_runner.yamlfile.MAX_FILE_BYTES", 10)
+def test_size_limit_boundary(tmp_path: Path) -> None:
+    tiny = FileKind("job file", 10)
     at_limit = tmp_path / "ten.yaml"
     at_limit.write_bytes(b"a: 123456\n")
     over = tmp_path / "eleven.yaml"
     over.write_bytes(b"a: 1234567\n")
 
-    assert load_yaml(at_limit).data == {"a": 123456}
-    assert problems(over) == [
-        f"{over}:1:1: (top level): file is 11 bytes; job files are limited to 5 MiB"
-    ]
+    assert load_yaml(at_limit, tiny).data == {"a": 123456}
+    with pytest.raises(JobError) as info:
+        load_yaml(over, tiny)
+    assert str(info.value) == f"{over}: job file is larger than the 10 bytes limit"
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -250,11 +248,31 @@ def test_tab_indentation_is_invalid_yaml_with_line(tmp_path: Path) -> None:
     assert message.startswith(f"{path}:2:1: (top level): invalid YAML: ")
 
 
-def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
+def test_non_utf8_file_is_refused_at_the_bad_byte(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
-    path.write_bytes(b"a: caf\xe9\n")
+    path.write_bytes(b"a: 1\nb: 2\nc: \xc3\xa9\xe9\n")  # é, then a lone Latin-1 é
 
-    assert problems(path) == [f"{path}:1:1: (top level): job file is not valid UTF-8"]
+    assert problems(path) == [f"{path}:3:5: job file is not UTF-8"]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "code"),
+    [
+        ("a: 1\nb: x\x07y\n", "2:5", "0007"),
+        ("a: \x00\n", "1:4", "0000"),
+        ("a: '\x1b[31mred'\n", "1:5", "001B"),
+        ("a: 1\n\x7f: 2\n", "2:1", "007F"),
+    ],
+    ids=["BEL", "NUL", "ESC", "DEL"],
+)
+def test_a_character_yaml_refuses_is_a_located_problem(
+    tmp_path: Path, text: str, where: str, code: str
+) -> None:
+    path = write(tmp_path, text)
+
+    assert problems(path) == [
+        f"{path}:{where}: (top level): invalid YAML: character U+{code} is not allowed"
+    ]
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -275,13 +293,16 @@ def test_messages_name_what_the_file_is(tmp_path: Path) -> None:
     latin1.write_bytes(b"a: caf\xe9\n")
 
     with pytest.raises(JobError) as unreadable:
-        load_yaml(missing, what="vars file")
+        load_yaml(missing, VARS_FILE)
     with pytest.raises(JobError) as undecodable:
-        load_yaml(latin1, what="vars file")
+        load_yaml(latin1, VARS_FILE)
+    with pytest.raises(JobError) as not_regular:
+        load_yaml(tmp_path, VARS_FILE)
 
     assert [str(p) for p in unreadable.value.problems] == [
         f"{missing}: cannot read vars file: No such file or directory"
     ]
-    assert [str(p) for p in undecodable.value.problems] == [
-        f"{latin1}:1:1: (top level): vars file is not valid UTF-8"
+    assert [str(p) for p in undecodable.value.problems] == [f"{latin1}:1:7: vars file is not UTF-8"]
+    assert [str(p) for p in not_regular.value.problems] == [
+        f"{tmp_path}: vars file is not a regular file (a directory)"
     ]

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from owf_runner.errors import JobError
+from owf_runner.files import STUB_FILE
 from owf_runner.model import Bool, Int, Record, Seconds
 from owf_runner.problems import in_file_order
 from owf_runner.validation import validation_problems
@@ -113,7 +114,7 @@ class StubFile(Record):
 
 def load_stub_file(path: Path) -> dict[str, FlowStub]:
     """Every stub in the file, by flow id; any problem raises JobError (all at once)."""
-    document = load_yaml(path, what="stub file")
+    document = load_yaml(path, STUB_FILE)
     try:
         stubs = StubFile.model_validate(_null_is_empty(document.data))
     except ValidationError as exc:

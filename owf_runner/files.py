@@ -1,0 +1,123 @@
+"""Every file owf-run reads is read here: regular files only, bounded, strict UTF-8 (DESIGN §9).
+
+A job file could name ``/dev/zero`` (endless), a FIFO (blocks forever), or a 3 GiB file: each is
+a clear error naming the file, not a hang, a bug or a memory blow-up. The caps are fixed: a file
+that needs more is a mistake, or (a big foreach list) belongs in a streamed CSV or JSONL source.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from owf_runner.problems import Location
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileKind:
+    noun: str  # how messages name the file: "job file", "secret file"
+    cap: int  # most bytes read; one more is an error
+
+
+JOB_FILE = FileKind("job file", 5 * MiB)
+VARS_FILE = FileKind("vars file", 5 * MiB)
+STUB_FILE = FileKind("stub file", 5 * MiB)
+SECRET_FILE = FileKind("secret file", 1 * MiB)  # a PEM key is ~3 KiB, a token ~50 bytes
+CA_BUNDLE = FileKind("CA bundle", 5 * MiB)  # Mozilla's whole trust store is ~0.2 MiB
+JSON_SOURCE = FileKind("JSON foreach source", 64 * MiB)  # loaded whole; JSONL/CSV stream
+# CSV and JSONL sources are streamed, so only a line is bounded, not the file.
+STREAMED_SOURCE = FileKind("foreach source", 10 * MiB)
+MAX_LINE_BYTES = STREAMED_SOURCE.cap
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+_NOT_REGULAR = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+class UnreadableFile(Exception):
+    """A file owf-run cannot use; ``str()`` names the file (and the line, when there is one)."""
+
+    def __init__(self, location: Location, reason: str) -> None:
+        self.location = location
+        self.reason = reason  # without the file name: "job file is not UTF-8"
+        super().__init__(f"{location}: {reason}")
+
+
+class CannotOpen(UnreadableFile):
+    """The system refused to open it; ``strerror`` says why ("Permission denied")."""
+
+    def __init__(self, path: Path, kind: FileKind, strerror: str) -> None:
+        self.strerror = strerror
+        super().__init__(Location(path), f"cannot read {kind.noun}: {strerror}")
+
+
+class FileMissing(CannotOpen):
+    """No such file: a rehearsal may stand in for a missing secret file."""
+
+
+def open_regular(path: Path, kind: FileKind) -> BinaryIO:
+    """The file opened for binary reading, once it is known to be a regular file.
+
+    O_NONBLOCK: opening a FIFO must not wait for a writer; fstat after opening checks the
+    file actually opened, not one swapped in after a stat.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError as exc:
+        raise FileMissing(path, kind, exc.strerror or "No such file or directory") from None
+    except OSError as exc:
+        raise CannotOpen(path, kind, exc.strerror or type(exc).__name__) from None
+    what = _NOT_REGULAR.get(stat.S_IFMT(os.fstat(fd).st_mode))
+    if what is not None:
+        os.close(fd)
+        raise UnreadableFile(Location(path), f"{kind.noun} is not a regular file ({what})")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_bytes(path: Path, kind: FileKind) -> bytes:
+    """The whole file, or UnreadableFile when it holds more than ``kind.cap`` bytes."""
+    with open_regular(path, kind) as handle:
+        try:
+            data = handle.read(kind.cap + 1)  # one more tells "too big", even if it grew
+        except OSError as exc:
+            raise CannotOpen(path, kind, exc.strerror or type(exc).__name__) from None
+    if len(data) > kind.cap:
+        message = f"{kind.noun} is larger than the {_size(kind.cap)} limit"
+        raise UnreadableFile(Location(path), message)
+    return data
+
+
+def read_text(path: Path, kind: FileKind) -> str:
+    return decode(read_bytes(path, kind), path, kind)
+
+
+def decode(data: bytes, path: Path, kind: FileKind, first_line: int = 1) -> str:
+    """Strict UTF-8; a bad byte is an error at its line and column (``first_line`` of ``data``)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_and_column(data, exc.start)
+        location = Location(path, first_line + line - 1, col)
+        raise UnreadableFile(location, f"{kind.noun} is not UTF-8") from None
+
+
+def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    # Everything before the first bad byte decodes, so the column counts characters.
+    column = len(data[line_start:offset].decode("utf-8")) + 1
+    return data.count(b"\n", 0, offset) + 1, column
+
+
+def _size(limit: int) -> str:
+    return f"{limit // MiB} MiB" if limit % MiB == 0 else f"{limit} bytes"
