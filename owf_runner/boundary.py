@@ -1,11 +1,13 @@
 """The one error boundary: OwfError → message + exit code; anything else is a bug.
 
-Everything written here passes through the redactor; a bug's traceback goes to
-a log file (without local variables) and the user gets its path.
+Everything written here is redacted and has its control characters escaped (``printable``);
+a bug's traceback goes to a private log file (without local variables) and the user gets its
+path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -15,10 +17,10 @@ import tempfile
 import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from owf_runner.errors import ExitCode, JobError, OwfError
-from owf_runner.redaction import REDACTOR
+from owf_runner.redaction import printable
 
 T = TypeVar("T")
 _QUIET_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "authlib")
@@ -77,26 +79,70 @@ def _guarded(action: Callable[[], int]) -> int:
     try:
         return action()
     except JobError as exc:
-        _error(str(exc))
+        to_stderr(str(exc))
         return exc.exit_code
     except OwfError as exc:
-        _error(f"owf-run: {exc}")
+        to_stderr(f"owf-run: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        _error("owf-run: interrupted")
+        to_stderr("owf-run: interrupted")
         return ExitCode.INTERRUPTED
     except Terminated:
-        _error("owf-run: terminated")
+        to_stderr("owf-run: terminated")
         return ExitCode.TERMINATED
     except Exception:
         log = write_crash_log(traceback.format_exc())
-        _error(f"owf-run: internal error (a bug in owf-runner); details in {log}")
+        to_stderr(f"owf-run: internal error (a bug in owf-runner); details in {log}")
         return ExitCode.INTERNAL
 
 
-def _error(text: str) -> None:
-    sys.stderr.write(REDACTOR.redact(text) + "\n")
-    sys.stderr.flush()
+def to_stderr(text: str) -> None:
+    """One message on standard error, if it is still there: a lost stderr ends nothing."""
+    try:
+        sys.stderr.write(printable(text) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # AttributeError: started with it closed
+        pass
+
+
+class Output:
+    """A stream we print to that may go away; losing it never ends a run or reads as a bug.
+
+    A reader gone (``| head -1``) is normal and silent. Any other failure (a full disk, a
+    vanished terminal) gets one note on standard error. Either way the descriptor is pointed at
+    /dev/null, so that Python's own flush at exit finds nothing to complain about.
+    """
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+        self.gone = stream is None  # started with standard output closed (`>&-`)
+
+    def write(self, text: str) -> None:
+        if self.gone or self.stream is None:
+            return
+        try:
+            self.stream.write(printable(text))
+            self.stream.flush()
+        except (OSError, ValueError) as exc:  # ValueError: the stream was closed under us
+            self._lose(self.stream, exc)
+
+    def _lose(self, stream: TextIO, exc: Exception) -> None:
+        self.gone = True
+        _point_at_devnull(stream)
+        if not isinstance(exc, BrokenPipeError | ValueError):
+            to_stderr(
+                f"owf-run: cannot write to standard output ({exc}); the run goes on without it"
+            )
+
+
+def _point_at_devnull(stream: TextIO) -> None:
+    try:
+        descriptor = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):  # an in-memory stream: nothing to flush at exit
+        return
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 def state_dir() -> Path:
@@ -107,22 +153,42 @@ def state_dir() -> Path:
     return Path(xdg) / "owf-runner"
 
 
-def write_crash_log(text: str) -> Path:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+def write_crash_log(text: str, now: datetime.datetime | None = None) -> Path:
+    """The traceback, redacted, in a new file only its owner can read.
+
+    In the state directory's ``logs`` (made 0700), else the temporary directory. The file is
+    created exclusively and never through a symlink: a name already taken, by a planted link or
+    anything else, is skipped for the next one.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    stem = f"owf-run-crash-{now.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
+    data = printable(text).encode("utf-8")
     for folder in (state_dir() / "logs", Path(tempfile.gettempdir())):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"owf-run-crash-{stamp}-{os.getpid()}.log"
-            path.write_text(REDACTOR.redact(text), encoding="utf-8")
-            return path
-        except OSError:
-            continue
+        with contextlib.suppress(OSError):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return _write_new_file(folder, stem, data)
     return Path("(could not write a log file)")
+
+
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _write_new_file(folder: Path, stem: str, data: bytes) -> Path:
+    for attempt in range(100):
+        path = folder / (f"{stem}.log" if attempt == 0 else f"{stem}-{attempt}.log")
+        try:
+            descriptor = os.open(path, _CREATE_NEW, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        return path
+    raise FileExistsError(folder)
 
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return REDACTOR.redact(super().format(record))
+        return printable(super().format(record))
 
 
 def configure_logging(verbose: bool) -> None:

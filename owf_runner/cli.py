@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -87,7 +88,7 @@ def schema() -> None:
     """Print the job-file JSON Schema (schemas/job.schema.json)."""
     from owf_runner.model import job_schema
 
-    typer.echo(json.dumps(job_schema(), indent=2))
+    boundary.Output(sys.stdout).write(json.dumps(job_schema(), indent=2) + "\n")
 
 
 @app.command()
@@ -118,8 +119,25 @@ def _main(
 
 
 def main(argv: list[str] | None = None) -> Any:
+    _standard_descriptors_open()
     args = list(sys.argv[1:] if argv is None else argv)
     # `owf-run JOB ...` is `owf-run run JOB ...`, as the design promises.
     if args and args[0] not in COMMANDS and not args[0].startswith("-"):
         args.insert(0, "run")
     return app(args=args, prog_name="owf-run")
+
+
+def _standard_descriptors_open() -> None:
+    """A descriptor closed at start (``owf-run JOB >&-``) is taken by /dev/null.
+
+    Left closed, the next file or socket opened would get its number, and whatever is written
+    to "standard output" (by a `command:` secret's child, say) would land in it.
+    """
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != descriptor:
+                os.dup2(opened, descriptor)
+                os.close(opened)

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx2
 
-from owf_runner.boundary import run_async
+from owf_runner.boundary import Output, run_async
 from owf_runner.clock import SYSTEM_CLOCK, Clock
 from owf_runner.credentials import Resolved, build_auths, resolve_credentials
 from owf_runner.errors import ExitCode, JobError, UsageError
@@ -110,6 +110,7 @@ async def _execute(
 
 def validate(jobs: Sequence[Path], var: Sequence[str], vars_file: Path | None) -> int:
     variables = parse_vars(var, vars_file)
+    out = Output(sys.stdout)
     problems: list[Problem] = []
     for job in jobs:
         try:
@@ -117,7 +118,7 @@ def validate(jobs: Sequence[Path], var: Sequence[str], vars_file: Path | None) -
         except JobError as exc:
             problems.extend(exc.problems)
         else:
-            sys.stdout.write(f"{job}: ok\n")
+            out.write(f"{job}: ok\n")
     if problems:
         raise JobError(problems)
     return ExitCode.OK
@@ -126,7 +127,7 @@ def validate(jobs: Sequence[Path], var: Sequence[str], vars_file: Path | None) -
 def plan(job: Path, var: Sequence[str], vars_file: Path | None) -> int:
     from owf_runner.dryrun import plan_text
 
-    sys.stdout.write(plan_text(load_plan(job, parse_vars(var, vars_file))) + "\n")
+    Output(sys.stdout).write(plan_text(load_plan(job, parse_vars(var, vars_file))) + "\n")
     return ExitCode.OK
 
 
@@ -142,8 +143,7 @@ def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
         emulator.load_stubs(stubs)
 
     def ready(base_url: str) -> None:
-        sys.stdout.write(f"Okta emulator listening on {base_url} (Ctrl-C to stop)\n")
-        sys.stdout.flush()
+        Output(sys.stdout).write(f"Okta emulator listening on {base_url} (Ctrl-C to stop)\n")
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server is stopped
         serve_forever(emulator, port=port, ready=ready)

@@ -1,53 +1,228 @@
 """The one redactor every byte the runner writes passes through (DESIGN §4).
 
 Kept free of heavy imports: the error boundary needs it before anything else loads.
+
+Very short secrets: a secret of 4 or more characters is masked wherever it appears; one of 1 to 3
+characters is masked only where it stands alone as a word (not inside a longer word or number),
+since masking every "ab" inside other words would mangle the output without hiding anything. The
+JSON literals `true`, `false` and `null` inside a secret output are not masked on their own (they
+are one of three values, and masking them would blank every boolean printed), though the whole
+value they are part of is.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import re
 import threading
 import urllib.parse
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 MASK = "********"
+SHORT = 4  # a secret shorter than this is masked only as a whole word
+_LONG_LINE = 16  # a multi-line secret (a PEM key) also leaks line by line, from this length
+_JSON_STYLES: tuple[dict[str, Any], ...] = (
+    {"separators": (",", ":")},  # compact, as httpx2 sends a payload
+    {},  # json.dumps's default, as `as_json` and the console print it
+    {"indent": 2},  # pretty, as `plan` prints it
+)
+
+
+@dataclass(frozen=True)
+class _Needle:
+    text: str
+    alone: bool  # masked only where it stands as a whole word
 
 
 class Redactor:
-    """Masks every registered secret, and its common encodings, in text."""
+    """Masks every registered secret, and its common encodings, in text.
+
+    Needles are kept in a few compiled regular expressions (one trie-shaped alternation each):
+    a new batch gets its own, and two of similar size are merged, so that registering secrets
+    one by one costs O(n log n) compiling in all and a redaction scans with O(log n) of them.
+    """
 
     def __init__(self) -> None:
-        self._needles: set[str] = set()
+        self._known: set[_Needle] = set()
+        self._pending: set[_Needle] = set()
+        self._tiers: list[_Tier] = []
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
+        """A credential or token: the string, its encodings and, when multi-line, its long lines."""
         secret = secret.strip()
-        if len(secret) < 6:  # masking "abc" everywhere would mangle output, not protect
-            return
-        with self._lock:
-            self._needles.update(_encodings(secret))
+        self._register(_encodings(secret) | _long_lines(secret), alone=len(secret) < SHORT)
+
+    def add_value(self, value: Any) -> None:
+        """A ``secret: true`` output of any type: every leaf, and every rendering of the value
+        and of each part of it (compact, default and pretty JSON, ASCII-escaped or not)."""
+        for piece in _pieces(value):
+            self.add(piece)
 
     def redact(self, text: str) -> str:
+        patterns = self._patterns()
+        if not patterns:
+            return text
+        if len(patterns) == 1:
+            return patterns[0].sub(MASK, text)
+        return _masked(text, [match.span() for p in patterns for match in p.finditer(text)])
+
+    def _register(self, forms: Iterable[str], alone: bool) -> None:
+        needles = {_Needle(form, alone) for form in forms if form}
         with self._lock:
-            needles = sorted(self._needles, key=len, reverse=True)
-        for needle in needles:
-            text = text.replace(needle, MASK)
-        return text
+            new = needles - self._known
+            self._known |= new
+            self._pending |= new
+
+    def _patterns(self) -> list[re.Pattern[str]]:
+        with self._lock:
+            if self._pending:
+                self._tiers.append(_Tier(frozenset(self._pending)))
+                self._pending = set()
+                self._merge_similar_tiers()
+            return [tier.pattern for tier in self._tiers]
+
+    def _merge_similar_tiers(self) -> None:
+        tiers = self._tiers
+        while len(tiers) >= 2 and 2 * len(tiers[-1].needles) >= len(tiers[-2].needles):
+            last = tiers.pop()
+            tiers[-1] = _Tier(tiers[-1].needles | last.needles)
+
+
+class _Tier:
+    def __init__(self, needles: frozenset[_Needle]) -> None:
+        self.needles = needles
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str]:
+        anywhere = [n.text for n in self.needles if not n.alone]
+        alone = [n.text for n in self.needles if n.alone]
+        try:
+            return _compile(_trie_pattern(anywhere), _trie_pattern(alone))
+        except (RecursionError, re.error):  # secrets nested as prefixes of each other, deeply
+            return _compile(_alternation(anywhere), _alternation(alone))
+
+
+def _compile(anywhere: str, alone: str) -> re.Pattern[str]:
+    branches = [anywhere] if anywhere else []
+    if alone:
+        branches.append(rf"(?<!\w)(?:{alone})(?!\w)")
+    return re.compile("|".join(branches))
+
+
+def _alternation(words: list[str]) -> str:
+    return "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+
+
+def _trie_pattern(words: list[str]) -> str:
+    """One regex for many literals, shaped like their trie: at each character one branch can
+    go on, so matching costs the length of the text, not the number of words; the longest
+    word at a position wins."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+    return _node_pattern(root)
+
+
+def _node_pattern(node: dict[str, Any]) -> str:
+    branches = []
+    for char, child in node.items():
+        if not char:
+            continue
+        chain = [char]
+        while len(child) == 1 and "" not in child:  # a run without forks: one literal
+            ((char, child),) = child.items()
+            chain.append(char)
+        branches.append(re.escape("".join(chain)) + _node_pattern(child))
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if "" in node else body
+
+
+def _masked(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each span masked; overlapping spans (needles of several tiers) merged."""
+    pieces: list[str] = []
+    cursor = 0
+    for start, stop in sorted(spans):
+        if start < cursor:  # overlaps the mask just placed: widen it
+            cursor = max(cursor, stop)
+            continue
+        pieces += [text[cursor:start], MASK]
+        cursor = stop
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def _encodings(secret: str) -> set[str]:
-    raw = secret.encode()
+    """The forms a secret takes on its way out: JSON-escaped, URL-encoded, base64."""
+    if not secret:
+        return set()
     forms = {
         secret,
+        json.dumps(secret)[1:-1],  # non-ASCII as \uXXXX
+        json.dumps(secret, ensure_ascii=False)[1:-1],
         urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret),
-        json.dumps(secret)[1:-1],
-        base64.b64encode(raw).decode().rstrip("="),
-        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        urllib.parse.quote(secret, safe="/"),
+        urllib.parse.quote_plus(secret),  # a query value, as httpx2 encodes `params`
+        *_url_forms(secret),
     }
-    # A multi-line secret (a PEM key) also leaks line by line.
-    forms.update(line for line in secret.splitlines() if len(line) >= 16)
-    return {form for form in forms if form}
+    raw = secret.encode()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        encoded = encode(raw).decode()
+        forms |= {encoded, encoded.rstrip("=")}
+    return forms
+
+
+def _url_forms(secret: str) -> set[str]:
+    """What httpx2 makes of the secret written into a URL's path, or its query."""
+    import httpx2  # here: redaction loads before the HTTP stack, which registering needs anyway
+
+    forms = set()
+    for prefix in ("https://h/", "https://h/?q="):
+        try:
+            url = str(httpx2.URL(prefix + secret))
+        except (httpx2.InvalidURL, ValueError):  # it cannot be sent in a URL at all
+            continue
+        forms.add(url.removeprefix(prefix))
+    return forms
+
+
+def _long_lines(secret: str) -> set[str]:
+    return {line for line in secret.splitlines() if len(line) >= _LONG_LINE}
+
+
+def _pieces(value: Any) -> Iterator[str]:
+    """The strings a secret output of any type can be printed as."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, bool) or value is None:
+        return  # see the module's docstring
+    elif isinstance(value, int | float):
+        yield json.dumps(value)
+    elif isinstance(value, dict | list | tuple):
+        for part in value.values() if isinstance(value, dict) else value:
+            yield from _pieces(part)
+        yield from _renderings(value)
+    else:
+        yield str(value)
+
+
+def _renderings(value: dict[Any, Any] | list[Any] | tuple[Any, ...]) -> Iterator[str]:
+    yield str(value)  # as a template prints it inside a string: {'k': 'v'}
+    for style in _JSON_STYLES:
+        for ascii_only in (True, False):
+            try:
+                yield json.dumps(value, ensure_ascii=ascii_only, default=str, **style)
+            except (TypeError, ValueError):  # not JSON (NaN is fine, circular is not)
+                return
 
 
 REDACTOR = Redactor()
@@ -64,6 +239,12 @@ def shown(text: str, limit: int | None = None) -> str:
     if limit is not None and len(safe) > limit:
         return safe[:limit] + "…"
     return safe
+
+
+def printable(text: str) -> str:
+    """One of our own messages, ready for a terminal: redacted, then every control character
+    but the newlines we put there escaped (the last step before a byte leaves)."""
+    return escape_controls(REDACTOR.redact(text), keep="\n")
 
 
 def escape_controls(text: str, keep: str = "") -> str:

@@ -1,6 +1,7 @@
 """Console output: plain timestamped progress lines and the end-of-run summary.
 
-Every line goes through the redactor on its way out.
+Every line is redacted, then has its control characters escaped, as it leaves (``printable``);
+a standard output that goes away (``owf-run JOB | head -1``) is let go and the run goes on.
 """
 
 from __future__ import annotations
@@ -11,24 +12,26 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from owf_runner.boundary import Output
 from owf_runner.failures import Failure
 from owf_runner.outcomes import ItemResult, RunResult, Status, StepResult
 from owf_runner.plan import StepPlan
-from owf_runner.redaction import REDACTOR
 
 
 @dataclass
 class ConsoleReporter:
-    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    stream: TextIO | None = field(default_factory=lambda: sys.stdout)
     quiet: bool = False
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        self.output = Output(self.stream)
 
     def say(self, text: str, *, always: bool = False) -> None:
         if self.quiet and not always:
             return
         stamp = datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S")
-        self.stream.write(REDACTOR.redact(f"{stamp} {text}") + "\n")
-        self.stream.flush()
+        self.output.write(f"{stamp} {text}\n")
 
     def step_started(self, step: StepPlan) -> None:
         self.say(f"{step.id}: started ({step.method} on org {step.org.name})")
@@ -57,8 +60,7 @@ class ConsoleReporter:
 
     def summary(self, run: RunResult) -> None:
         lines = [f"run {run.run_id} of {run.job_name}: {run.outcome}", *_table(run.steps)]
-        self.stream.write(REDACTOR.redact("\n".join(lines)) + "\n")
-        self.stream.flush()
+        self.output.write("\n".join(lines) + "\n")
 
 
 def _attempts(count: int) -> str:
