@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import json
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol
@@ -258,7 +257,7 @@ class Runner:
         for output in step.outputs:
             value = outputs[output.name] = self._render(output.value, with_response)
             if output.secret:
-                REDACTOR.add(value if isinstance(value, str) else json.dumps(value))
+                REDACTOR.add_value(value)  # every leaf and rendering, before anything prints
         return outputs
 
 
