@@ -93,7 +93,7 @@ def read_bytes(path: Path, kind: FileKind) -> bytes:
         except OSError as exc:
             raise CannotOpen(path, kind, exc.strerror or type(exc).__name__) from None
     if len(data) > kind.cap:
-        message = f"{kind.noun} is larger than the {_size(kind.cap)} limit"
+        message = f"{kind.noun} is larger than the {size_text(kind.cap)} limit"
         raise UnreadableFile(Location(path), message)
     return data
 
@@ -119,5 +119,6 @@ def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
     return data.count(b"\n", 0, offset) + 1, column
 
 
-def _size(limit: int) -> str:
+def size_text(limit: int) -> str:
+    """A cap as people read it: "5 MiB", "10 bytes"."""
     return f"{limit // MiB} MiB" if limit % MiB == 0 else f"{limit} bytes"

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import selectors
 import stat
 import subprocess
+import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +22,24 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
+from owf_runner.files import (
+    SECRET_FILE,
+    CannotOpen,
+    FileMissing,
+    UnreadableFile,
+    read_text,
+    size_text,
+)
 from owf_runner.model import Algorithm, CommandSecret, EnvSecret, FileSecret, SecretRef
-from owf_runner.redaction import REDACTOR
+from owf_runner.redaction import REDACTOR, shown
 
 COMMAND_TIMEOUT = 30.0
+MAX_COMMAND_OUTPUT = SECRET_FILE.cap  # a command printing forever is stopped here
 log = logging.getLogger(__name__)
 SigningKey = RSAKey | ECKey
 _EC_ALGORITHMS: dict[str, Algorithm] = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+_KEY_TEXT_STARTS = ("-----BEGIN ", "{")  # PEM, JWK: the only secrets that may span lines
+_KEY_TEXT_CONTROLS = "\n\r\t"  # line ends and indentation inside a PEM or pretty JWK
 
 
 class SecretError(Exception):
@@ -37,55 +51,134 @@ class SecretMissing(SecretError):
 
 
 def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
+    """The value, its one trailing newline dropped; SecretError when unusable (never quoted)."""
     if isinstance(ref, EnvSecret):
-        value = _from_env(ref.env)
+        value, source = _from_env(ref.env), f"environment variable {shown(ref.env)}"
     elif isinstance(ref, FileSecret):
-        value = _from_file(base_dir / ref.file)
+        path = base_dir / ref.file
+        value, source = _from_file(path), shown(str(path))
     else:
-        value = _from_command(ref)
+        value, source = _from_command(ref), f"command {shown(ref.command[0])}"
     REDACTOR.add(value)
+    _check_value(value, source)
     return value
+
+
+def _check_value(value: str, source: str) -> None:
+    """Refuse what would be sent broken: an empty token, a stray escape code, a second line."""
+    if not value.strip():
+        raise SecretError(f"{source} is empty")
+    key_text = value.lstrip().startswith(_KEY_TEXT_STARTS)
+    allowed = _KEY_TEXT_CONTROLS if key_text else ""
+    control = next((ch for ch in value if _is_control(ch) and ch not in allowed), None)
+    if control in ("\n", "\r"):
+        raise SecretError(f"{source} holds more than one line (only a PEM or JWK key may)")
+    if control is not None:
+        raise SecretError(f"{source} holds a control character (U+{ord(control):04X})")
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cc"
+
+
+def _without_newline(value: str) -> str:
+    # `echo token > file` and most secret tools end their output with a newline.
+    return value.removesuffix("\n").removesuffix("\r")
 
 
 def _from_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise SecretMissing(f"environment variable {name} is not set (to rehearse: --emulate)")
-    return value
+    try:
+        value = os.environ.get(name)
+    except ValueError:  # a NUL in the name: no such variable can exist
+        value = None
+    if not value or not _without_newline(value):
+        message = f"environment variable {shown(name)} is not set (to rehearse: --emulate)"
+        raise SecretMissing(message)
+    return _without_newline(value)
 
 
 def _from_file(path: Path) -> str:
     try:
-        mode = path.stat().st_mode
-        value = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise SecretMissing(f"cannot read {path}: {exc.strerror}") from None
-    except OSError as exc:
-        raise SecretError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SecretError(f"{path} is not a text file") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s is readable by group/others; chmod 600 it", path)
-    return value
+        value = read_text(path, SECRET_FILE)
+    except FileMissing as exc:
+        raise SecretMissing(f"cannot read {shown(str(path))}: {exc.strerror}") from None
+    except CannotOpen as exc:
+        raise SecretError(f"cannot read {shown(str(path))}: {exc.strerror}") from None
+    except UnreadableFile as exc:
+        raise SecretError(shown(str(exc))) from None
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("%s is readable by group/others; chmod 600 it", shown(str(path)))
+    return _without_newline(value)
 
 
 def _from_command(ref: CommandSecret) -> str:
+    name = shown(ref.command[0])
+    output = _command_output(ref.command, name)
     try:
-        done = subprocess.run(
-            ref.command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+        value = output.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SecretError(f"command {name} printed something that is not UTF-8") from None
+    value = _without_newline(value)
+    if not value:
+        raise SecretError(f"command {name} printed nothing")
+    return value
+
+
+def _command_output(argv: list[str], name: str) -> bytes:
+    """Its stdout, at most MAX_COMMAND_OUTPUT bytes within COMMAND_TIMEOUT; stderr is dropped."""
+    try:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
     except FileNotFoundError:
-        raise SecretError(f"command not found: {ref.command[0]}") from None
+        raise SecretError(f"command not found: {name}") from None
+    except (OSError, ValueError) as exc:  # not executable, a directory, a NUL in an argument
+        raise SecretError(f"command {name} cannot be run: {_why(exc, argv[0])}") from None
+    with process:
+        try:
+            output = _read_capped(process, name, time.monotonic() + COMMAND_TIMEOUT)
+        finally:
+            process.kill()  # a no-op once it has exited; never left running behind us
+    if process.returncode != 0:
+        raise SecretError(f"command {name} exited with status {process.returncode}")
+    return output
+
+
+def _why(exc: OSError | ValueError, program: str) -> str:
+    if Path(program).is_dir():
+        return "it is a directory"
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def _read_capped(process: subprocess.Popen[bytes], name: str, deadline: float) -> bytes:
+    """Reads until end of output and exit; past the deadline or the cap, SecretError."""
+    assert process.stdout is not None  # noqa: S101 - stdout=PIPE
+    chunks: list[bytes] = []
+    size = 0
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while chunk := _next_chunk(selector, process.stdout.fileno(), name, deadline):
+            size += len(chunk)
+            if size > MAX_COMMAND_OUTPUT:
+                limit = size_text(MAX_COMMAND_OUTPUT)
+                raise SecretError(f"command {name} printed more than {limit}; stopped it")
+            chunks.append(chunk)
+    try:
+        process.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        raise SecretError(
-            f"command {ref.command[0]} timed out after {COMMAND_TIMEOUT:g}s"
-        ) from None
-    if done.returncode != 0:
-        raise SecretError(f"command {ref.command[0]} exited with status {done.returncode}")
-    value = done.stdout.removesuffix("\n")
-    if not value:
-        raise SecretError(f"command {ref.command[0]} printed nothing")
-    return value
+        raise _timed_out(name) from None
+    return b"".join(chunks)
+
+
+def _next_chunk(selector: selectors.BaseSelector, fd: int, name: str, deadline: float) -> bytes:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or not selector.select(remaining):
+        raise _timed_out(name)
+    return os.read(fd, 65536)
+
+
+def _timed_out(name: str) -> SecretError:
+    return SecretError(f"command {name} timed out after {COMMAND_TIMEOUT:g}s")
 
 
 # -- private keys ---------------------------------------------------------------

@@ -26,6 +26,7 @@ from owf_runner.secrets import (
 from tests.conftest import ec_key, pem, rsa_key, write_key
 
 SECRET = 'p@ss w/rd"+\\canary-91f3'
+PRINT_ARGUMENT = "import sys; sys.stdout.buffer.write(sys.argv[1].encode())"  # as is, no newline
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_file_secret_is_relative_to_base_dir(
     with caplog.at_level(logging.WARNING, logger="owf_runner.secrets"):
         value = resolve_secret(FileSecret(file="keys/token.txt"), tmp_path)
 
-    assert value == "file-value-5521\n"
+    assert value == "file-value-5521"  # the newline `echo` or an editor adds is not the secret
     assert caplog.records == []
 
 
@@ -178,19 +179,21 @@ def test_a_file_secret_that_cannot_be_read_is_not_missing(tmp_path: Path) -> Non
         resolve_secret(FileSecret(file="adir"), tmp_path)
 
     assert not isinstance(info.value, SecretMissing)  # no stand-in for it under --emulate
-    assert str(info.value) == f"cannot read {tmp_path / 'adir'}: Is a directory"
+    assert (
+        str(info.value) == f"{tmp_path / 'adir'}: secret file is not a regular file (a directory)"
+    )
 
 
 def test_a_file_secret_that_is_not_text_is_not_missing(tmp_path: Path) -> None:
     path = tmp_path / "key.der"
-    path.write_bytes(b"\xff\xfe\x00binary")
+    path.write_bytes(b"-----BEGIN\n\xff\xfe\x00binary")
     path.chmod(0o600)
 
     with pytest.raises(SecretError) as info:
         resolve_secret(FileSecret(file="key.der"), tmp_path)
 
     assert not isinstance(info.value, SecretMissing)
-    assert str(info.value) == f"{path} is not a text file"
+    assert str(info.value) == f"{path}:2:1: secret file is not UTF-8"
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
@@ -251,6 +254,208 @@ def test_command_printing_nothing_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(SecretError, match="printed nothing"):
         resolve_secret(ref, tmp_path)
+
+
+# -- values are checked: newline dropped, empty and control characters refused -------
+
+
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("tok-value-8812\n", "tok-value-8812"),
+        ("tok-value-8812\r\n", "tok-value-8812"),
+        ("tok-value-8812", "tok-value-8812"),
+        (" tok-value-8812 ", " tok-value-8812 "),  # only a newline is not the secret's
+    ],
+    ids=["lf", "crlf", "none", "spaces-kept"],
+)
+def test_one_trailing_newline_is_dropped_from_every_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, value: str
+) -> None:
+    write_key(tmp_path / "token.txt", "")
+    (tmp_path / "token.txt").write_bytes(written.encode())
+    monkeypatch.setenv("OWF_TEST_TOKEN", written)
+    printer = CommandSecret(command=[sys.executable, "-c", PRINT_ARGUMENT, written])
+
+    assert resolve_secret(FileSecret(file="token.txt"), tmp_path) == value
+    assert resolve_secret(EnvSecret(env="OWF_TEST_TOKEN"), tmp_path) == value
+    assert resolve_secret(printer, tmp_path) == value
+
+
+def test_an_env_secret_of_only_a_newline_is_not_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OWF_TEST_TOKEN", "\n")
+
+    with pytest.raises(SecretMissing) as info:
+        resolve_secret(EnvSecret(env="OWF_TEST_TOKEN"), tmp_path)
+
+    assert (
+        str(info.value) == "environment variable OWF_TEST_TOKEN is not set (to rehearse: --emulate)"
+    )
+
+
+@pytest.mark.parametrize("content", ["", "\n", "  \n", "\r\n"])
+def test_an_empty_secret_file_is_refused_not_missing(tmp_path: Path, content: str) -> None:
+    path = write_key(tmp_path / "token.txt", content)
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(FileSecret(file="token.txt"), tmp_path)
+
+    assert not isinstance(info.value, SecretMissing)  # present but unusable: no stand-in
+    assert str(info.value) == f"{path} is empty"
+
+
+@pytest.mark.parametrize(
+    ("device", "what"),
+    [("/dev/null", "a character device"), ("/dev/zero", "a character device")],
+)
+def test_a_device_as_secret_file_is_refused(tmp_path: Path, device: str, what: str) -> None:
+    with pytest.raises(SecretError) as info:
+        resolve_secret(FileSecret(file=device), tmp_path)
+
+    assert str(info.value) == f"{device}: secret file is not a regular file ({what})"
+
+
+def test_a_fifo_as_secret_file_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(FileSecret(file="pipe"), tmp_path)
+
+    assert str(info.value) == f"{tmp_path / 'pipe'}: secret file is not a regular file (a FIFO)"
+
+
+def test_a_secret_file_over_1_mib_is_refused(tmp_path: Path) -> None:
+    path = write_key(tmp_path / "big.pem", "")
+    with path.open("wb") as handle:
+        handle.truncate(1024 * 1024 + 1)
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(FileSecret(file="big.pem"), tmp_path)
+
+    assert str(info.value) == f"{path}: secret file is larger than the 1 MiB limit"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("tok\x1b[31mvalue-5521", "holds a control character (U+001B)"),
+        ("tok\x00value-5521", "holds a control character (U+0000)"),
+        ("tok\tvalue-5521", "holds a control character (U+0009)"),
+        ("tok\x85value-5521", "holds a control character (U+0085)"),
+        ("tok-value\n5521", "holds more than one line (only a PEM or JWK key may)"),
+        ("tok-value\r5521", "holds more than one line (only a PEM or JWK key may)"),
+        ("tok-value-5521\n\n", "holds more than one line (only a PEM or JWK key may)"),
+        ("-----BEGIN PRIVATE KEY-----\n\x07\n", "holds a control character (U+0007)"),
+    ],
+    ids=["ESC", "NUL", "TAB", "NEL", "LF", "CR", "two-newlines", "BEL-in-PEM"],
+)
+def test_a_value_with_control_characters_is_refused_without_quoting_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    (tmp_path / "token.txt").write_bytes(value.encode())
+    (tmp_path / "token.txt").chmod(0o600)
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(FileSecret(file="token.txt"), tmp_path)
+
+    assert str(info.value) == f"{tmp_path / 'token.txt'} {problem}"
+    assert "5521" not in str(info.value)
+
+
+def test_an_env_value_with_a_control_character_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OWF_TEST_TOKEN", "tok\x07value-5521")
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(EnvSecret(env="OWF_TEST_TOKEN"), tmp_path)
+
+    assert not isinstance(info.value, SecretMissing)
+    assert (
+        str(info.value) == "environment variable OWF_TEST_TOKEN holds a control character (U+0007)"
+    )
+
+
+def test_key_text_may_span_lines_with_crlf_and_tabs(tmp_path: Path, rsa: RSAKey) -> None:
+    windows_pem = pem(rsa).replace("\n", "\r\n")
+    pretty_jwk = json.dumps(rsa.as_dict(private=True), indent="\t") + "\n"
+    write_key(tmp_path / "key.pem", "")
+    (tmp_path / "key.pem").write_bytes(windows_pem.encode())
+    write_key(tmp_path / "key.jwk", pretty_jwk)
+
+    pem_text = resolve_secret(FileSecret(file="key.pem"), tmp_path)
+    jwk_text = resolve_secret(FileSecret(file="key.jwk"), tmp_path)
+
+    assert pem_text == windows_pem.removesuffix("\r\n")
+    assert isinstance(load_private_key(pem_text).key, RSAKey)
+    assert isinstance(load_private_key(jwk_text).key, RSAKey)
+
+
+def test_a_command_printing_bytes_that_are_not_utf8_is_refused(tmp_path: Path) -> None:
+    script = "import sys; sys.stdout.buffer.write(b'tok-\\xff-5521')"
+    ref = CommandSecret(command=[sys.executable, "-c", script])
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(ref, tmp_path)
+
+    assert str(info.value) == f"command {sys.executable} printed something that is not UTF-8"
+
+
+def test_a_command_that_is_a_directory_cannot_be_run(tmp_path: Path) -> None:
+    ref = CommandSecret(command=[str(tmp_path)])
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(ref, tmp_path)
+
+    assert str(info.value) == f"command {tmp_path} cannot be run: it is a directory"
+
+
+def test_a_command_that_is_not_executable_cannot_be_run(tmp_path: Path) -> None:
+    script = tmp_path / "get-token.sh"
+    script.write_text("#!/bin/sh\necho token\n")
+    script.chmod(0o600)
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(CommandSecret(command=[str(script)]), tmp_path)
+
+    assert str(info.value) == f"command {script} cannot be run: Permission denied"
+
+
+def test_a_command_argument_with_a_nul_cannot_be_run(tmp_path: Path) -> None:
+    ref = CommandSecret(command=[sys.executable, "a\x00b"])
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(ref, tmp_path)
+
+    assert str(info.value) == f"command {sys.executable} cannot be run: embedded null byte"
+
+
+def test_a_command_printing_forever_is_stopped_at_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(owf_runner.secrets, "MAX_COMMAND_OUTPUT", 100_000)
+    script = "import sys\nwhile True: sys.stdout.write('y' * 4096)"
+    ref = CommandSecret(command=[sys.executable, "-c", script])
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(ref, tmp_path)
+
+    assert str(info.value) == f"command {sys.executable} printed more than 100000 bytes; stopped it"
+
+
+def test_a_command_that_closes_its_output_but_keeps_running_times_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(owf_runner.secrets, "COMMAND_TIMEOUT", 0.3)
+    script = "import os, time; print('tok-5521', flush=True); os.close(1); time.sleep(5)"
+    ref = CommandSecret(command=[sys.executable, "-c", script])
+
+    with pytest.raises(SecretError) as info:
+        resolve_secret(ref, tmp_path)
+
+    assert str(info.value) == f"command {sys.executable} timed out after 0.3s"
 
 
 # -- private keys -----------------------------------------------------------------
