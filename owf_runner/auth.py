@@ -17,20 +17,36 @@ from typing import Any
 
 import httpx2
 from authlib.oauth2.rfc7523 import private_key_jwt_sign
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-from tenacity import wait_exponential_jitter as wait_jittered
-from tenacity.wait import wait_base
 
 from owf_runner.clock import Clock
 from owf_runner.errors import AuthError
+from owf_runner.failures import (
+    EXCERPT,
+    Failure,
+    FailureClass,
+    classify_status,
+    requested_wait,
+)
+from owf_runner.http import BodyTooLarge, Bounds, Received, TooDeep, exchange, parse_json
 from owf_runner.model import Algorithm
-from owf_runner.redaction import REDACTOR
+from owf_runner.plan import RetryPolicy
+from owf_runner.redaction import REDACTOR, shown
+from owf_runner.retry import retrying
 from owf_runner.secrets import SigningKey
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300
 TOKEN_ATTEMPTS = 4
-TOKEN_RETRY_WAIT = wait_jittered(multiplier=0.5, max=8)
+# Every class: a token request runs no flow, so retrying it (with a fresh jti) is always safe.
+TOKEN_RETRY = RetryPolicy(
+    attempts=TOKEN_ATTEMPTS,
+    backoff_initial=0.5,
+    backoff_max=8.0,
+    max_wait=300.0,  # as `retry.max_wait`: a longer requested wait fails at once
+    on=frozenset(FailureClass),
+)
+# The whole token exchange; an OAuth answer is a few hundred bytes.
+TOKEN_BOUNDS = Bounds(deadline=30.0, max_bytes=64 * 1024)
 
 _HINTS = {
     "invalid_client": "check `client_id` and `key_id` (kid), and that this public key is uploaded "
@@ -76,14 +92,10 @@ class TokenKey:
     scopes: tuple[str, ...]
 
 
-class _TokenEndpointUnavailable(Exception):
-    """5xx or no answer from the token endpoint: worth another, freshly signed, try."""
-
-
 class TokenEndpointUnreachable(Exception):
     """Every try at the token endpoint failed: the steps that need it fail (exit 1).
 
-    Not an AuthError: Okta did not refuse the credentials, nobody answered.
+    Not an AuthError: Okta did not refuse the credentials, nobody answered (or only "busy").
     """
 
 
@@ -96,11 +108,11 @@ class TokenSource:
         key: TokenKey,
         assertion: ClientAssertion,
         clock: Clock,
-        wait: wait_base = TOKEN_RETRY_WAIT,
+        policy: RetryPolicy = TOKEN_RETRY,
     ) -> None:
         self._client = client
         self._clock = clock
-        self._wait = wait
+        self._policy = policy
         self._key = key
         self._assertion = assertion
         self._lock = asyncio.Lock()
@@ -120,21 +132,20 @@ class TokenSource:
             self._token = None
 
     async def _fetch(self) -> None:
-        retrying = AsyncRetrying(
-            sleep=self._clock.sleep,
-            stop=stop_after_attempt(TOKEN_ATTEMPTS),
-            wait=self._wait,
-            retry=retry_if_exception_type(_TokenEndpointUnavailable),
-            reraise=True,
-        )
+        tries = 0
         try:
-            async for attempt in retrying:
+            async for attempt in retrying(self._policy, _unreported, self._clock):
                 with attempt:
+                    tries += 1
                     answer = await self._request_token()
-        except _TokenEndpointUnavailable as exc:
-            where = f"could not reach the token endpoint {self._key.token_url}"
-            raise TokenEndpointUnreachable(f"{where} ({TOKEN_ATTEMPTS} tries; {exc})") from None
+        except Failure as failure:  # only classed failures reach here: the others are AuthErrors
+            raise self._unreachable(failure, tries) from None
         self._accept(answer)
+
+    def _unreachable(self, failure: Failure, tries: int) -> TokenEndpointUnreachable:
+        where = f"could not reach the token endpoint {self._key.token_url}"
+        reason = failure.message.removeprefix(f"{failure.failure_class}: ")
+        return TokenEndpointUnreachable(f"{where} ({_tries(tries)}; {reason})")
 
     async def _request_token(self) -> Mapping[str, Any]:
         form = {
@@ -143,23 +154,36 @@ class TokenSource:
             "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": self._assertion.sign(self._key.token_url, self._clock.time()),
         }
+        request = self._client.build_request("POST", self._key.token_url, data=form)
         try:
-            response = await self._client.post(self._key.token_url, data=form, timeout=30)
-        except httpx2.TransportError as exc:
-            raise _TokenEndpointUnavailable(f"{type(exc).__name__}: {exc}") from None
-        if response.status_code >= 500 or response.status_code == 429:  # busy, not a refusal
-            raise _TokenEndpointUnavailable(f"HTTP {response.status_code}")
-        return self._parse(response)
+            received = await exchange(self._client, request, TOKEN_BOUNDS)
+        except BodyTooLarge as exc:
+            raise AuthError(f"{self._describe()}: {exc}, not an OAuth answer") from None
+        self._raise_if_busy(received)
+        return self._parse(received)
 
-    def _parse(self, response: httpx2.Response) -> Mapping[str, Any]:
+    def _raise_if_busy(self, received: Received) -> None:
+        """429, 503 and 5xx are not refusals: wait as asked (within max_wait) and try again."""
+        status = received.status
+        failure_class = classify_status(status) or (FailureClass.SERVER if status >= 500 else None)
+        if failure_class is None:
+            return
+        message = f"HTTP {status}"
+        wait = requested_wait(received.headers, self._clock.time())
+        if wait is not None and wait > self._policy.max_wait:
+            message += f"; the server asked to wait {wait:.0f}s, over {self._policy.max_wait:g}s"
+        raise Failure(failure_class, message, requested_wait=wait)
+
+    def _parse(self, received: Received) -> Mapping[str, Any]:
         try:
-            body = response.json()
-        except ValueError:
+            # Numbers as floats: a 5000-digit `expires_in` is then inf, i.e. malformed, not fatal.
+            body = parse_json(received.content, lenient_numbers=True)
+        except (ValueError, TooDeep):
             body = None
         if not isinstance(body, dict):
-            raise AuthError(f"{self._describe()}: HTTP {response.status_code}, not an OAuth answer")
-        if response.status_code != 200 or "error" in body:
-            raise AuthError(_refusal(self._describe(), response.status_code, body))
+            raise AuthError(f"{self._describe()}: HTTP {received.status}, not an OAuth answer")
+        if received.status != 200 or "error" in body:
+            raise AuthError(_refusal(self._describe(), received.status, body))
         return body
 
     def _accept(self, answer: Mapping[str, Any]) -> None:
@@ -178,6 +202,14 @@ class TokenSource:
         return f"token request to {self._key.token_url} (client {self._key.client_id})"
 
 
+def _unreported(failure: Failure, attempt: int, wait: float) -> None:
+    """Token retries have no progress line: the step's own line reports the outcome."""
+
+
+def _tries(count: int) -> str:
+    return f"{count} try" if count == 1 else f"{count} tries"
+
+
 def _lifetime(expires_in: Any) -> float:
     """Seconds the token lives; a missing or malformed ``expires_in`` means Okta's hour."""
     if isinstance(expires_in, bool):
@@ -190,11 +222,19 @@ def _lifetime(expires_in: Any) -> float:
 
 
 def _refusal(what: str, status: int, body: Mapping[str, Any]) -> str:
-    error = str(body.get("error", f"HTTP {status}"))
+    error = shown(str(body.get("error", f"HTTP {status}")), EXCERPT)
     description = body.get("error_description")
-    message = f"{what} refused: {error}" + (f": {description}" if description else "")
+    message = f"{what} refused: {error}"
+    if description:
+        message += f": {shown(str(description), EXCERPT)}"
     hint = _HINTS.get(error)
     return message + (f"\n  hint: {hint}" if hint else "")
+
+
+async def ready(auth: httpx2.Auth) -> None:
+    """Fetch a bearer token before an exchange starts: its waits are not the flow's deadline."""
+    if isinstance(auth, BearerAuth):
+        await auth.source.token()
 
 
 class BearerAuth(httpx2.Auth):
@@ -212,8 +252,17 @@ class BearerAuth(httpx2.Auth):
         if response.status_code == 401:
             # The flow did not run: the token was refused before it started.
             self.source.invalidate(token)
+            await _discard_body(response)
             request.headers["Authorization"] = f"Bearer {await self.source.token()}"
             yield request
+
+
+async def _discard_body(response: httpx2.Response) -> None:
+    """Close a 401's body unread: httpx would read it whole, and a hostile one is endless."""
+    body = response.stream
+    response.stream = httpx2.ByteStream(b"")
+    if isinstance(body, httpx2.AsyncByteStream):
+        await body.aclose()
 
 
 class ClientTokenAuth(httpx2.Auth):

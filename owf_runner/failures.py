@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 
 from owf_runner.outcomes import Response
+from owf_runner.redaction import shown
+
+EXCERPT = 300  # characters of a server's body quoted in a message
 
 
 class FailureClass(StrEnum):
@@ -63,7 +68,7 @@ def status_failure(
     if expected is not None and status in expected:
         return None
     if 300 <= status < 400:
-        location = response.headers.get("location", "(none)")
+        location = shown(response.headers.get("location", "(none)"), EXCERPT)
         message = f"HTTP {status} redirect to {location}; redirects are not followed"
         return Failure(None, message, response)
     failure_class = classify_status(status)
@@ -81,37 +86,49 @@ def _excerpt(response: Response) -> str:
     if response.body is None:
         return ""
     text = response.body if isinstance(response.body, str) else json.dumps(response.body)
-    return ": " + (text if len(text) <= 300 else text[:300] + "…")
+    return ": " + shown(text, EXCERPT)
 
 
 def requested_wait(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds the server asked us to wait: Retry-After, else X-Rate-Limit-Reset.
 
     ``now`` is epoch seconds; a reset is read against the response's own Date when given.
+    A malformed value (``²``, ``-5``, ``NaN``, 5000 digits, a bad date) counts as absent.
     """
     retry_after = _retry_after(headers.get("retry-after", ""), now)
     if retry_after is not None:
         return retry_after
-    reset = headers.get("x-rate-limit-reset")
-    if reset and reset.strip().isdigit():
-        server_now = _http_date(headers.get("date")) or now
-        return max(0.0, int(reset) - server_now)
-    return None
+    reset = _seconds(headers.get("x-rate-limit-reset", ""))
+    if reset is None:
+        return None
+    server_now = _http_date(headers.get("date", "")) or now
+    return max(0.0, reset - server_now)
 
 
 def _retry_after(value: str, now: float) -> float | None:
-    if not value.strip():
-        return None
-    if value.strip().isdigit():
-        return float(value)
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     when = _http_date(value)
     return None if when is None else max(0.0, when - now)
 
 
-def _http_date(value: str | None) -> float | None:
-    if not value:
+# ASCII digits only (str.isdigit also takes "²" and "٣"); 15 of them is 31 million years.
+_SECONDS = re.compile(r"[0-9]{1,15}")
+
+
+def _seconds(value: str) -> float | None:
+    value = value.strip()
+    return float(value) if _SECONDS.fullmatch(value) else None
+
+
+def _http_date(value: str) -> float | None:
+    if not value.strip() or len(value) > 64:  # an HTTP date is 29 characters
         return None
     try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:  # "-0000": UTC, as RFC 5322 means it
+            when = when.replace(tzinfo=datetime.UTC)
+        return when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None

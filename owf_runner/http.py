@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
 from owf_runner import __version__
-from owf_runner.failures import FailureClass
+from owf_runner.failures import EXCERPT, Failure, FailureClass
 from owf_runner.outcomes import Response
+from owf_runner.redaction import shown
 
 USER_AGENT = f"owf-runner/{__version__}"
 
@@ -65,27 +69,230 @@ class EmulatorTransport(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def to_record(response: httpx2.Response) -> Response:
-    headers = {name.lower(): value for name, value in response.headers.items()}
-    return Response(response.status_code, headers, _body(response))
+# -- one bounded exchange ------------------------------------------------------------
+
+MAX_JSON_DEPTH = 64  # Okta flows answer shallow JSON; deeper would strain every later stage
 
 
-def _body(response: httpx2.Response) -> Any:
-    """JSON when the flow says so (the Return card does); otherwise the text as is."""
-    if not response.content:
-        return None
-    if "json" not in response.headers.get("content-type", "json"):
-        return response.text
+@dataclass(frozen=True)
+class Bounds:
+    """What one exchange may cost: a deadline for all of it, and the body's size after decoding."""
+
+    deadline: float  # seconds: connect, send and read the whole answer
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class Received:
+    """A complete answer, its body read within the Bounds (and decompressed)."""
+
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    content: bytes
+    content_type: str
+    charset: str | None
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, status: int, limit: int) -> None:
+        super().__init__(f"HTTP {status}: the response body is over {limit} bytes")
+        self.status = status
+
+
+class TooDeep(Exception):
+    """JSON nested deeper than MAX_JSON_DEPTH (or deeper than Python can parse)."""
+
+
+async def exchange(
+    client: httpx2.AsyncClient,
+    request: httpx2.Request,
+    bounds: Bounds,
+    auth: httpx2.Auth | None = None,
+) -> Received:
+    """Send ``request`` and read its answer whole, within ``bounds``.
+
+    Failure (classed) when no complete answer came; BodyTooLarge past the size cap.
+    """
+    progress = _Progress()
+    request.extensions["trace"] = progress.trace
     try:
-        return json.loads(response.content)
-    except ValueError:
-        return response.text
+        async with asyncio.timeout(bounds.deadline):
+            return await _receive(client, request, auth, bounds.max_bytes)
+    except TimeoutError:
+        raise _deadline_failure(progress.sent, bounds.deadline) from None
+    except httpx2.RequestError as exc:
+        raise transport_failure(exc) from None
 
 
-def classify_exception(exc: httpx2.TransportError) -> FailureClass:
-    """Did the request leave? ``connect``: no; ``timeout``/``dropped``: unknown outcome."""
+class _Progress:
+    """Has the request started to leave? (httpcore's trace hook tells.)"""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith("send_request_headers.started"):
+            self.sent = True
+
+
+def _deadline_failure(sent: bool, deadline: float) -> Failure:
+    if sent:  # the flow may be running: unknown outcome
+        message = f"timeout: no complete answer within {deadline:g}s (the step's `timeout`)"
+        return Failure(FailureClass.TIMEOUT, message)
+    message = f"connect: could not send the request within {deadline:g}s (the step's `timeout`)"
+    return Failure(FailureClass.CONNECT, message)
+
+
+async def _receive(
+    client: httpx2.AsyncClient, request: httpx2.Request, auth: httpx2.Auth | None, max_bytes: int
+) -> Received:
+    answer = await client.send(request, auth=auth or httpx2.USE_CLIENT_DEFAULT, stream=True)
+    try:
+        content = await _read_capped(answer, max_bytes)
+    finally:
+        await answer.aclose()
+    headers = {name.lower(): value for name, value in answer.headers.items()}
+    content_type = headers.get("content-type", "")
+    return Received(answer.status_code, headers, content, content_type, answer.charset_encoding)
+
+
+async def _read_capped(answer: httpx2.Response, max_bytes: int) -> bytes:
+    """The decoded body, never holding more than ``max_bytes`` plus one decoded chunk."""
+    body = bytearray()
+    async for chunk in answer.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise BodyTooLarge(answer.status_code, max_bytes)
+    return bytes(body)
+
+
+def transport_failure(exc: httpx2.RequestError) -> Failure:
+    failure_class = classify_exception(exc)
+    detail = f"{type(exc).__name__}: {shown(str(exc), EXCERPT)}"
+    if failure_class is None:
+        return Failure(None, detail)
+    return Failure(failure_class, f"{failure_class}: {detail}")
+
+
+def classify_exception(exc: httpx2.RequestError) -> FailureClass | None:
+    """Did the request leave? ``connect``: no; ``timeout``/``dropped``: unknown outcome.
+
+    None: retrying cannot help (a body that does not decompress, a request h11 refuses to send).
+    """
     if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout):
         return FailureClass.CONNECT
     if isinstance(exc, httpx2.TimeoutException):
         return FailureClass.TIMEOUT
+    if isinstance(exc, httpx2.DecodingError | httpx2.LocalProtocolError):
+        return None
     return FailureClass.DROPPED
+
+
+def outgoing(
+    client: httpx2.AsyncClient,
+    method: str,
+    url: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    payload: Any,
+) -> httpx2.Request:
+    """The request to send; Failure (never retried) when HTTP cannot carry it."""
+    for name, value in headers.items():
+        if not (name.isascii() and value.isascii()):
+            message = f"header {shown(name, 60)}: HTTP header names and values must be ASCII"
+            raise Failure(None, message)
+    try:
+        return client.build_request(method, url, params=query, headers=headers, json=payload)
+    except httpx2.InvalidURL as exc:
+        raise Failure(None, f"invalid URL: {shown(str(exc), EXCERPT)}") from None
+
+
+async def invoke(
+    client: httpx2.AsyncClient, request: httpx2.Request, bounds: Bounds, auth: httpx2.Auth
+) -> Response:
+    """One try at a flow; Failure when no answer came, or one too large or deep to read."""
+    try:
+        received = await exchange(client, request, bounds, auth)
+    except BodyTooLarge as exc:
+        advice = "raise `max_response_bytes` (on the step or in `defaults`) to accept more"
+        raise Failure(None, f"{exc} (counted after decompression); {advice}") from None
+    try:
+        return to_record(received)
+    except TooDeep as exc:
+        unread = Response(received.status, received.headers, None)
+        raise Failure(None, f"HTTP {received.status}: {exc}", unread) from None
+
+
+# -- what the answer says ----------------------------------------------------------------
+
+
+def to_record(received: Received) -> Response:
+    """The answer as templates see it; TooDeep when its JSON is nested past MAX_JSON_DEPTH."""
+    return Response(received.status, received.headers, _body(received))
+
+
+def _body(received: Received) -> Any:
+    """JSON when the flow says so (the Return card does); otherwise the text as is."""
+    if not received.content:
+        return None
+    if "json" not in (received.content_type or "json"):
+        return _text(received)
+    try:
+        return parse_json(received.content)
+    except ValueError:  # not JSON, or numbers JSON cannot carry (NaN, 1e999, 5000 digits)
+        return _text(received)
+
+
+def _text(received: Received) -> str:
+    try:
+        return received.content.decode(received.charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return received.content.decode("utf-8", errors="replace")
+
+
+def parse_json(content: bytes, lenient_numbers: bool = False) -> Any:
+    """JSON, nested at most MAX_JSON_DEPTH deep (TooDeep); ValueError when it is not JSON.
+
+    Strict by default: NaN, Infinity and numbers beyond a float are not JSON values we can
+    carry. ``lenient_numbers`` reads every number as a float (inf when huge) instead.
+    """
+    number = float if lenient_numbers else _finite
+    try:
+        value = json.loads(
+            content,
+            parse_float=number,
+            parse_int=float if lenient_numbers else None,
+            parse_constant=float if lenient_numbers else _not_json,
+        )
+    except RecursionError:
+        raise TooDeep(_too_deep()) from None
+    if content.count(b"[") + content.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value):
+        raise TooDeep(_too_deep())
+    return value
+
+
+def _too_deep() -> str:
+    return f"the response JSON is nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+def _deeper_than(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):  # one level of containers at a time: no recursion
+        level = [child for node in level for child in _containers_in(node)]
+    return bool(level)
+
+
+def _containers_in(node: Any) -> list[Any]:
+    children = node.values() if isinstance(node, dict) else node
+    return [child for child in children if isinstance(child, dict | list)]
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is beyond a float")
+    return value
+
+
+def _not_json(text: str) -> None:
+    raise ValueError(f"{text} is not a JSON value")

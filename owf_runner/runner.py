@@ -11,12 +11,12 @@ from typing import Any, Protocol
 
 import httpx2
 
-from owf_runner.auth import TokenEndpointUnreachable
+from owf_runner.auth import TokenEndpointUnreachable, ready
 from owf_runner.clock import Clock
 from owf_runner.context import RunInfo, item_context, job_context, response_context, step_context
 from owf_runner.errors import OwfError
 from owf_runner.failures import AMBIGUOUS, Failure, FailureClass, status_failure
-from owf_runner.http import classify_exception, to_record
+from owf_runner.http import Bounds, invoke, outgoing
 from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR
@@ -214,22 +214,16 @@ class Runner:
             raise self._located(field, str(exc)) from None
 
     async def _send(self, step: StepPlan, request: Request) -> Response:
+        auth = self.auths[step.org.name]
+        await ready(auth)  # a token fetch, and its waits, come before the step's deadline
+        payload = request.payload if request.method == "POST" else None
+        sending = outgoing(
+            self.client, request.method, request.url, request.query, request.headers, payload
+        )
         pacer = self._pacer(step, request.url)
         await pacer.turn()
-        try:
-            answer = await self.client.request(
-                request.method,
-                request.url,
-                params=request.query,
-                headers=request.headers,
-                json=request.payload if request.method == "POST" else None,
-                auth=self.auths[step.org.name],
-                timeout=step.timeout,
-            )
-        except httpx2.TransportError as exc:
-            failure_class = classify_exception(exc)
-            raise Failure(failure_class, f"{failure_class}: {type(exc).__name__}: {exc}") from None
-        response = to_record(answer)
+        bounds = Bounds(deadline=step.timeout, max_bytes=step.max_response_bytes)
+        response = await invoke(self.client, sending, bounds, auth)
         self._raise_for_status(step, response, pacer)
         return response
 

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import httpx2
 import pytest
 
 from owf_runner.failures import FailureClass, classify_status, status_failure
 from owf_runner.http import (
+    MAX_JSON_DEPTH,
     USER_AGENT,
     EmulatorTransport,
+    Received,
+    TooDeep,
     build_client,
     classify_exception,
+    parse_json,
     real_transport,
     to_record,
+    transport_failure,
 )
 from owf_runner.outcomes import Response
+from owf_runner.redaction import MASK, REDACTOR
 
 THROTTLED, UNAVAILABLE, SERVER = (
     FailureClass.THROTTLED,
@@ -57,34 +64,100 @@ def test_classify_status(status: int, failure_class: FailureClass | None) -> Non
         (httpx2.WriteTimeout("slow write"), TIMEOUT),
         (httpx2.RemoteProtocolError("peer closed"), DROPPED),
         (httpx2.ReadError("reset"), DROPPED),
+        (httpx2.DecodingError("bad gzip"), None),  # the flow answered: re-sending cannot help
+        (httpx2.LocalProtocolError("illegal header"), None),  # ours to fix, not the server's
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
 )
-def test_classify_exception(exc: httpx2.TransportError, failure_class: FailureClass) -> None:
+def test_classify_exception(exc: httpx2.RequestError, failure_class: FailureClass | None) -> None:
     assert classify_exception(exc) is failure_class
 
 
-def test_to_record_parses_json_and_lowercases_headers() -> None:
-    response = httpx2.Response(201, json={"id": "00u1", "n": [1, 2]}, headers={"X-Thing": "v"})
+def test_a_transport_failure_quotes_the_exception_escaped_and_cut() -> None:
+    exc = httpx2.RemoteProtocolError("illegal header line: b'\x1b[2J" + "x" * 400 + "'")
 
-    record = to_record(response)
+    failure = transport_failure(exc)
+
+    assert failure.failure_class is DROPPED
+    expected = "illegal header line: b'\\x1b[2J" + "x" * 300
+    assert failure.message == f"dropped: RemoteProtocolError: {expected[:300]}…"
+
+
+def received(
+    content: bytes, content_type: str = "application/json", charset: str | None = None
+) -> Received:
+    return Received(201, {"x-thing": "v"}, content, content_type, charset)
+
+
+def test_to_record_parses_json() -> None:
+    record = to_record(received(b'{"id": "00u1", "n": [1, 2]}'))
 
     assert isinstance(record, Response)
-    assert record.status == 201
+    assert (record.status, record.headers) == (201, {"x-thing": "v"})
     assert record.body == {"id": "00u1", "n": [1, 2]}
-    assert record.headers["x-thing"] == "v"
-    assert all(name == name.lower() for name in record.headers)
 
 
 def test_to_record_keeps_text_as_text() -> None:
-    record = to_record(httpx2.Response(200, text="hello, not json"))
+    assert to_record(received(b"hello, not json", "text/plain")).body == "hello, not json"
+    assert to_record(received(b"{nope", "application/json")).body == "{nope"
 
-    assert record.body == "hello, not json"
+
+def test_to_record_decodes_text_by_its_charset_and_survives_unknown_ones() -> None:
+    assert to_record(received(b"caf\xe9", "text/plain", "latin-1")).body == "café"
+    assert to_record(received(b"caf\xe9", "text/plain", "x-no-such")).body == "caf\ufffd"
+
+
+def test_to_record_without_a_content_type_tries_json() -> None:
+    assert to_record(received(b"[1]", "")).body == [1]
 
 
 def test_to_record_empty_body_is_none() -> None:
-    assert to_record(httpx2.Response(204)).body is None
-    assert to_record(httpx2.Response(200, content=b"")).body is None
+    assert to_record(received(b"")).body is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"NaN", b"[Infinity]", b'{"a": -Infinity}', b"1e999", b"[" + b"9" * 5000 + b"]"],
+    ids=["nan", "infinity", "minus-infinity", "beyond-float", "5000-digits"],
+)
+def test_numbers_json_cannot_carry_leave_the_body_as_text(content: bytes) -> None:
+    assert to_record(received(content)).body == content.decode()
+
+
+def test_json_nested_64_deep_is_read() -> None:
+    content = b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH
+
+    body = to_record(received(content)).body
+
+    for _ in range(MAX_JSON_DEPTH - 1):
+        body = body[0] if body else body
+    assert body == []
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 900, 200_000])
+def test_json_nested_deeper_is_refused(depth: int) -> None:
+    content = b'{"a": ' * depth + b"1" + b"}" * depth
+
+    with pytest.raises(TooDeep) as raised:
+        to_record(received(content))
+
+    assert str(raised.value) == "the response JSON is nested more than 64 levels deep"
+
+
+def test_many_brackets_in_strings_are_not_depth() -> None:
+    content = b'{"a": "' + b"[" * 1000 + b'", "b": [[1]]}'
+
+    assert to_record(received(content)).body == {"a": "[" * 1000, "b": [[1]]}
+
+
+def test_lenient_numbers_read_every_number_as_a_float() -> None:
+    content = b'{"a": 3600, "b": ' + b"9" * 5000 + b', "c": NaN, "d": 1e999}'
+
+    value = parse_json(content, lenient_numbers=True)
+
+    assert value["a"] == 3600.0
+    assert value["b"] == value["d"] == math.inf
+    assert math.isnan(value["c"])
 
 
 def test_as_context() -> None:
@@ -291,3 +364,44 @@ def test_a_long_body_is_cut_at_300_characters() -> None:
 
     assert failure is not None
     assert failure.message == "HTTP 400 (expected 2xx): " + "x" * 300 + "…"
+
+
+def test_a_secret_straddling_the_cut_is_masked_whole() -> None:
+    secret = "tok-" + "s" * 28  # 32 characters
+    REDACTOR.add(secret)
+    body = "x" * 290 + secret + "y" * 100  # the cut at 300 falls inside the secret
+
+    failure = status_failure(answer(400, body), None, 300.0, NOW)
+
+    assert failure is not None
+    shown_body = ("x" * 290 + MASK + "y" * 100)[:300] + "…"
+    assert failure.message == f"HTTP 400 (expected 2xx): {shown_body}"
+
+
+def test_a_body_cannot_forge_a_line_or_drive_the_terminal() -> None:
+    body = "oops\x1b[2J\n12:00:00 step: succeeded\r\x07"
+
+    failure = status_failure(answer(500, body), None, 300.0, NOW)
+
+    assert failure is not None
+    assert failure.message == (
+        "HTTP 500 (expected 2xx): oops\\x1b[2J\\n12:00:00 step: succeeded\\r\\x07"
+    )
+
+
+def test_a_json_body_is_quoted_as_ascii_json() -> None:
+    failure = status_failure(answer(400, {"error": "bad\u202eevil"}), None, 300.0, NOW)
+
+    assert failure is not None  # the bidi override stays an inert \u202e
+    assert failure.message == 'HTTP 400 (expected 2xx): {"error": "bad\\u202eevil"}'
+
+
+def test_a_redirect_location_is_escaped() -> None:
+    response = answer(302, location="https://x.example/\x1b]0;owned\x07")
+
+    failure = status_failure(response, None, 300.0, NOW)
+
+    assert failure is not None
+    assert failure.message == (
+        "HTTP 302 redirect to https://x.example/\\x1b]0;owned\\x07; redirects are not followed"
+    )
