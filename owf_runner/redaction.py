@@ -64,12 +64,8 @@ class Redactor:
             self.add(piece)
 
     def redact(self, text: str) -> str:
-        patterns = self._patterns()
-        if not patterns:
-            return text
-        if len(patterns) == 1:
-            return patterns[0].sub(MASK, text)
-        return _masked(text, [match.span() for p in patterns for match in p.finditer(text)])
+        spans = [span for pattern in self._patterns() for span in _matches(pattern, text)]
+        return _masked(text, spans) if spans else text
 
     def _register(self, forms: Iterable[str], alone: bool) -> None:
         needles = {_Needle(form, alone) for form in forms if form}
@@ -145,6 +141,15 @@ def _node_pattern(node: dict[str, Any]) -> str:
         return ""
     body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
     return f"(?:{body})?" if "" in node else body
+
+
+def _matches(pattern: re.Pattern[str], text: str) -> Iterator[tuple[int, int]]:
+    """Every match, overlapping ones too: after a match the search goes on from its second
+    character, so that a secret starting inside another one is found (and the masks merge)."""
+    match = pattern.search(text)
+    while match:
+        yield match.span()
+        match = pattern.search(text, match.start() + 1)
 
 
 def _masked(text: str, spans: list[tuple[int, int]]) -> str:

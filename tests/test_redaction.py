@@ -1,0 +1,185 @@
+"""The redactor: every form a secret takes on its way out is masked; short secrets as words."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+from typing import Any
+
+import httpx2
+import pytest
+
+from owf_runner.redaction import MASK, Redactor, escape_controls, printable
+
+TOKEN = 'p@ss w/rd"+\\canary-91f3?x=1&y#z'
+NON_ASCII = "pässwörd/✓ ключ-canary"
+
+
+def encoded_forms(secret: str) -> dict[str, str]:
+    """Every encoding the redactor promises to mask, by name."""
+    raw = secret.encode()
+    forms = {
+        "raw": secret,
+        "json": json.dumps(secret)[1:-1],
+        "json-unicode": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "quote": urllib.parse.quote(secret, safe=""),
+        "quote-path": urllib.parse.quote(secret, safe="/"),
+        "quote-plus": urllib.parse.quote_plus(secret),
+        "httpx2-params": str(httpx2.URL("https://h/", params={"q": secret})).split("q=", 1)[1],
+        "httpx2-path": str(httpx2.URL(f"https://h/a/{secret}/b"))[len("https://h/a/") : -2],
+        "httpx2-query": str(httpx2.URL(f"https://h/a?q={secret}")).split("q=", 1)[1],
+    }
+    for name, encode in (("base64", base64.b64encode), ("base64url", base64.urlsafe_b64encode)):
+        forms[name] = encode(raw).decode()
+        forms[f"{name}-unpadded"] = encode(raw).decode().rstrip("=")
+    return forms
+
+
+@pytest.mark.parametrize("secret", [TOKEN, NON_ASCII], ids=["ascii", "non-ascii"])
+@pytest.mark.parametrize("form", list(encoded_forms(TOKEN)))
+def test_every_encoding_of_a_secret_is_masked(secret: str, form: str) -> None:
+    redactor = Redactor()
+    redactor.add(secret)
+
+    assert redactor.redact(f"before {encoded_forms(secret)[form]} after") == f"before {MASK} after"
+
+
+SECRET_OUTPUT = {
+    "token": "tok-ünïcode-canary-1",
+    "nested": {"list": ["deep-canary-2", 424242, True, None], "name": "名前-canary-3"},
+}
+
+
+def renderings(value: Any) -> list[str]:
+    styles: list[dict[str, Any]] = [{"separators": (",", ":")}, {}, {"indent": 2}]
+    return [str(value)] + [
+        json.dumps(value, ensure_ascii=ascii_only, **style)
+        for style in styles
+        for ascii_only in (True, False)
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *renderings(SECRET_OUTPUT),
+        *renderings(SECRET_OUTPUT["nested"]),
+        *renderings(SECRET_OUTPUT["nested"]["list"]),
+        urllib.parse.quote(json.dumps(SECRET_OUTPUT)),
+    ],
+)
+def test_a_secret_output_is_masked_whole_in_every_rendering(text: str) -> None:
+    redactor = Redactor()
+    redactor.add_value(SECRET_OUTPUT)
+
+    assert redactor.redact(f"<{text}>") == f"<{MASK}>"
+
+
+@pytest.mark.parametrize(
+    ("leaf", "shown"),
+    [
+        ("tok-ünïcode-canary-1", MASK),
+        ("tok-\\u00fcn\\u00efcode-canary-1", MASK),
+        ("名前-canary-3", MASK),
+        ("\\u540d\\u524d-canary-3", MASK),
+        ("424242", MASK),
+        ("deep-canary-2", MASK),
+        ("true", "true"),  # a boolean alone is no secret; see the module's docstring
+    ],
+)
+def test_each_leaf_of_a_secret_output_is_masked_on_its_own(leaf: str, shown: str) -> None:
+    redactor = Redactor()
+    redactor.add_value(SECRET_OUTPUT)
+
+    assert redactor.redact(f"sent {leaf} later") == f"sent {shown} later"
+
+
+def test_a_secret_of_four_characters_is_masked_even_inside_a_word() -> None:
+    redactor = Redactor()
+    redactor.add("k9Zq")
+
+    assert redactor.redact("k9Zq xk9Zqx") == f"{MASK} x{MASK}x"
+
+
+@pytest.mark.parametrize("short", ["a", "ab", "1-2", "  ab  "])
+def test_a_shorter_secret_is_masked_only_as_a_whole_word(short: str) -> None:
+    redactor = Redactor()
+    redactor.add(short)
+    word = short.strip()
+
+    text = f"{word} x{word}y {word}9 ({word}), {word}"
+
+    assert redactor.redact(text) == f"{MASK} x{word}y {word}9 ({MASK}), {MASK}"
+
+
+@pytest.mark.parametrize("value", [7, 1.5, "7"])
+def test_a_short_secret_output_is_masked_as_a_word(value: Any) -> None:
+    redactor = Redactor()
+    redactor.add_value(value)
+    text = json.dumps(value).strip('"')
+
+    assert redactor.redact(f"pin {text}, not 17") == f"pin {MASK}, not 17"
+
+
+def test_nothing_registered_nothing_changed() -> None:
+    redactor = Redactor()
+    redactor.add("   ")
+    redactor.add_value(None)
+
+    assert redactor.redact("a b c") == "a b c"
+
+
+def test_the_longest_secret_at_a_place_wins() -> None:
+    redactor = Redactor()
+    redactor.add("canary-prefix")
+    redactor.add("canary-prefix-and-more")
+
+    assert redactor.redact("x canary-prefix-and-more y") == f"x {MASK} y"
+
+
+def test_secrets_registered_between_redactions_are_all_masked() -> None:
+    redactor = Redactor()
+    secrets = [f"secret-number-{n:03}" for n in range(40)]
+    for secret in secrets:  # one compiled tier each, merged as they pile up
+        redactor.add(secret)
+        assert redactor.redact(secret) == MASK
+
+    assert redactor.redact(" ".join(secrets)) == " ".join([MASK] * 40)
+
+
+def test_overlapping_secrets_registered_apart_are_one_mask() -> None:
+    redactor = Redactor()
+    redactor.add("alpha-secret-1")
+    redactor.redact("")  # compiled: the next one goes to another tier
+    redactor.add("secret-1-beta")
+
+    assert redactor.redact("<alpha-secret-1-beta>") == f"<{MASK}>"
+
+
+def test_secrets_nested_as_prefixes_of_each_other_still_mask() -> None:
+    # Each is a prefix of the next: the trie-shaped pattern would nest a group per secret,
+    # beyond what the regex compiler takes; a plain alternation stands in.
+    redactor = Redactor()
+    for n in range(4, 600):
+        redactor.add("q" * n)
+
+    assert redactor.redact("<" + "q" * 700 + ">") == f"<{MASK}>"
+
+
+def test_the_long_lines_of_a_multi_line_secret_are_masked_alone() -> None:
+    redactor = Redactor()
+    redactor.add("-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nshort\n-----END KEY-----\n")
+
+    assert redactor.redact("line MIIEvQIBADANBgkqhkiG9w0B short") == f"line {MASK} short"
+
+
+def test_printable_redacts_then_escapes_all_control_characters_but_newlines() -> None:
+    redactor_text = "a\x1b[31mred\x07\r\u202eevil\tx\nnext"
+
+    assert printable(redactor_text) == "a\\x1b[31mred\\x07\\r\\u202eevil\\tx\nnext"
+
+
+def test_escape_controls_leaves_printable_text_alone() -> None:
+    assert escape_controls("plain ✓ text") == "plain ✓ text"
+    assert escape_controls("two\nlines") == "two\\nlines"
