@@ -16,6 +16,7 @@ from owf_runner.boundary import Output
 from owf_runner.failures import Failure
 from owf_runner.outcomes import ItemResult, RunResult, Status, StepResult
 from owf_runner.plan import StepPlan
+from owf_runner.redaction import escape_controls
 
 
 @dataclass
@@ -69,7 +70,10 @@ def _attempts(count: int) -> str:
 
 def _table(steps: tuple[StepResult, ...]) -> list[str]:
     rows = [("STEP", "STATUS", "ATTEMPTS", "TIME")]
-    rows += [(s.id, s.shown_status, str(s.attempts), f"{s.seconds:.2f}s") for s in steps]
+    # Escaped before measuring, so that the columns line up as printed.
+    rows += [
+        (escape_controls(s.id), s.shown_status, str(s.attempts), f"{s.seconds:.2f}s") for s in steps
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
