@@ -56,7 +56,7 @@ from tests.fakes import SteppingClock
 
 CAP = 64 * 1024  # the steps' max_response_bytes: small, so that big bodies are cheap to serve
 ATTEMPTS, MAX_WAIT = 3, 60
-MAX_FLOW_REQUESTS = ATTEMPTS * 2  # each attempt may be re-sent once after a 401
+MAX_FLOW_REQUESTS = 2 * ATTEMPTS * 2  # two steps; each attempt may be re-sent after a 401
 MAX_TOKEN_REQUESTS = 4 * (MAX_FLOW_REQUESTS + 1)  # four tries per fetch; a fetch per 401
 MAX_VIRTUAL_SLEEP = 3600.0
 HARD_LIMIT_SECONDS = 10  # real time; an example that takes longer is a hang
@@ -204,8 +204,9 @@ HOSTILE_BODIES = {
     "non-finite": b"[1e400, -1e400, NaN, Infinity]",
     "utf-16 bom": b'\xff\xfe{"a": 1}',
     "latin-1 in json": b'{"a": "\xe9\xe8"}',
-    "terminal escapes": b"\x1b[2J\x1b[31mstep: succeeded\r\nfake line\x07\x08",
-    "bidi and nel": "\u202eevil\u2066 \u0085next".encode(),
+    "terminal escapes": b"\x1b[2J\x1b[31m\x07\x08\x9b31m",
+    "forged lines": b"ok\nFORGED: step succeeded\r\nFORGED: run succeeded",
+    "bidi and nel": "\u202eevil\u2066 \u0085FORGED\u2028FORGED".encode(),
     "over the cap": b"a" * (CAP * 3),
     "json over the cap": b'{"a": "' + b"b" * (CAP * 2) + b'"}',
     "gzip magic, then garbage": b"\x1f\x8b\x08\x00garbage",
@@ -219,7 +220,7 @@ def reflections(pad: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[
     return st.builds(Reflect, st.sampled_from(sorted(ENCODERS)), pads)
 
 
-printable = st.text(st.characters(codec="utf-8"), max_size=20)
+printable = st.text(st.characters(codec="utf-8"), max_size=20) | st.just("\nFORGED: ok\x1b[0m")
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -362,7 +363,13 @@ def job_text(credential: str) -> str:
         f"defaults: {{max_response_bytes: {CAP}, timeout: 5,"
         f" retry: {{attempts: {ATTEMPTS}, max_wait: {MAX_WAIT}}}}}\n"
         "steps:\n"
-        f"  - {{id: s, flow: '{FLOW_URL}', payload: {{n: 1}}}}\n"
+        f"  - {{id: s, flow: '{FLOW_URL}', payload: {{n: 1}}, continue_on_error: true,\n"
+        "      expect: {that: ['{{ response.body is defined }}']},\n"
+        "      outputs: {whole: '{{ response.body }}', status: '{{ response.status }}',\n"
+        "        header: \"{{ response.headers['retry-after'] | default('none') }}\"}}\n"
+        # The answer, as data, sent on: templates and JSON encoding meet whatever came back.
+        "  - {id: then, when: \"{{ steps.s.status == 'succeeded' }}\",\n"
+        f"      flow: '{FLOW_URL}', payload: {{whole: '{{{{ steps.s.outputs.whole }}}}'}}}}\n"
     )
 
 
@@ -470,6 +477,7 @@ def assert_promises_held(outcome: Outcome, server: HostileServer, *tokens: str) 
     assert len(server.assertions) <= MAX_TOKEN_REQUESTS
     assert sum(outcome.clock.sleeps) <= MAX_VIRTUAL_SLEEP, outcome.clock.sleeps
     assert_bodies_capped(outcome.result)
+    assert_terminal_safe(outcome.printed)
     assert_nothing_leaked(outcome.printed, PRIVATE_KEY, *server.assertions, *tokens)
     assert_no_fragment(outcome.printed, *tokens)
 
@@ -482,7 +490,16 @@ def assert_bodies_capped(result: RunResult | None) -> None:
                 continue
             body = response.body
             text = body if isinstance(body, str) else json.dumps(body, allow_nan=True)
-            assert len(text.encode("utf-8", "surrogatepass")) <= CAP
+            size = len(text.encode("utf-8", "surrogatepass"))
+            assert size <= CAP, f"kept a {size}-byte body; the cap is {CAP}"
+
+
+def assert_terminal_safe(printed: str) -> None:
+    """Server text cannot drive the terminal nor forge a line of ours (escaped, not printed)."""
+    unsafe = sorted({ch for ch in printed if not ch.isprintable() and ch != "\n"})
+    assert not unsafe, f"printed raw control characters {unsafe}"
+    forged = [line for line in printed.split("\n") if line.startswith("FORGED")]
+    assert not forged, f"a server forged lines: {forged}"
 
 
 def assert_nothing_leaked(printed: str, *secrets: str) -> None:
