@@ -88,10 +88,15 @@ def open_regular(path: Path, kind: FileKind) -> BinaryIO:
 def read_bytes(path: Path, kind: FileKind) -> bytes:
     """The whole file, or UnreadableFile when it holds more than ``kind.cap`` bytes."""
     with open_regular(path, kind) as handle:
-        try:
-            data = handle.read(kind.cap + 1)  # one more tells "too big", even if it grew
-        except OSError as exc:
-            raise CannotOpen(path, kind, exc.strerror or type(exc).__name__) from None
+        return read_all(handle, path, kind)
+
+
+def read_all(handle: BinaryIO, path: Path, kind: FileKind) -> bytes:
+    """What is left in ``handle``, at most ``kind.cap`` bytes (UnreadableFile beyond)."""
+    try:
+        data = handle.read(kind.cap + 1)  # one more tells "too big", even if it grew
+    except OSError as exc:
+        raise CannotOpen(path, kind, exc.strerror or type(exc).__name__) from None
     if len(data) > kind.cap:
         message = f"{kind.noun} is larger than the {size_text(kind.cap)} limit"
         raise UnreadableFile(Location(path), message)

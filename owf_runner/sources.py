@@ -1,4 +1,9 @@
-"""Foreach item sources: a list, or a CSV / JSON Lines / JSON file streamed item by item."""
+"""Foreach item sources: a list, or a CSV / JSON Lines / JSON file streamed item by item.
+
+Files are read as every file is (files.py: regular files only, strict UTF-8); CSV and JSONL
+are streamed a bounded line at a time, a JSON file is read whole under its own cap. A bad
+byte, an overlong line or item, or JSON nested too deep is a SourceError naming file:line.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,25 @@ import json
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO, NamedTuple
 
+from owf_runner.files import (
+    JSON_SOURCE,
+    MAX_LINE_BYTES,
+    STREAMED_SOURCE,
+    CannotOpen,
+    FileKind,
+    UnreadableFile,
+    decode,
+    open_regular,
+    read_all,
+    size_text,
+)
 from owf_runner.templating import TemplateError
+
+MAX_NESTING = 64  # as for YAML; json itself would recurse until Python's stack gives out
+# CSV fields stay under the csv module's own limit (131072 characters): it is process-wide,
+# so it is never raised here.
 
 
 class SourceKind(StrEnum):
@@ -22,41 +43,145 @@ class SourceError(TemplateError):
     """A foreach source could not be read; it fails the step before that item is sent."""
 
 
+class _Line(NamedTuple):
+    number: int
+    text: str
+    size: int  # in bytes, without the newline
+
+
 def file_items(kind: SourceKind, path: Path) -> Iterator[Any]:
     """Opens the file now (so a missing file fails at once) and yields its items lazily."""
+    file_kind = JSON_SOURCE if kind is SourceKind.JSON else STREAMED_SOURCE
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")  # a BOM (Excel) is dropped
-    except OSError as exc:
+        handle = open_regular(path, file_kind)
+    except CannotOpen as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+    except UnreadableFile as exc:
+        raise SourceError(str(exc)) from None
     readers = {SourceKind.CSV: _csv_rows, SourceKind.JSONL: _jsonl_items}
     return readers.get(kind, _json_items)(handle, path)
 
 
-def _csv_rows(handle: IO[str], path: Path) -> Iterator[Any]:
+def _lines(handle: BinaryIO, path: Path) -> Iterator[_Line]:
+    """Each line decoded (a BOM, as Excel writes, dropped), none longer than MAX_LINE_BYTES."""
+    number = 0
+    while raw := _read_line(handle, path):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise SourceError(f"{path}:{number}: line longer than {size_text(MAX_LINE_BYTES)}")
+        text = _decoded(raw, path, number, STREAMED_SOURCE)
+        size = len(raw) - raw.endswith(b"\n")
+        yield _Line(number, text.removeprefix("\ufeff") if number == 1 else text, size)
+
+
+def _read_line(handle: BinaryIO, path: Path) -> bytes:
+    try:
+        return handle.readline(MAX_LINE_BYTES + 1)  # a 1 GiB line is never held whole
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _decoded(raw: bytes, path: Path, first_line: int, kind: FileKind) -> str:
+    try:
+        return decode(raw, path, kind, first_line)
+    except UnreadableFile as exc:
+        raise SourceError(str(exc)) from None
+
+
+def _csv_rows(handle: BinaryIO, path: Path) -> Iterator[Any]:
+    record = _RecordSize(path)
+    reader = csv.DictReader(record.counted(_lines(handle, path)))
+    with handle:  # closed here, when reading ends for any reason, not whenever GC gets to it
+        try:
+            _ = reader.fieldnames  # the header: a record of its own
+            record.ended()
+            for row in reader:
+                record.ended()
+                yield row
+        except csv.Error as exc:  # the DictReader's own line_num lags a failed row
+            raise SourceError(f"{path}:{reader.reader.line_num}: {exc}") from None
+
+
+class _RecordSize:
+    """Bounds one CSV record: quoted newlines let a record run over many (bounded) lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+
+    def counted(self, lines: Iterator[_Line]) -> Iterator[str]:
+        for line in lines:
+            self.size += line.size
+            if self.size > MAX_LINE_BYTES:
+                limit = size_text(MAX_LINE_BYTES)
+                raise SourceError(f"{self.path}:{line.number}: record longer than {limit}")
+            yield line.text
+
+    def ended(self) -> None:
+        self.size = 0  # csv reads no further than the end of the record it returns
+
+
+def _jsonl_items(handle: BinaryIO, path: Path) -> Iterator[Any]:
+    with handle:
+        for line in _lines(handle, path):
+            if line.text.strip():
+                yield _json(line.text, path, line.number)
+
+
+def _json_items(handle: BinaryIO, path: Path) -> Iterator[Any]:
     with handle:
         try:
-            yield from csv.DictReader(handle)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise SourceError(f"{path}: {exc}") from None
-
-
-def _jsonl_items(handle: IO[str], path: Path) -> Iterator[Any]:
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except ValueError as exc:
-                raise SourceError(f"{path}:{number}: invalid JSON: {exc}") from None
-
-
-def _json_items(handle: IO[str], path: Path) -> Iterator[Any]:
-    with handle:
-        try:
-            data = json.load(handle)
-        except ValueError as exc:
-            raise SourceError(f"{path}: invalid JSON: {exc}") from None
+            raw = read_all(handle, path, JSON_SOURCE)
+        except UnreadableFile as exc:
+            raise SourceError(str(exc)) from None
+    data = _json(_decoded(raw, path, 1, JSON_SOURCE).removeprefix("\ufeff"), path, None)
     if not isinstance(data, list):
         raise SourceError(f"{path}: expected a JSON list, found {type(data).__name__}")
     yield from data
+
+
+def _json(text: str, path: Path, line: int | None) -> Any:
+    """One JSON value, strict: no NaN or Infinity, finite numbers, at most MAX_NESTING deep."""
+    where = f"{path}:{line}" if line else f"{path}"
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise SourceError(
+            f"{path}:{line or exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+        ) from None
+    except _NotJson as exc:
+        raise SourceError(f"{where}: invalid JSON: {exc}") from None
+    except ValueError:  # json reads any digits; Python refuses an int of over 4300
+        raise SourceError(f"{where}: invalid JSON: a number too long to read") from None
+    except RecursionError:
+        raise SourceError(f"{where}: nested more than {MAX_NESTING} levels deep") from None
+    if _deeper_than(value, MAX_NESTING):
+        raise SourceError(f"{where}: nested more than {MAX_NESTING} levels deep")
+    return value
+
+
+class _NotJson(ValueError):
+    """What Python's json accepts but JSON does not."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise _NotJson(f"{text[:20]} is too large for a number")
+    return number
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Without recursion: the value may be as deep as Python's stack allows."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
