@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -11,16 +12,21 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from joserfc.jwk import ECKey, RSAKey
 
 from owf_runner import commands
 from owf_runner.auth import TOKEN_ATTEMPTS
 from owf_runner.emulator import Emulator, Fault, FlowStub
+from owf_runner.redaction import MASK
+from owf_runner.report import ConsoleReporter
 from tests.conftest import DATA, Cli, assert_not_leaked, ec_key, jwt_segments, pem, rsa_key
 from tests.fakes import FakeClock, run_commands_on
 
@@ -664,3 +670,238 @@ def test_two_orgs_with_the_same_app_share_one_token(
     assert result.code == 0, result.err
     assert len(emulator.token_requests()) == 1
     assert len(emulator.invocations()) == 2
+
+
+# -- a lost standard output ----------------------------------------------------
+
+PIPE_JOB = """version: 1
+orgs: {local: {domain: acme.okta.com, credential: open}}
+credentials: {open: {type: none}}
+steps:
+  - id: big
+    flow: https://acme.workflows.okta.com/api/flo/big/invoke
+    payload: {pad: "{{ 'x' * 300000 }}"}
+  - id: last
+    flow: https://acme.workflows.okta.com/api/flo/last/invoke
+    retry: {attempts: 1}
+"""
+
+
+def _pipe_job(tmp_path: Path, stubs: str) -> Path:
+    job = tmp_path / "pipe.yaml"
+    job.write_text(PIPE_JOB)
+    if stubs:
+        (tmp_path / "stubs").mkdir()
+        (tmp_path / "stubs" / "pipe.yaml").write_text(stubs)
+    return job
+
+
+@pytest.mark.parametrize(
+    ("stubs", "code"),
+    [("", 0), ("flows: {last: {status: 500}}\n", 1)],
+    ids=["run succeeds", "last step fails"],
+)
+def test_a_reader_gone_after_one_line_never_aborts_the_run(
+    tmp_path: Path, stubs: str, code: int
+) -> None:
+    # `owf-run JOB | head -1`. The 300 kB echo under --verbose cannot fit in a pipe (64 kB),
+    # so the child is certain to write after the reader has gone, whatever the timing.
+    job = _pipe_job(tmp_path, stubs)
+    script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
+    assert script
+    env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+
+    with _sigint_not_ignored(), _popen([script, str(job), "--emulate", "-v"], env) as process:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        _, err = process.communicate(timeout=60)
+
+    assert first.endswith(
+        " emulating Okta: every request goes to a built-in emulator on loopback\n"
+    )
+    assert (process.returncode, err) == (code, "")  # the run's own outcome, and no complaint
+    assert not (tmp_path / "state" / "logs").exists()
+
+
+def test_a_stdout_closed_from_the_start_never_aborts_the_run(tmp_path: Path) -> None:
+    job = _pipe_job(tmp_path, "flows: {last: {status: 500}}\n")
+    script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
+    assert script
+    env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+
+    done = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$0" "$@" >&-', script, str(job), "--emulate", "-v"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert (done.returncode, done.stderr) == (1, "")
+
+
+# -- the canary sweep: no secret, in any encoding, in any sink ------------------
+
+
+@dataclass(frozen=True)
+class Canaries:
+    job: Path
+    key: str
+    token: str
+    output: dict[str, Any]
+
+    def secrets(self) -> list[str]:
+        nested = self.output["nested"]
+        leaves = [self.output["name"], *nested["list"], nested["path"]]
+        return [self.key, self.token, *map(str, leaves)]
+
+
+CANARY_JOB = """version: 1
+orgs:
+  acme: {{domain: acme.okta.com, credential: jwt}}
+  hooks: {{domain: acme.okta.com, credential: hook}}
+credentials:
+  jwt:
+    type: private_key_jwt
+    client_id: 0oaX
+    key_id: kid-x
+    private_key: {{env: OWF_CANARY_KEY}}
+  hook: {{type: client_token, token: {{env: OWF_CANARY_TOKEN}}}}
+steps:
+  - id: issue
+    org: acme
+    flow: https://acme.workflows.okta.com/api/flo/issue/invoke
+    outputs:
+      creds: {{value: "{{{{ response.body.creds }}}}", secret: true}}
+  - id: use
+    org: hooks
+    flow: https://acme.workflows.okta.com/api/flo/use/invoke
+    query: {{name: "{{{{ steps.issue.outputs.creds.name }}}}"}}
+    payload:
+      creds: "{{{{ steps.issue.outputs.creds }}}}"
+      said: "sent {{{{ steps.issue.outputs.creds }}}} and {{{{ steps.issue.outputs.creds.name }}}}"
+      token: "{{{{ env.OWF_CANARY_TOKEN }}}}"
+      key: "{{{{ env.OWF_CANARY_KEY }}}}"
+{more}"""
+PATH_STEP = """  - id: path
+    org: hooks
+    flow: "https://acme.workflows.okta.com/api/flo/use/{{ steps.issue.outputs.creds.nested.path
+      }}/invoke"
+"""
+
+
+@pytest.fixture
+def canaries(
+    tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, request: Any
+) -> Canaries:
+    """A job whose every secret is a fresh canary; a flow hands out a secret output."""
+    tag = os.urandom(3).hex()
+    key = rsa_key()
+    token = f"client-token-canary-{tag}"
+    output = {
+        "name": f"Zoë-ключ-canary-{tag}",
+        "nested": {"list": [f"ünï-canary-{tag}", 987654], "path": f"päth canary/sëcret+{tag}"},
+    }
+    monkeypatch.setenv("OWF_CANARY_KEY", pem(key))
+    monkeypatch.setenv("OWF_CANARY_TOKEN", token)
+    emulator.register_client("0oaX", "kid-x", key.as_dict(private=False))
+    emulator.register_client_token(token)
+    emulator.set_stub("issue", FlowStub(body={"creds": output}, echo=False))
+    emulator.set_stub("use", FlowStub(security="client_token"))
+    job = tmp_path / "canary.yaml"
+    with_path = getattr(request, "param", False)
+    job.write_text(CANARY_JOB.format(more=PATH_STEP if with_path else ""))
+    return Canaries(job, pem(key), token, output)
+
+
+def _canary_forms(secret: str) -> set[str]:
+    """A secret as it could leak: raw, URL-encoded three ways, JSON-escaped two ways, base64."""
+    forms: set[str] = set()
+    for piece in [secret, *(line for line in secret.splitlines() if len(line) >= 16)]:
+        raw = piece.encode()
+        forms |= {
+            piece,
+            urllib.parse.quote(piece, safe=""),
+            urllib.parse.quote(piece, safe="/"),
+            urllib.parse.quote_plus(piece),
+            json.dumps(piece)[1:-1],
+            json.dumps(piece, ensure_ascii=False)[1:-1],
+        }
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            forms |= {encode(raw).decode(), encode(raw).decode().rstrip("=")}
+        if piece.isprintable():  # httpx2 refuses control characters in a URL
+            forms.add(str(httpx2.URL(f"https://h/{piece}"))[len("https://h/") :])
+    return forms
+
+
+def _assert_no_canary(text: str, canaries: Canaries) -> None:
+    whole = [json.dumps(canaries.output, ensure_ascii=a) for a in (True, False)]
+    for secret in [*canaries.secrets(), *whole]:
+        leaked = sorted(form for form in _canary_forms(secret) if form in text)
+        assert leaked == [], f"{secret!r} leaked as {leaked}"
+
+
+@pytest.mark.parametrize(
+    ("canaries", "args", "code"),
+    [(False, [], 0), (False, ["--verbose"], 0), (True, ["--verbose"], 1)],
+    ids=["success", "verbose", "step failure"],
+    indirect=["canaries"],
+)
+def test_no_canary_leaks_from_a_run(
+    canaries: Canaries, emulator: Emulator, cli: RunCli, args: list[str], code: int
+) -> None:
+    result = cli(str(canaries.job), "--emulator", emulator.base_url, *args)
+
+    assert result.code == code, result.out + result.err
+    sent = body(emulator.invocations("use")[0])
+    assert sent["creds"] == canaries.output  # the secrets did travel where the job sent them
+    if args:
+        assert f'"creds": {MASK}' in result.out  # the echo was printed, masked
+    if code:
+        assert "No such endpoint: POST /api/flo/use/" in result.out
+    _assert_no_canary(result.out + result.err, canaries)
+
+
+def test_no_canary_leaks_from_a_plan(canaries: Canaries, cli: RunCli) -> None:
+    result = cli("plan", str(canaries.job))
+
+    assert (result.code, result.err) == (0, "")
+    assert f'"token": "{MASK}"' in result.out  # {{ env.OWF_CANARY_TOKEN }}, rendered and masked
+    _assert_no_canary(result.out, canaries)
+
+
+def test_no_canary_leaks_from_a_crash_log(
+    canaries: Canaries, emulator: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(self: ConsoleReporter, run: object) -> None:
+        creds = json.dumps(canaries.output, ensure_ascii=False)
+        path = urllib.parse.quote(canaries.output["nested"]["path"])
+        raise RuntimeError(f"boom {creds} {path} {canaries.token} {canaries.key}")
+
+    monkeypatch.setattr(ConsoleReporter, "summary", explode)
+
+    result = cli(str(canaries.job), "--emulator", emulator.base_url, "--verbose")
+
+    assert result.code == 70, result.out + result.err
+    log = Path(result.err.rsplit(" ", 1)[-1].strip())
+    logged = log.read_text()
+    assert f"RuntimeError: boom {MASK} {MASK} {MASK} {MASK}" in logged
+    _assert_no_canary(result.out + result.err + logged, canaries)
+
+
+# -- terminal safety at the sinks ------------------------------------------------
+
+
+def test_a_file_name_with_control_characters_is_printed_escaped(
+    tmp_path: Path, cli: RunCli
+) -> None:
+    job = tmp_path / "evil\x1b]0;pwned\x07\r.yaml"
+    job.write_text(_none_job(tmp_path, "").read_text())
+
+    result = cli("validate", str(job))
+
+    assert (result.code, result.err) == (0, "")
+    assert result.out == f"{tmp_path}/evil\\x1b]0;pwned\\x07\\r.yaml: ok\n"
