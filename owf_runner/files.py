@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from owf_runner.problems import Location
+from owf_runner.redaction import escape_controls
 
 MiB = 1024 * 1024
 
@@ -50,7 +51,8 @@ class UnreadableFile(Exception):
     def __init__(self, location: Location, reason: str) -> None:
         self.location = location
         self.reason = reason  # without the file name: "job file is not UTF-8"
-        super().__init__(f"{location}: {reason}")
+        # A name from a job file may hold an escape code: it must not drive the terminal.
+        super().__init__(escape_controls(f"{location}: {reason}"))
 
 
 class CannotOpen(UnreadableFile):
@@ -68,21 +70,31 @@ class FileMissing(CannotOpen):
 def open_regular(path: Path, kind: FileKind) -> BinaryIO:
     """The file opened for binary reading, once it is known to be a regular file.
 
-    O_NONBLOCK: opening a FIFO must not wait for a writer; fstat after opening checks the
-    file actually opened, not one swapped in after a stat.
+    Checked before opening (a socket cannot even be opened) and again after, on the file
+    actually opened; O_NONBLOCK keeps the open from waiting for a FIFO's writer in between.
     """
     try:
+        _check_regular(path, kind, os.stat(path).st_mode)
         fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError as exc:
         raise FileMissing(path, kind, exc.strerror or "No such file or directory") from None
     except OSError as exc:
         raise CannotOpen(path, kind, exc.strerror or type(exc).__name__) from None
-    what = _NOT_REGULAR.get(stat.S_IFMT(os.fstat(fd).st_mode))
-    if what is not None:
+    except ValueError as exc:  # a NUL in the name, from a YAML "\0" escape
+        raise CannotOpen(path, kind, str(exc)) from None
+    try:
+        _check_regular(path, kind, os.fstat(fd).st_mode)
+    except UnreadableFile:
         os.close(fd)
-        raise UnreadableFile(Location(path), f"{kind.noun} is not a regular file ({what})")
+        raise
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+def _check_regular(path: Path, kind: FileKind, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        what = _NOT_REGULAR.get(stat.S_IFMT(mode), "a special file")
+        raise UnreadableFile(Location(path), f"{kind.noun} is not a regular file ({what})")
 
 
 def read_bytes(path: Path, kind: FileKind) -> bytes:

@@ -26,6 +26,7 @@ from owf_runner.files import (
     read_all,
     size_text,
 )
+from owf_runner.redaction import escape_controls
 from owf_runner.templating import TemplateError
 
 MAX_NESTING = 64  # as for YAML; json itself would recurse until Python's stack gives out
@@ -55,7 +56,7 @@ def file_items(kind: SourceKind, path: Path) -> Iterator[Any]:
     try:
         handle = open_regular(path, file_kind)
     except CannotOpen as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+        raise SourceError(f"cannot read {_at(path)}: {exc.strerror}") from None
     except UnreadableFile as exc:
         raise SourceError(str(exc)) from None
     readers = {SourceKind.CSV: _csv_rows, SourceKind.JSONL: _jsonl_items}
@@ -68,7 +69,7 @@ def _lines(handle: BinaryIO, path: Path) -> Iterator[_Line]:
     while raw := _read_line(handle, path):
         number += 1
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            raise SourceError(f"{path}:{number}: line longer than {size_text(MAX_LINE_BYTES)}")
+            raise SourceError(f"{_at(path, number)}: line longer than {size_text(MAX_LINE_BYTES)}")
         text = _decoded(raw, path, number, STREAMED_SOURCE)
         size = len(raw) - raw.endswith(b"\n")
         yield _Line(number, text.removeprefix("\ufeff") if number == 1 else text, size)
@@ -78,7 +79,7 @@ def _read_line(handle: BinaryIO, path: Path) -> bytes:
     try:
         return handle.readline(MAX_LINE_BYTES + 1)  # a 1 GiB line is never held whole
     except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+        raise SourceError(f"cannot read {_at(path)}: {exc.strerror}") from None
 
 
 def _decoded(raw: bytes, path: Path, first_line: int, kind: FileKind) -> str:
@@ -99,7 +100,7 @@ def _csv_rows(handle: BinaryIO, path: Path) -> Iterator[Any]:
                 record.ended()
                 yield row
         except csv.Error as exc:  # the DictReader's own line_num lags a failed row
-            raise SourceError(f"{path}:{reader.reader.line_num}: {exc}") from None
+            raise SourceError(f"{_at(path, reader.reader.line_num)}: {exc}") from None
 
 
 class _RecordSize:
@@ -114,7 +115,7 @@ class _RecordSize:
             self.size += line.size
             if self.size > MAX_LINE_BYTES:
                 limit = size_text(MAX_LINE_BYTES)
-                raise SourceError(f"{self.path}:{line.number}: record longer than {limit}")
+                raise SourceError(f"{_at(self.path, line.number)}: record longer than {limit}")
             yield line.text
 
     def ended(self) -> None:
@@ -136,18 +137,18 @@ def _json_items(handle: BinaryIO, path: Path) -> Iterator[Any]:
             raise SourceError(str(exc)) from None
     data = _json(_decoded(raw, path, 1, JSON_SOURCE).removeprefix("\ufeff"), path, None)
     if not isinstance(data, list):
-        raise SourceError(f"{path}: expected a JSON list, found {type(data).__name__}")
+        raise SourceError(f"{_at(path)}: expected a JSON list, found {type(data).__name__}")
     yield from data
 
 
 def _json(text: str, path: Path, line: int | None) -> Any:
     """One JSON value, strict: no NaN or Infinity, finite numbers, at most MAX_NESTING deep."""
-    where = f"{path}:{line}" if line else f"{path}"
+    where = _at(path, line)
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise SourceError(
-            f"{path}:{line or exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+            f"{_at(path, line or exc.lineno)}:{exc.colno}: invalid JSON: {exc.msg}"
         ) from None
     except _NotJson as exc:
         raise SourceError(f"{where}: invalid JSON: {exc}") from None
@@ -158,6 +159,11 @@ def _json(text: str, path: Path, line: int | None) -> Any:
     if _deeper_than(value, MAX_NESTING):
         raise SourceError(f"{where}: nested more than {MAX_NESTING} levels deep")
     return value
+
+
+def _at(path: Path, line: int | None = None) -> str:
+    """``file`` or ``file:line``; a name from a template may hold escape codes, shown escaped."""
+    return escape_controls(f"{path}:{line}" if line else str(path))
 
 
 class _NotJson(ValueError):
