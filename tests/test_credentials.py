@@ -528,3 +528,126 @@ def test_orgs_sharing_a_token_endpoint_fetch_one_token(
 
     assert token_hosts == ["acme.okta.com", "globex.okta.com"]
     assert bearers == ["Bearer t1", "Bearer t1", "Bearer t2"]
+
+
+# -- secret values are checked: one trailing newline dropped, broken values refused -------
+
+
+def test_a_token_file_ending_in_a_newline_sends_the_token_without_it(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    write_key(tmp_path / "token.txt", f"{CANARY}\r\n")
+    emulator.register_client_token(CANARY)
+    emulator.set_stub("ping", FlowStub(security="client_token"))
+    job = token_job(tmp_path, "{file: token.txt}")
+
+    result = cli(str(job), "--emulator", emulator.base_url)
+
+    assert result.code == 0, result.out + result.err
+    (call,) = emulator.invocations()
+    assert call.headers["x-api-client-token"] == CANARY
+    assert_not_leaked(result, CANARY)
+
+
+def control_token(tmp_path: Path) -> str:
+    write_key(tmp_path / "ctrl.txt", f"{CANARY}\x1b[0m\n")
+    return "{file: ctrl.txt}"
+
+
+def empty_token(tmp_path: Path) -> str:
+    write_key(tmp_path / "empty.txt", "\n")
+    return "{file: empty.txt}"
+
+
+def two_line_token(tmp_path: Path) -> str:
+    write_key(tmp_path / "two.txt", f"{CANARY}\nsecond-line\n")
+    return "{file: two.txt}"
+
+
+REFUSED_TOKENS: list[tuple[Callable[[Path], str], str]] = [
+    (
+        lambda tmp: "{file: /dev/zero}",
+        "/dev/zero: secret file is not a regular file (a character device)",
+    ),
+    (
+        lambda tmp: "{file: /dev/null}",
+        "/dev/null: secret file is not a regular file (a character device)",
+    ),
+    (empty_token, "{tmp}/empty.txt is empty"),
+    (control_token, "{tmp}/ctrl.txt holds a control character (U+001B)"),
+    (two_line_token, "{tmp}/two.txt holds more than one line (only a PEM or JWK key may)"),
+    (lambda tmp: "{command: [/]}", "command / cannot be run: it is a directory"),
+    (
+        lambda tmp: '{command: [sh, -c, \'printf "%s\\\\377" ' + CANARY + "']}",
+        "command sh printed something that is not UTF-8",
+    ),
+    (
+        lambda tmp: "{command: [yes, " + CANARY + "]}",
+        "command yes printed more than 1 MiB; stopped it",
+    ),
+]
+REFUSED_IDS = [
+    "dev-zero",
+    "dev-null",
+    "empty",
+    "control",
+    "two-lines",
+    "directory",
+    "not-utf8",
+    "endless",
+]
+
+
+@pytest.mark.parametrize(("make_ref", "message"), REFUSED_TOKENS, ids=REFUSED_IDS)
+def test_a_broken_secret_is_one_located_message_and_nothing_is_sent(
+    tmp_path: Path, emulator: Emulator, cli: RunCli, make_ref: Callable[[Path], str], message: str
+) -> None:
+    job = token_job(tmp_path, make_ref(tmp_path))
+
+    result = cli(str(job), "--emulator", emulator.base_url)
+
+    assert_refused(result, emulator, f"{job}:{AT_TOKEN}: {message.format(tmp=tmp_path)}")
+    assert_not_leaked(result, CANARY)
+
+
+@pytest.mark.parametrize(("make_ref", "message"), REFUSED_TOKENS, ids=REFUSED_IDS)
+def test_a_rehearsal_stands_in_for_no_secret_that_is_present_but_broken(
+    tmp_path: Path, cli: RunCli, make_ref: Callable[[Path], str], message: str
+) -> None:
+    job = token_job(tmp_path, make_ref(tmp_path))
+
+    result = cli(str(job), "--emulate")
+
+    assert (result.code, result.out) == (3, "")
+    assert result.err == f"{job}:{AT_TOKEN}: {message.format(tmp=tmp_path)}\n"
+
+
+def test_an_env_secret_with_a_control_character_is_refused_even_in_a_rehearsal(
+    tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OWF_TEST_BELL_TOKEN", f"{CANARY}\a")
+    job = token_job(tmp_path, "{env: OWF_TEST_BELL_TOKEN}")
+
+    result = cli(str(job), "--emulate")
+
+    assert (result.code, result.out) == (3, "")
+    assert result.err == (
+        f"{job}:{AT_TOKEN}: environment variable OWF_TEST_BELL_TOKEN "
+        "holds a control character (U+0007)\n"
+    )
+    assert_not_leaked(result, CANARY)
+
+
+def test_a_pem_key_file_with_windows_line_ends_signs(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    key = rsa_key()
+    emulator.register_client("0oaACME", "kid-crlf", key.as_dict(private=False))
+    key_file = write_key(tmp_path / "key.pem", "")
+    key_file.write_bytes(pem(key).replace("\n", "\r\n").encode())
+    job = jwt_job(tmp_path, "{file: key.pem}", "key_id: kid-crlf")
+
+    result = cli(str(job), "--emulator", emulator.base_url)
+
+    assert result.code == 0, result.out + result.err
+    assert len(emulator.token_requests()) == 1
