@@ -14,7 +14,7 @@ import pytest
 from joserfc.jwk import ECKey, RSAKey
 
 import owf_runner.secrets
-from owf_runner.model import CommandSecret, EnvSecret, FileSecret
+from owf_runner.model import CommandSecret, EnvSecret, FileSecret, SecretRef
 from owf_runner.redaction import MASK, Redactor
 from owf_runner.secrets import (
     PrivateKey,
@@ -256,6 +256,14 @@ def test_command_printing_nothing_is_an_error(tmp_path: Path) -> None:
         resolve_secret(ref, tmp_path)
 
 
+def refusal(ref: SecretRef, base_dir: Path) -> str:
+    """The message of the SecretError that resolving ``ref`` raises (and not SecretMissing)."""
+    with pytest.raises(SecretError) as info:
+        resolve_secret(ref, base_dir)
+    assert not isinstance(info.value, SecretMissing)
+    return str(info.value)
+
+
 # -- values are checked: newline dropped, empty and control characters refused -------
 
 
@@ -299,11 +307,8 @@ def test_an_env_secret_of_only_a_newline_is_not_set(
 def test_an_empty_secret_file_is_refused_not_missing(tmp_path: Path, content: str) -> None:
     path = write_key(tmp_path / "token.txt", content)
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(FileSecret(file="token.txt"), tmp_path)
-
-    assert not isinstance(info.value, SecretMissing)  # present but unusable: no stand-in
-    assert str(info.value) == f"{path} is empty"
+    # Present but unusable: refused, not missing (so no stand-in under --emulate either).
+    assert refusal(FileSecret(file="token.txt"), tmp_path) == f"{path} is empty"
 
 
 @pytest.mark.parametrize(
@@ -311,19 +316,17 @@ def test_an_empty_secret_file_is_refused_not_missing(tmp_path: Path, content: st
     [("/dev/null", "a character device"), ("/dev/zero", "a character device")],
 )
 def test_a_device_as_secret_file_is_refused(tmp_path: Path, device: str, what: str) -> None:
-    with pytest.raises(SecretError) as info:
-        resolve_secret(FileSecret(file=device), tmp_path)
+    message = refusal(FileSecret(file=device), tmp_path)
 
-    assert str(info.value) == f"{device}: secret file is not a regular file ({what})"
+    assert message == f"{device}: secret file is not a regular file ({what})"
 
 
 def test_a_fifo_as_secret_file_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe")
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(FileSecret(file="pipe"), tmp_path)
+    message = refusal(FileSecret(file="pipe"), tmp_path)
 
-    assert str(info.value) == f"{tmp_path / 'pipe'}: secret file is not a regular file (a FIFO)"
+    assert message == f"{tmp_path / 'pipe'}: secret file is not a regular file (a FIFO)"
 
 
 def test_a_secret_file_over_1_mib_is_refused(tmp_path: Path) -> None:
@@ -331,10 +334,9 @@ def test_a_secret_file_over_1_mib_is_refused(tmp_path: Path) -> None:
     with path.open("wb") as handle:
         handle.truncate(1024 * 1024 + 1)
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(FileSecret(file="big.pem"), tmp_path)
+    message = refusal(FileSecret(file="big.pem"), tmp_path)
 
-    assert str(info.value) == f"{path}: secret file is larger than the 1 MiB limit"
+    assert message == f"{path}: secret file is larger than the 1 MiB limit"
 
 
 @pytest.mark.parametrize(
@@ -357,11 +359,10 @@ def test_a_value_with_control_characters_is_refused_without_quoting_it(
     (tmp_path / "token.txt").write_bytes(value.encode())
     (tmp_path / "token.txt").chmod(0o600)
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(FileSecret(file="token.txt"), tmp_path)
+    message = refusal(FileSecret(file="token.txt"), tmp_path)
 
-    assert str(info.value) == f"{tmp_path / 'token.txt'} {problem}"
-    assert "5521" not in str(info.value)
+    assert message == f"{tmp_path / 'token.txt'} {problem}"
+    assert "5521" not in message
 
 
 def test_an_env_value_with_a_control_character_is_refused(
@@ -369,13 +370,9 @@ def test_an_env_value_with_a_control_character_is_refused(
 ) -> None:
     monkeypatch.setenv("OWF_TEST_TOKEN", "tok\x07value-5521")
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(EnvSecret(env="OWF_TEST_TOKEN"), tmp_path)
+    message = refusal(EnvSecret(env="OWF_TEST_TOKEN"), tmp_path)
 
-    assert not isinstance(info.value, SecretMissing)
-    assert (
-        str(info.value) == "environment variable OWF_TEST_TOKEN holds a control character (U+0007)"
-    )
+    assert message == "environment variable OWF_TEST_TOKEN holds a control character (U+0007)"
 
 
 def test_key_text_may_span_lines_with_crlf_and_tabs(tmp_path: Path, rsa: RSAKey) -> None:
@@ -397,19 +394,15 @@ def test_a_command_printing_bytes_that_are_not_utf8_is_refused(tmp_path: Path) -
     script = "import sys; sys.stdout.buffer.write(b'tok-\\xff-5521')"
     ref = CommandSecret(command=[sys.executable, "-c", script])
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(ref, tmp_path)
+    message = refusal(ref, tmp_path)
 
-    assert str(info.value) == f"command {sys.executable} printed something that is not UTF-8"
+    assert message == f"command {sys.executable} printed something that is not UTF-8"
 
 
 def test_a_command_that_is_a_directory_cannot_be_run(tmp_path: Path) -> None:
     ref = CommandSecret(command=[str(tmp_path)])
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(ref, tmp_path)
-
-    assert str(info.value) == f"command {tmp_path} cannot be run: it is a directory"
+    assert refusal(ref, tmp_path) == f"command {tmp_path} cannot be run: it is a directory"
 
 
 def test_a_command_that_is_not_executable_cannot_be_run(tmp_path: Path) -> None:
@@ -417,45 +410,47 @@ def test_a_command_that_is_not_executable_cannot_be_run(tmp_path: Path) -> None:
     script.write_text("#!/bin/sh\necho token\n")
     script.chmod(0o600)
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(CommandSecret(command=[str(script)]), tmp_path)
+    message = refusal(CommandSecret(command=[str(script)]), tmp_path)
 
-    assert str(info.value) == f"command {script} cannot be run: Permission denied"
+    assert message == f"command {script} cannot be run: Permission denied"
 
 
 def test_a_command_argument_with_a_nul_cannot_be_run(tmp_path: Path) -> None:
     ref = CommandSecret(command=[sys.executable, "a\x00b"])
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(ref, tmp_path)
-
-    assert str(info.value) == f"command {sys.executable} cannot be run: embedded null byte"
+    assert refusal(ref, tmp_path) == f"command {sys.executable} cannot be run: embedded null byte"
 
 
-def test_a_command_printing_forever_is_stopped_at_the_cap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("setting", "value", "script", "problem"),
+    [
+        (
+            "MAX_COMMAND_OUTPUT",
+            100_000,
+            "import sys\nwhile True: sys.stdout.write('y' * 4096)",
+            "printed more than 100000 bytes; stopped it",
+        ),
+        (
+            "COMMAND_TIMEOUT",
+            0.3,
+            "import os, time; print('tok-5521', flush=True); os.close(1); time.sleep(5)",
+            "timed out after 0.3s",
+        ),
+    ],
+    ids=["printing-forever", "output-closed-still-running"],
+)
+def test_a_command_is_stopped_at_its_output_cap_or_deadline(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+    value: float,
+    script: str,
+    problem: str,
 ) -> None:
-    monkeypatch.setattr(owf_runner.secrets, "MAX_COMMAND_OUTPUT", 100_000)
-    script = "import sys\nwhile True: sys.stdout.write('y' * 4096)"
+    monkeypatch.setattr(owf_runner.secrets, setting, value)
     ref = CommandSecret(command=[sys.executable, "-c", script])
 
-    with pytest.raises(SecretError) as info:
-        resolve_secret(ref, tmp_path)
-
-    assert str(info.value) == f"command {sys.executable} printed more than 100000 bytes; stopped it"
-
-
-def test_a_command_that_closes_its_output_but_keeps_running_times_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(owf_runner.secrets, "COMMAND_TIMEOUT", 0.3)
-    script = "import os, time; print('tok-5521', flush=True); os.close(1); time.sleep(5)"
-    ref = CommandSecret(command=[sys.executable, "-c", script])
-
-    with pytest.raises(SecretError) as info:
-        resolve_secret(ref, tmp_path)
-
-    assert str(info.value) == f"command {sys.executable} timed out after 0.3s"
+    assert refusal(ref, tmp_path) == f"command {sys.executable} {problem}"
 
 
 # -- private keys -----------------------------------------------------------------
