@@ -192,12 +192,16 @@ def _request_lines(scope: _Scope, step: StepPlan, note: str) -> list[str]:
         return [f"{prefix}fails before sending: {exc}"]
     lines = [f"{prefix}{step.method} {url}"]
     if query:
-        lines.append(f"     query: {_json(query)}")
+        lines.append(_labelled("query", query))
     if headers:
-        lines.append(f"     headers: {_json(headers)}")
+        lines.append(_labelled("headers", headers))
     if step.method == "POST":
-        lines.append("     payload: " + _json(payload).replace("\n", "\n     "))
+        lines.append(_labelled("payload", payload))
     return lines
+
+
+def _labelled(label: str, value: Any) -> str:
+    return f"     {label}: " + _json(value).replace("\n", "\n     ")
 
 
 def _json(value: Any) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from owf_runner.redaction import MASK
 from tests.conftest import DATA, Cli
 
 RunCli = Callable[..., Cli]
@@ -174,3 +175,53 @@ plan for lookup ({job}): no request is sent
    skipped: `when` is false ({{{{ vars.name == 'Grace' }}}})
 
 """
+
+
+SECRET_REFS_JOB = """\
+version: 1
+orgs:
+  acme: {domain: acme.okta.com, credential: hook}
+  spare: {domain: acme.okta.com, credential: jwt}
+credentials:
+  hook: {type: client_token, token: {env: PLAN_CANARY_TOKEN}}
+  jwt: {type: private_key_jwt, client_id: 0oaX, key_id: k, private_key: {env: PLAN_CANARY_KEY}}
+  made: {type: client_token, token: {command: [touch, ran-a-command]}}
+steps:
+  - id: s
+    org: acme
+    flow: https://acme.workflows.okta.com/api/flo/f/invoke
+    headers: {X-Echo: "{{ env.PLAN_CANARY_TOKEN }}"}
+    payload: {token: "{{ env.PLAN_CANARY_TOKEN }}", key: "{{ env.PLAN_CANARY_KEY }}"}
+"""
+
+
+def test_plan_masks_env_values_that_credentials_name_and_runs_no_command(
+    tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, key = f"plan-token-{tmp_path.name}", f"plan-key-{tmp_path.name}"
+    monkeypatch.setenv("PLAN_CANARY_TOKEN", token)
+    monkeypatch.setenv("PLAN_CANARY_KEY", key)  # an unused credential's secret, still masked
+    monkeypatch.chdir(tmp_path)
+    job = tmp_path / "job.yaml"
+    job.write_text(SECRET_REFS_JOB)
+
+    result = cli("plan", str(job))
+
+    assert (result.code, result.err) == (0, "")
+    assert f'     headers: {{\n       "X-Echo": "{MASK}"\n     }}\n' in result.out
+    assert f'       "token": "{MASK}",\n       "key": "{MASK}"\n' in result.out
+    assert token not in result.out
+    assert key not in result.out
+    assert not (tmp_path / "ran-a-command").exists()
+    assert not (tmp_path / "job.yaml").with_name("ran-a-command").exists()
+
+
+def test_plan_escapes_control_characters_in_what_it_prints(tmp_path: Path, cli: RunCli) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(ONE_STEP.format(step=FLOW + '    payload: {note: "a\\u202eb\\u0007"}\n'))
+
+    result = cli("plan", str(job))
+
+    assert (result.code, result.err) == (0, "")
+    # JSON escapes BEL itself; the sink escapes the bidi override, which JSON leaves as is.
+    assert '       "note": "a\\u202eb\\u0007"\n' in result.out
