@@ -4,23 +4,42 @@ Starting from the sample jobs, random mutations (deleted keys, values of another
 type, unknown or misspelt keys, Jinja fragments, duplicated or reordered steps,
 other versions) are written to a file and validated. Every problem printed must
 have the FILE:LINE:COL: key.path: message shape.
+
+Hostile scalars (non-finite and 5000-digit numbers, control characters, non-ASCII
+header names, ports out of range, empty `expect.status`, huge `concurrency`, deep
+nesting, aliases, long strings) are spliced into the YAML text as written. A job that
+`validate` accepts must then `plan` and run (`--emulate`, on a virtual clock) to a
+documented exit code, and never be refused up front (exit 3) by either: `validate`
+saying ok promises that. Jinja bombs run the same commands in a child process under
+a memory limit and a timeout, so that no bomb can hang or swamp the suite.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import re
+import signal
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from owf_runner import boundary, commands
+from owf_runner import boundary, commands, emulation
+from owf_runner.emulator import Emulator
 from owf_runner.errors import ExitCode
+from owf_runner.http import real_transport
+from owf_runner.report import ConsoleReporter
+from tests.conftest import rsa_key
+from tests.fakes import FakeClock
 
 ROOT = Path(__file__).parent.parent
 BASES = [
@@ -167,20 +186,26 @@ def test_mutated_jobs_are_accepted_or_refused_never_a_crash(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "job.yaml"
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
-        capsys.readouterr()
 
-        code = boundary.call(lambda: commands.validate([path], [], None))
+        validated(path, capsys)
 
-        out, err = capsys.readouterr()
+
+def validated(path: Path, capsys: pytest.CaptureFixture[str]) -> int:
+    """`owf-run validate PATH`: 0 and `PATH: ok`, or 3 and nothing but problem lines."""
+    capsys.readouterr()
+    code = boundary.call(lambda: commands.validate([path], [], None))
+    out, err = capsys.readouterr()
     assert code in (ExitCode.OK, ExitCode.INVALID_JOB), err
     if code == ExitCode.OK:
         assert (out, err) == (f"{path}: ok\n", "")
-        return
+        return code
     assert out == ""
     assert err.endswith("\n")
     for line in err.removesuffix("\n").split("\n"):  # problems are joined with "\n"
         assert line.startswith(f"{path}:"), err
         assert PROBLEM_LINE.match(line), line
+        assert line.isprintable(), line
+    return code
 
 
 def test_control_characters_in_keys_do_not_break_problem_lines(
@@ -200,3 +225,265 @@ def test_control_characters_in_keys_do_not_break_problem_lines(
     assert len(lines) == 2, err
     assert all(PROBLEM_LINE.match(line) for line in lines), err
     assert "\x1b" not in err
+
+
+# -- hostile scalars, spliced into the YAML text ----------------------------------------
+
+PLACEHOLDER = "__HOSTILE__"
+HOSTILE_SCALARS = [
+    ".nan", ".NaN", ".inf", "-.inf", "1e400", "1.0e+400", "-1.0e+400", "1.0e-400",
+    "1" + "0" * 5000, "-" + "9" * 5000, "0x" + "f" * 5000, "0", "-1", "99999", "65536",
+    "~", "[]", "{}", "''", '"\\a"', '"\\0"', '"\\e[31m"', '"\\x85"', '"\\u202e"', '"\\t"',
+    '"a\\nb"', "\x07", "a\x00b", "\x1b[31m", "Ж", '"\\u0416x"', "'" + "x" * 100_000 + "'",
+    "[" * 60 + "]" * 60, "[" * 100 + "]" * 100, "{a: " * 70 + "1" + "}" * 70,
+    "&x [*x]", "*nowhere", "!!python/object/apply:os.system ['true']", "!!binary aGVsbG8=",
+    "2001-12-14", "!!set {a, b}", "!custom 1", "<<: {a: 1}", "|\n  text", "\ufeff", "\ud7ff",
+]  # fmt: skip
+# Settings with a meaning, each given a value a run would refuse or choke on.
+TARGETED = [
+    (("steps", 0, "flow"), "https://acme.workflows.okta.com:99999/api/flo/x/invoke"),
+    (("steps", 0, "flow"), "https://acme.workflows.okta.com:0/api/flo/x/invoke"),
+    (("steps", 0, "flow"), "'https://[::1/api/flo/x/invoke'"),
+    (("steps", 0, "flow"), "https://acme.workflows.okta.com/api/flo/\x1b[31m/invoke"),
+    (("steps", 0, "flow"), "https://user:pw@acme.workflows.okta.com/api/flo/x/invoke"),
+    (("steps", 0, "expect"), "{status: []}"),
+    (("steps", 0, "expect"), "{status: [99999]}"),
+    (("steps", 0, "expect"), "{status: [.nan]}"),
+    (("steps", 0, "concurrency"), "1" + "0" * 30),
+    (("steps", 0, "concurrency"), "1000000"),
+    (("steps", 0, "timeout"), ".inf"),
+    (("steps", 0, "timeout"), ".nan"),
+    (("steps", 0, "timeout"), "1e-300"),
+    (("steps", 0, "max_response_bytes"), "1e400"),
+    (("steps", 0, "max_response_bytes"), "1"),
+    (("steps", 0, "retry"), "{attempts: 1000000000}"),
+    (("steps", 0, "retry"), "{max_wait: .nan}"),
+    (("steps", 0, "retry"), "{backoff: {initial: .inf, max: 1e400}}"),
+    (("steps", 0, "rate_limit"), "0/s"),
+    (("steps", 0, "rate_limit"), "99999999999999999999999/s"),
+    (("steps", 0, "headers"), "{Жx: a}"),
+    (("steps", 0, "headers"), '{"X a": b}'),
+    (("steps", 0, "headers"), '{"X-\\a": b}'),
+    (("steps", 0, "headers"), '{X-Ok: "a\\nb"}'),
+    (("steps", 0, "headers"), '{X-Ok: "\\x7f"}'),
+    (("steps", 0, "query"), '{"\\0": "\\0"}'),
+    (("steps", 0, "id"), '"a\\x07"'),
+    (("steps", 0, "payload"), "{n: .nan}"),
+    (("steps", 0, "payload"), "{n: 1e400}"),
+    (("vars",), "{n: .inf}"),
+    (("vars",), "{n: 1" + "0" * 5000 + "}"),
+    (("orgs", "acme", "domain"), "acme.okta.com:99999"),
+    (("orgs", "acme", "domain"), "'" + "a" * 300 + ".com'"),
+    (("orgs", "acme", "domain"), "ацме.okta.com"),
+    (("orgs", "acme", "token_url"), "https://acme.okta.com:70000/oauth2/v1/token"),
+    (("defaults", "timeout"), "-.inf"),
+    (("defaults", "retry"), "{attempts: 0}"),
+]  # fmt: skip
+# The sample jobs, each in a folder of its own next to what it refers to.
+RUNNABLE = {
+    "onboarding": (ROOT / "jobs" / "onboarding.yaml", ROOT / "jobs" / "stubs"),
+    "two_orgs": (ROOT / "tests" / "data" / "two_orgs.yaml", None),
+}
+
+
+def splice(doc: Any, data: st.DataObject) -> tuple[Any, str]:
+    """The document with one hostile value (or key) in place, and the raw YAML for it."""
+    if data.draw(st.booleans()):
+        path, raw = data.draw(st.sampled_from(TARGETED))
+        parent = get_or_make(doc, path[:-1])
+        parent[path[-1]] = PLACEHOLDER
+        return doc, raw
+    raw = data.draw(st.sampled_from(HOSTILE_SCALARS))
+    path = data.draw(st.sampled_from(paths(doc)))
+    parent, last = get(doc, path[:-1]), path[-1]
+    if isinstance(parent, dict) and data.draw(st.booleans()):
+        parent[PLACEHOLDER] = parent.pop(last)  # as a key
+    else:
+        parent[last] = PLACEHOLDER
+    return doc, raw
+
+
+def get_or_make(node: Any, path: Path_) -> Any:
+    for part in path:
+        if isinstance(node, dict) and not isinstance(node.get(part), dict | list):
+            node[part] = {}
+        node = node[part]
+    return node
+
+
+def written(doc: Any, raw: str) -> str:
+    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False).replace(PLACEHOLDER, raw)
+
+
+class Hung(BaseException):
+    """Real time ran out (not an Exception: nothing in owf-run may swallow it)."""
+
+
+@contextlib.contextmanager
+def hard_limit(seconds: int) -> Iterator[None]:
+    def expire(signum: int, frame: object) -> None:
+        raise Hung(f"still running after {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+CACHED_KEY = rsa_key()
+
+
+@contextlib.contextmanager
+def rehearsal_on(clock: FakeClock) -> Iterator[None]:
+    """`--emulate` on ``clock`` (runner and emulator), with one cached stand-in RSA key."""
+
+    def new_emulator() -> Emulator:
+        emulator = Emulator(clock=clock.time)
+        emulator.rate_limit = emulation.OKTA_FLOW_RATE
+        return emulator
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(emulation, "new_emulator", new_emulator)
+        patch.setattr(emulation, "real_transport", lambda: clock.track(real_transport()))
+        patch.setattr(emulation.RSAKey, "generate_key", lambda *args, **kwargs: CACHED_KEY)
+        yield
+
+
+def plan_and_run(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, int, str]:
+    """`owf-run plan PATH` and `owf-run PATH --emulate -v`: their exit codes and stderr."""
+    capsys.readouterr()
+    planned = boundary.call(lambda: commands.plan(path, [], None))
+    clock, out = FakeClock(), io.StringIO()
+    reporter = ConsoleReporter(stream=out, verbose=True)
+    with rehearsal_on(clock):
+        ran = boundary.call(
+            lambda: commands.run(path, reporter, [], None, True, None, None, clock=clock)
+        )
+    return planned, ran, capsys.readouterr().err + out.getvalue()
+
+
+@settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],  # explaining re-runs whole jobs
+)
+@given(data=st.data(), base=st.sampled_from(sorted(RUNNABLE)))
+def test_hostile_scalars_are_refused_up_front_or_run_to_a_documented_end(
+    data: st.DataObject, base: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, stubs = RUNNABLE[base]
+    doc, raw = splice(yaml.safe_load(source.read_text(encoding="utf-8")), data)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / source.name
+        path.write_text(written(doc, raw), "utf-8")
+        if stubs is not None:
+            (Path(folder) / "stubs").symlink_to(stubs)
+        with hard_limit(30):
+            if validated(path, capsys) != ExitCode.OK:
+                return
+            planned, ran, printed = plan_and_run(path, capsys)
+    # Validate said ok: neither may refuse the job up front (3), nor crash (70).
+    assert planned == ExitCode.OK, printed
+    assert ran in (ExitCode.OK, ExitCode.STEP_FAILED), printed
+
+
+# -- Jinja bombs, each in a child process with a memory limit and a timeout ----------------
+
+BOMBS = [
+    "{{ 'a'.ljust(10**10) }}",
+    "{{ 'a'.center(10**10) }}",
+    "{{ '%*s' % (10**10, 'a') }}",
+    "{{ '{:>10000000000}'.format('a') }}",
+    "{{ 'a\\nb' | indent(10**10) }}",
+    "{{ dict(a=1) | tojson(indent=10**9) }}",
+    "{{ lipsum(10**7) }}",
+    "{{ range(10**9) | list }}",
+    "{{ range(10**9) | sum }}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{{ (10**1024) ** 5 }}",
+    "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+    "{% set a = 'x' * 1000000 %}" + "{% set a = a ~ a %}" * 12 + "{{ a | length }}",
+    "{{ 'a' " + "| replace('a', 'aaaaaaaaaa') " * 10 + "}}",
+    "{{ range(3) }}",
+]
+CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+from owf_runner.cli import main
+codes = []
+for args in (["validate", JOB], ["plan", JOB], [JOB, "--emulate", "-v"]):
+    try:
+        main(args)
+    except SystemExit as exc:
+        codes.append(int(exc.code or 0))
+    if codes[-1] != 0 and args[0] == "validate":
+        break
+sys.stderr.write(f"\\nexit codes: {codes}\\n")
+"""
+CHILD_MEMORY = 1 << 30  # 1 GiB of address space: a bomb fails fast instead of swamping CI
+CHILD_SECONDS = 15
+
+
+def bomb_job(folder: Path, where: str, bomb: str) -> Path:
+    """A one-step job (no credentials to make) with ``bomb`` in ``where``."""
+    step: dict[str, Any] = {"id": "s", "flow": "https://acme.workflows.okta.com/api/flo/f/invoke"}
+    if where == "payload":
+        step["payload"] = {"x": bomb}
+    elif where == "when":
+        step["when"] = bomb
+    elif where == "outputs":
+        step["outputs"] = {"x": bomb}
+    else:
+        step["foreach"] = bomb
+    job = {
+        "version": 1,
+        "orgs": {"acme": {"domain": "acme.okta.com", "credential": "open"}},
+        "credentials": {"open": {"type": "none"}},
+        "steps": [step],
+    }
+    path = folder / "job.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False), "utf-8")
+    return path
+
+
+def run_child(job: Path) -> subprocess.CompletedProcess[str]:
+    code = CHILD.replace("MEMORY", str(CHILD_MEMORY)).replace("JOB", repr(str(job)))
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_SECONDS,
+            check=False,
+            cwd=job.parent,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"validate, plan and run took over {CHILD_SECONDS}s (no template budget?)")
+
+
+@pytest.mark.parametrize(
+    ("where", "bomb"),
+    [("payload", bomb) for bomb in BOMBS]
+    + [(where, BOMBS[0]) for where in ("when", "outputs", "foreach")]
+    + [(where, BOMBS[9]) for where in ("when", "foreach")],
+)
+def test_template_bombs_end_with_a_documented_exit_code_soon(
+    tmp_path: Path, where: str, bomb: str
+) -> None:
+    done = run_child(bomb_job(tmp_path, where, bomb))
+
+    codes = re.findall(r"exit codes: \[(.*)\]", done.stderr)
+    assert codes, done.stderr[-2000:]
+    validate, *then = (int(code) for code in codes[-1].split(", "))
+    assert validate in (ExitCode.OK, ExitCode.INVALID_JOB), done.stderr[-2000:]
+    if validate == ExitCode.OK:
+        plan, run = then
+        # Validate said ok: plan shows the failure (or refuses), the run fails the step.
+        assert plan in (ExitCode.OK, ExitCode.STEP_FAILED), done.stderr[-2000:]
+        assert run == ExitCode.STEP_FAILED, done.stdout[-2000:] + done.stderr[-2000:]
