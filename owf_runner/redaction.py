@@ -24,6 +24,7 @@ from typing import Any
 
 MASK = "********"
 SHORT = 4  # a secret shorter than this is masked only as a whole word
+MAX_SECRET_DEPTH = 64  # as deep as a response's JSON may be
 _LONG_LINE = 16  # a multi-line secret (a PEM key) also leaks line by line, from this length
 _JSON_STYLES: tuple[dict[str, Any], ...] = (
     {"separators": (",", ":")},  # compact, as httpx2 sends a payload
@@ -59,8 +60,10 @@ class Redactor:
 
     def add_value(self, value: Any) -> None:
         """A ``secret: true`` output of any type: every leaf, and every rendering of the value
-        and of each part of it (compact, default and pretty JSON, ASCII-escaped or not)."""
-        for piece in _pieces(value):
+        and of each part of it (compact, default and pretty JSON, ASCII-escaped or not).
+
+        TooDeep, registering nothing, when it is nested past MAX_SECRET_DEPTH."""
+        for piece in list(_pieces(value, MAX_SECRET_DEPTH)):  # all, or none if too deep
             self.add(piece)
 
     def redact(self, text: str) -> str:
@@ -204,8 +207,14 @@ def _long_lines(secret: str) -> set[str]:
     return {line for line in secret.splitlines() if len(line) >= _LONG_LINE}
 
 
-def _pieces(value: Any) -> Iterator[str]:
+class TooDeep(ValueError):
+    """A secret output nested deeper than MAX_SECRET_DEPTH: it cannot be masked reliably."""
+
+
+def _pieces(value: Any, depth: int) -> Iterator[str]:
     """The strings a secret output of any type can be printed as."""
+    if depth < 0:
+        raise TooDeep(f"a secret output nested more than {MAX_SECRET_DEPTH} levels deep")
     if isinstance(value, str):
         yield value
     elif isinstance(value, bool) or value is None:
@@ -214,7 +223,7 @@ def _pieces(value: Any) -> Iterator[str]:
         yield json.dumps(value)
     elif isinstance(value, dict | list | tuple):
         for part in value.values() if isinstance(value, dict) else value:
-            yield from _pieces(part)
+            yield from _pieces(part, depth - 1)
         yield from _renderings(value)
     else:
         yield str(value)

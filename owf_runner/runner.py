@@ -19,7 +19,7 @@ from owf_runner.failures import AMBIGUOUS, Failure, FailureClass, status_failure
 from owf_runner.http import Bounds, invoke, outgoing
 from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
-from owf_runner.redaction import REDACTOR
+from owf_runner.redaction import REDACTOR, TooDeep
 from owf_runner.retry import Pacer, retrying
 from owf_runner.sources import SourceError
 from owf_runner.templating import TemplateError, as_json, truthy
@@ -251,7 +251,10 @@ class Runner:
         for output in step.outputs:
             value = outputs[output.name] = self._render(output.value, with_response)
             if output.secret:
-                REDACTOR.add_value(value)  # every leaf and rendering, before anything prints
+                try:
+                    REDACTOR.add_value(value)  # every leaf and rendering, before anything prints
+                except TooDeep as exc:  # unmaskable: the step fails before the value is used
+                    raise self._located(output.value, str(exc)) from None
         return outputs
 
 

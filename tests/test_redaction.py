@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from owf_runner.redaction import MASK, Redactor, escape_controls, printable
+from owf_runner.redaction import MASK, Redactor, TooDeep, escape_controls, printable
 
 TOKEN = 'p@ss w/rd"+\\canary-91f3?x=1&y#z'
 NON_ASCII = "pässwörd/✓ ключ-canary"
@@ -183,3 +183,16 @@ def test_printable_redacts_then_escapes_all_control_characters_but_newlines() ->
 def test_escape_controls_leaves_printable_text_alone() -> None:
     assert escape_controls("plain ✓ text") == "plain ✓ text"
     assert escape_controls("two\nlines") == "two\\nlines"
+
+
+def test_a_secret_output_nested_too_deep_is_refused_whole() -> None:
+    redactor = Redactor()
+    shallow: Any = "canary-at-the-bottom"
+    for _ in range(64):
+        shallow = [shallow]
+    redactor.add_value(shallow)  # as deep as a response may be: fine
+
+    with pytest.raises(TooDeep, match=r"^a secret output nested more than 64 levels deep$"):
+        Redactor().add_value([shallow, "canary-beside"])
+
+    assert redactor.redact("canary-at-the-bottom") == MASK
