@@ -101,7 +101,9 @@ def to_stderr(text: str) -> None:
     try:
         sys.stderr.write(printable(text) + "\n")
         sys.stderr.flush()
-    except (OSError, ValueError, AttributeError):  # AttributeError: started with it closed
+    except (OSError, ValueError):
+        _point_at_devnull(sys.stderr)  # or Python's flush at exit turns the exit code into 120
+    except AttributeError:  # started with standard error closed: sys.stderr is None
         pass
 
 
@@ -139,7 +141,7 @@ def _point_at_devnull(stream: TextIO) -> None:
     try:
         descriptor = stream.fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError):  # an in-memory stream: nothing to flush at exit
+    except (OSError, ValueError, AttributeError):  # in memory, or no stream: nothing to flush
         return
     os.dup2(devnull, descriptor)
     os.close(devnull)

@@ -905,3 +905,27 @@ def test_a_file_name_with_control_characters_is_printed_escaped(
 
     assert (result.code, result.err) == (0, "")
     assert result.out == f"{tmp_path}/evil\\x1b]0;pwned\\x07\\r.yaml: ok\n"
+
+
+def test_lost_stdout_and_stderr_leave_the_exit_code_to_the_run(tmp_path: Path) -> None:
+    job = _pipe_job(tmp_path, "flows: {last: {status: 500}}\n")
+    script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
+    assert script
+    env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+    reader, writer = os.pipe()
+    os.close(reader)  # both streams go to a pipe nobody reads
+
+    try:
+        done = subprocess.run(
+            [script, str(job), "--emulate", "-v"],
+            env=env,
+            stdout=writer,
+            stderr=writer,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+
+    assert done.returncode == 1
+    assert not (tmp_path / "state" / "logs").exists()
