@@ -128,3 +128,12 @@ def timed_emulator(fake_clock: FakeClock) -> Iterator[Emulator]:
     emu = Emulator(clock=fake_clock.time)
     with emu.running():
         yield emu
+
+
+@pytest.fixture
+def hostile() -> Iterator[object]:
+    """A running ``tests.hostile.HostileServer``: the test scripts its every answer."""
+    from tests.hostile import HostileServer  # here: tests.hostile imports this module
+
+    with HostileServer().running() as server:
+        yield server
