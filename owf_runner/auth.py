@@ -158,9 +158,16 @@ class TokenSource:
         try:
             received = await exchange(self._client, request, TOKEN_BOUNDS)
         except BodyTooLarge as exc:
-            raise AuthError(f"{self._describe()}: {exc}, not an OAuth answer") from None
+            raise self._not_oauth(str(exc)) from None
+        except Failure as failure:
+            if failure.failure_class is None:  # it answered, but nothing readable (bad gzip)
+                raise self._not_oauth(failure.message) from None
+            raise
         self._raise_if_busy(received)
         return self._parse(received)
+
+    def _not_oauth(self, what: str) -> AuthError:
+        return AuthError(f"{self._describe()}: {what}, not an OAuth answer")
 
     def _raise_if_busy(self, received: Received) -> None:
         """429, 503 and 5xx are not refusals: wait as asked (within max_wait) and try again."""
@@ -181,7 +188,7 @@ class TokenSource:
         except (ValueError, TooDeep):
             body = None
         if not isinstance(body, dict):
-            raise AuthError(f"{self._describe()}: HTTP {received.status}, not an OAuth answer")
+            raise self._not_oauth(f"HTTP {received.status}")
         if received.status != 200 or "error" in body:
             raise AuthError(_refusal(self._describe(), received.status, body))
         return body

@@ -246,7 +246,7 @@ def _body(received: Received) -> Any:
 def _text(received: Received) -> str:
     try:
         return received.content.decode(received.charset or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
+    except (LookupError, ValueError):  # a charset Python does not know, or "idna", "\x00"…
         return received.content.decode("utf-8", errors="replace")
 
 

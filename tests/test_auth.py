@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx2
 import pytest
@@ -17,6 +17,7 @@ from owf_runner.auth import (
     TokenEndpointUnreachable,
     TokenKey,
     TokenSource,
+    ready,
 )
 from owf_runner.errors import AuthError, ExitCode
 from tests.conftest import ec_key, jwt_segments, rsa_key
@@ -110,6 +111,49 @@ def test_a_throttled_token_endpoint_is_retried_not_a_refusal() -> None:
     assert len(set(endpoint.jtis())) == 2
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"Retry-After": "5"}, {"X-Rate-Limit-Reset": str(int(1.7e9) + 5)}],
+    ids=["retry-after", "rate-limit-reset"],
+)
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_token_endpoint_is_waited_on_as_it_asks(
+    status: int, headers: dict[str, str]
+) -> None:
+    clock = SteppingClock()  # time() is 1.7e9 + now
+    endpoint = FakeTokenEndpoint(
+        lambda n: httpx2.Response(status, headers=headers) if n < 2 else ok("t")
+    )
+
+    assert asyncio.run(source(endpoint, clock).token()) == "t"
+    assert clock.sleeps == [5.0]
+
+
+def test_a_token_endpoint_asking_for_more_than_max_wait_is_unreachable_at_once() -> None:
+    clock = SteppingClock()
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(429, headers={"Retry-After": "301"}))
+
+    with pytest.raises(TokenEndpointUnreachable) as raised:
+        asyncio.run(source(endpoint, clock).token())
+
+    assert str(raised.value) == (
+        f"could not reach the token endpoint {TOKEN_URL} "
+        "(1 try; HTTP 429; the server asked to wait 301s, over 300s)"
+    )
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("retry_after", ["²", "-5", "1e999", "NaN", "9" * 5000, "Mon, 99 Foo"])
+def test_a_malformed_retry_after_from_the_token_endpoint_means_backoff(retry_after: str) -> None:
+    clock = SteppingClock()
+    busy = httpx2.Response(503, headers={"Retry-After": retry_after.encode()})  # as sent
+    endpoint = FakeTokenEndpoint(lambda n: busy if n < 2 else ok("t"))
+
+    assert asyncio.run(source(endpoint, clock).token()) == "t"
+    [wait] = clock.sleeps
+    assert 0 < wait <= 8  # the token backoff, not the header
+
+
 def test_endpoint_down_for_every_attempt_is_unreachable_not_refused() -> None:
     clock = SteppingClock()
     endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(502))
@@ -172,6 +216,59 @@ def test_an_answer_that_is_not_oauth_is_an_auth_error() -> None:
     assert len(endpoint.forms) == 1
 
 
+class Raw(httpx2.AsyncByteStream):
+    """Bytes as they come off the wire: httpx2.Response(content=...) would decode them early."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.content
+
+
+GZIP = {"Content-Encoding": "gzip"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        (lambda: Raw(b" " * (64 * 1024 + 1)), "HTTP 200: the response body is over 65536 bytes"),
+        (lambda: Raw(b"[" * 30_000 + b"]" * 30_000), "HTTP 200"),  # within 64 KiB
+        (
+            lambda: Raw(b"junk"),
+            "DecodingError: Error -3 while decompressing data: incorrect header check",
+        ),
+    ],
+    ids=["over-64-KiB", "30000-deep", "bad-gzip"],
+)
+def test_an_unreadable_token_answer_is_not_an_oauth_answer(
+    answer: Callable[[], Raw], what: str
+) -> None:
+    gzip = GZIP if "Decoding" in what else {}
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(200, stream=answer(), headers=gzip))
+
+    with pytest.raises(AuthError) as raised:
+        asyncio.run(source(endpoint).token())
+
+    assert str(raised.value) == (
+        f"token request to {TOKEN_URL} (client 0oaX): {what}, not an OAuth answer"
+    )
+    assert len(endpoint.forms) == 1
+
+
+def test_a_refusal_is_shown_escaped_and_cut() -> None:
+    body = {"error": "invalid_client\x1b[2J", "error_description": "bad\nforged line" + "x" * 400}
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(401, json=body))
+
+    with pytest.raises(AuthError) as raised:
+        asyncio.run(source(endpoint).token())
+
+    description = ("bad\\nforged line" + "x" * 400)[:300] + "…"
+    assert str(raised.value) == (
+        f"token request to {TOKEN_URL} (client 0oaX) refused: invalid_client\\x1b[2J: {description}"
+    )
+
+
 def test_a_token_response_without_an_access_token_is_an_auth_error() -> None:
     body = {"token_type": "Bearer", "expires_in": 3600}
     endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(200, json=body))
@@ -200,8 +297,21 @@ def test_refreshes_before_expiry() -> None:
 
 @pytest.mark.parametrize(
     "expires_in",
-    [None, "soon", "", 0, -5, "nan", "inf", [3600]],
-    ids=["missing", "text", "empty", "zero", "negative", "nan", "inf", "list"],
+    [None, "soon", "", 0, -5, "nan", "inf", [3600], True, {"s": 1}, "1e999", 10**400],
+    ids=[
+        "missing",
+        "text",
+        "empty",
+        "zero",
+        "negative",
+        "nan",
+        "inf",
+        "list",
+        "bool",
+        "dict",
+        "text-beyond-float",
+        "int-beyond-float",
+    ],
 )
 def test_a_missing_or_malformed_expires_in_means_an_hour(expires_in: object) -> None:
     clock = SteppingClock()
@@ -294,3 +404,57 @@ def test_client_token_auth_sends_the_token_as_a_header_only() -> None:
     assert request.headers["x-api-client-token"] == "tok-123456"
     assert "tok-123456" not in str(request.url)
     assert "Authorization" not in request.headers
+
+
+def test_an_expires_in_of_5000_digits_is_an_hour_not_a_broken_answer() -> None:
+    clock = SteppingClock()
+    body = b'{"token_type": "Bearer", "access_token": "t", "expires_in": ' + b"9" * 5000 + b"}"
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(200, content=body))
+    tokens = source(endpoint, clock)
+
+    async def main() -> list[str]:
+        first = await tokens.token()
+        clock.now = 3540
+        return [first, await tokens.token()]
+
+    assert asyncio.run(main()) == ["t", "t"]
+    assert len(endpoint.forms) == 2  # refreshed at Okta's hour, less the margin
+
+
+def test_a_401_body_is_not_read_before_the_refresh() -> None:
+    endpoint = FakeTokenEndpoint()
+    tokens = source(endpoint)
+    read: list[bytes] = []
+
+    class Endless(httpx2.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            while True:
+                read.append(b"x")
+                yield b"x" * 65536
+
+    def flow(request: httpx2.Request) -> httpx2.Response:
+        if request.headers["Authorization"] == "Bearer token-1":
+            return httpx2.Response(401, stream=Endless())
+        return httpx2.Response(200)
+
+    async def call() -> int:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(flow)) as client:
+            response = await client.post("https://x.example/invoke", auth=BearerAuth(tokens))
+            return response.status_code
+
+    assert asyncio.run(call()) == 200
+    assert read == []
+
+
+def test_ready_fetches_a_bearer_token_ahead_and_is_a_no_op_otherwise() -> None:
+    endpoint = FakeTokenEndpoint()
+    tokens = source(endpoint)
+
+    async def main() -> None:
+        await ready(ClientTokenAuth("tok-123456"))
+        await ready(httpx2.Auth())
+        assert endpoint.forms == []
+        await ready(BearerAuth(tokens))
+
+    asyncio.run(main())
+    assert len(endpoint.forms) == 1

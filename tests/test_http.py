@@ -102,9 +102,13 @@ def test_to_record_keeps_text_as_text() -> None:
     assert to_record(received(b"{nope", "application/json")).body == "{nope"
 
 
-def test_to_record_decodes_text_by_its_charset_and_survives_unknown_ones() -> None:
+def test_to_record_decodes_text_by_its_charset() -> None:
     assert to_record(received(b"caf\xe9", "text/plain", "latin-1")).body == "café"
-    assert to_record(received(b"caf\xe9", "text/plain", "x-no-such")).body == "caf\ufffd"
+
+
+@pytest.mark.parametrize("charset", ["x-no-such", "base64", "idna", "punycode", "utf\x00"])
+def test_a_charset_that_cannot_decode_text_falls_back_to_utf8(charset: str) -> None:
+    assert to_record(received(b"caf\xe9", "text/plain", charset)).body == "caf\ufffd"
 
 
 def test_to_record_without_a_content_type_tries_json() -> None:

@@ -78,6 +78,55 @@ def test_no_wait_headers_is_none() -> None:
     assert requested_wait({"x-rate-limit-reset": "tomorrow"}, NOW) is None
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["²", "٣", "-5", "+5", "5.5", "1e999", "NaN", "inf", "9" * 16, "9" * 5000, "0x10", "5 5"],
+)
+def test_a_malformed_retry_after_is_absent(value: str) -> None:
+    assert requested_wait({"retry-after": value}, NOW) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Mon, 99 Foo 2024 25:61:61 GMT",
+        "Mon, 01 Jan 99999 00:00:00 GMT",
+        "Mon, 01 Jan 2024 00:00:00 +9999",
+        "Mon, 01 Jan 2024 00:00:00 GMT" + " " * 100,  # longer than any HTTP date
+        "\x00",
+    ],
+)
+def test_a_garbage_retry_after_date_is_absent(value: str) -> None:
+    assert requested_wait({"retry-after": value}, NOW) is None
+
+
+def test_a_date_without_a_zone_is_utc() -> None:
+    value = email.utils.formatdate(NOW + 30, usegmt=True).replace("GMT", "-0000")
+
+    assert requested_wait({"retry-after": value}, NOW) == 30.0
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "-5", "٣", "²", "1e3", " ", "NaN"])
+def test_a_malformed_rate_limit_reset_is_absent(value: str) -> None:
+    assert requested_wait({"x-rate-limit-reset": value}, NOW) is None
+
+
+def test_a_malformed_retry_after_leaves_the_rate_limit_reset() -> None:
+    headers = {"retry-after": "²", "x-rate-limit-reset": str(int(NOW) + 4)}
+
+    assert requested_wait(headers, NOW) == 4.0
+
+
+def test_a_malformed_date_leaves_a_reset_read_against_now() -> None:
+    headers = {"x-rate-limit-reset": str(int(NOW) + 4), "date": "yesterday-ish"}
+
+    assert requested_wait(headers, NOW) == 4.0
+
+
+def test_fifteen_digits_are_a_wait_that_max_wait_then_refuses() -> None:
+    assert requested_wait({"retry-after": "9" * 15}, NOW) == 999_999_999_999_999.0
+
+
 def test_case_insensitive_headers_from_httpx() -> None:
     headers = httpx2.Headers({"Retry-After": "9"})
 
