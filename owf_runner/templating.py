@@ -9,17 +9,42 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
+from owf_runner import template_budget
+from owf_runner.template_budget import (
+    MAX_STRING,
+    BudgetExceeded,
+    NotJson,
+    check_length,
+    counted,
+    current,
+    json_size,
+    render_budget,
+    text_size,
+)
+from owf_runner.template_guards import (
+    BoundedFormatter,
+    bounded_dumps,
+    guard_binop,
+    guard_method,
+    guarded_filters,
+    settled,
+)
+
+MAX_PAYLOAD_BYTES = MAX_STRING  # a rendered payload, as JSON
 _LONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 # Tests/filters that make an undefined reference legitimate.
 _GUARDS = {"defined", "undefined", "default", "d"}
@@ -51,32 +76,91 @@ class _StrictChainableUndefined(ChainableUndefined, StrictUndefined):
     """Fails on use like StrictUndefined, but ``vars.a.b | default(1)`` works when a is missing."""
 
 
-MAX_BUILT_SIZE = 1024 * 1024  # a rendered payload may not exceed 1 MiB anyway
-
-
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus a cap on ``'x' * n`` and ``n ** m`` (memory bombs)."""
+    """The immutable sandbox, on a budget: see template_budget and template_guards."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and abs(right) > 1024:
-            raise SecurityError("exponent too large")
-        if operator == "*" and _repeat_size(left, right) > MAX_BUILT_SIZE:
-            raise SecurityError("repetition larger than 1 MiB")
-        return super().call_binop(context, operator, left, right)
+        guard_binop(operator, left, right)
+        return current().charge(super().call_binop(context, operator, left, right))
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        current().check_time()
+        if isinstance(obj, LoopContext) and args:  # `loop(children)` in a recursive loop
+            args = (counted(args[0]), *args[1:])
+        args = guard_method(obj, args, kwargs)
+        return settled(super().call(context, obj, *args, **kwargs))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        item = super().getitem(obj, argument)
+        return settled(item) if isinstance(argument, slice) else item
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``'...'.format(...)`` with every field measured first (BoundedFormatter)."""
+        text = getattr(value, "__self__", None)
+        name = getattr(value, "__name__", None)
+        if not isinstance(text, str) or name not in {"format", "format_map"}:
+            return None
+
+        def format_(*args: Any, **kwargs: Any) -> str:
+            if name == "format_map":
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument")
+                return BoundedFormatter(self).vformat(text, (), args[0])
+            return BoundedFormatter(self).vformat(text, args, kwargs)
+
+        return format_
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        return super()._generate(_Budgeted().visit(source), name, filename, defer_init)
 
 
-def _repeat_size(left: Any, right: Any) -> int:
-    for seq, times in ((left, right), (right, left)):
-        if isinstance(seq, str | list | tuple) and isinstance(times, int):
-            return len(seq) * times
-    return 0
+class _Budgeted(NodeTransformer):
+    """Rewrites a parsed template so that its loops and ``~`` go through the budget."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _call("counted", [node.iter], node.iter.lineno)  # type: ignore[list-item]
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _call("concat", list(node.nodes), node.lineno)
+
+    def visit_Const(self, node: nodes.Const) -> nodes.Node:
+        if isinstance(node.value, float) and not math.isfinite(node.value):
+            raise TemplateSyntaxError(
+                "a number too large for JSON (it would be infinite)", node.lineno
+            )
+        return node
+
+
+def _call(function: str, args: list[nodes.Expr], lineno: int) -> nodes.Call:
+    target = nodes.ImportedName(f"{template_budget.__name__}.{function}", lineno=lineno)
+    return nodes.Call(target, args, [], None, None, lineno=lineno)
+
+
+def _finalize(value: Any) -> Any:
+    """Every ``{{ }}`` of a text template: printable, measured and paid for before it is."""
+    current().spend(text_size(value))
+    return value
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(undefined=_StrictChainableUndefined, autoescape=False)
+    env = _Sandbox(
+        undefined=_StrictChainableUndefined, autoescape=False, finalize=_finalize, optimized=False
+    )
     env.globals.update(now=_now, uuid4=_uuid4)
+    del env.globals["lipsum"]  # random text of any length, for HTML mock-ups
+    env.filters = guarded_filters(env.filters)
+    env.policies["json.dumps_function"] = bounded_dumps
     return env
 
 
@@ -93,46 +177,67 @@ def check_syntax(text: str) -> None:
         _compiled(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from None
+    except ValueError as exc:  # Python's own limit on the digits of an int literal
+        raise TemplateError(f"template syntax error: {str(exc).split(';')[0]}") from None
     except RecursionError:
         raise TemplateError("template nested too deeply") from None
 
 
 @lru_cache(maxsize=4096)
-def _compiled(text: str) -> Any:
+def _compiled(text: str) -> tuple[bool, Any]:
+    """(is it a lone expression, its compiled form)."""
     match = _LONE_EXPRESSION.match(text)
     if match:
-        return ENV.compile_expression(match.group("expr"), undefined_to_none=False)
-    return ENV.from_string(text)
+        return True, ENV.compile_expression(match.group("expr"), undefined_to_none=False)
+    return False, ENV.from_string(text)
 
 
 def render_string(text: str, context: Mapping[str, Any]) -> Any:
     if not is_template(text):
         return text
-    return _render_template(text, context)
+    with render_budget():
+        return _render_template(text, context)
 
 
 def _render_template(text: str, context: Mapping[str, Any]) -> Any:
     try:
-        compiled = _compiled(text)
-        if _LONE_EXPRESSION.match(text):
-            return _native(compiled(**context))
-        return compiled.render(**context)
+        lone, compiled = _compiled(text)
+        if lone:
+            return _json_value(compiled(context))
+        return _text(compiled, context)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from None
     except UndefinedError as exc:
         raise TemplateError(f"undefined: {exc.message}") from None
     except SecurityError as exc:
         raise TemplateError(f"not allowed in templates: {exc}") from None
+    except BudgetExceeded as exc:
+        raise TemplateError(f"template exceeded its budget: {exc}") from None
+    except MemoryError:
+        raise TemplateError("template exceeded its budget: out of memory") from None
+    except NotJson as exc:
+        raise TemplateError(f"not a JSON value: {exc}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
     except RecursionError:
         raise TemplateError("template nested too deeply") from None
 
 
-def _native(value: Any) -> Any:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
+def _json_value(value: Any) -> Any:
+    """A lone expression's value: JSON data (any field may end up in a request or a report)."""
+    json_size(value)
     return value
+
+
+def _text(template: Any, context: Mapping[str, Any]) -> str:
+    """A text template's output, cut off (an error) as soon as it passes the string cap."""
+    chunks: list[str] = []
+    total = 0
+    for chunk in template.generate(context):
+        total += len(chunk)
+        check_length(total)
+        chunks.append(chunk)
+    return "".join(chunks)
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
@@ -149,6 +254,11 @@ class Compiled:
     names: frozenset[str] = frozenset()  # the free names its templates use
 
     def render(self, context: Mapping[str, Any]) -> Any:
+        """Render the whole value on one budget (template_budget)."""
+        with render_budget():
+            return self.rendered(context)
+
+    def rendered(self, context: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
 
@@ -156,7 +266,7 @@ class Compiled:
 class Constant(Compiled):
     value: Any
 
-    def render(self, context: Mapping[str, Any]) -> Any:
+    def rendered(self, context: Mapping[str, Any]) -> Any:
         return self.value
 
 
@@ -177,7 +287,7 @@ class Template(Compiled):
         match = _LONE_EXPRESSION.match(self.text)
         return match.group("expr").strip() if match else self.text
 
-    def render(self, context: Mapping[str, Any]) -> Any:
+    def rendered(self, context: Mapping[str, Any]) -> Any:
         return _render_template(self.text, context)
 
 
@@ -187,7 +297,7 @@ class MappingValue(Compiled):
     keys: tuple[str, ...]  # as written, for error paths
     names: frozenset[str]
 
-    def render(self, context: Mapping[str, Any]) -> Any:
+    def rendered(self, context: Mapping[str, Any]) -> Any:
         rendered: dict[str, Any] = {}
         for written, (key, value) in zip(self.keys, self.items, strict=True):
             rendered[str(_at(written, key, context))] = _at(written, value, context)
@@ -199,13 +309,13 @@ class SequenceValue(Compiled):
     items: tuple[Compiled, ...]
     names: frozenset[str]
 
-    def render(self, context: Mapping[str, Any]) -> Any:
+    def rendered(self, context: Mapping[str, Any]) -> Any:
         return [_at(index, item, context) for index, item in enumerate(self.items)]
 
 
 def _at(key: str | int, value: Compiled, context: Mapping[str, Any]) -> Any:
     try:
-        return value.render(context)
+        return value.rendered(context)
     except TemplateError as exc:
         raise exc.at(key) from None
 
@@ -237,9 +347,12 @@ def free_names(text: str) -> frozenset[str]:
 def as_json(value: Any) -> str:
     """A rendered value as the JSON the request carries; one that is not JSON fails its step."""
     try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:  # a range, a set, NaN, an int beyond JSON
+        json_size(value)  # a range, a set, NaN, a huge int; and bounded before it is built
+    except NotJson as exc:
         raise TemplateError(f"not a JSON value: {exc}") from None
+    except BudgetExceeded as exc:
+        raise TemplateError(f"too large: {exc}") from None
+    return json.dumps(value, allow_nan=False)
 
 
 def truthy(value: Any) -> bool:
