@@ -172,7 +172,15 @@ def jobs(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
     mint, fields = draw(mint_step())
     outputs = [field.replace(".", "_") for field in fields]
     later = [draw(later_step(i, outputs)) for i in range(1, draw(st.integers(1, 4)) + 1)]
-    job = {
+    for step in later:
+        if "/api/flo/ct-" in step["flow"]:
+            step["org"] = "hook"
+    return {**base_job(), "steps": [mint, *later]}, fields
+
+
+def base_job() -> dict[str, Any]:
+    """Two orgs: `acme` signs client assertions with the planted key, `hook` has a client token."""
+    return {
         "version": 1,
         "orgs": {
             "acme": {"domain": "acme.okta.com", "credential": "jwt"},
@@ -188,12 +196,7 @@ def jobs(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
             "ct": {"type": "client_token", "token": {"env": "OWF_RUNFUZZ_CT"}},
         },
         "defaults": {"org": "acme", "rate_limit": "1000/s", "retry": {"attempts": 1}},
-        "steps": [mint, *later],
     }
-    for step in later:
-        if "/api/flo/ct-" in step["flow"]:
-            step["org"] = "hook"
-    return job, fields
 
 
 # -- running one --------------------------------------------------------------------------
@@ -277,3 +280,32 @@ def test_secrets_of_any_shape_never_show_in_a_verbose_run(
     opaque += [value for field in fields for value in minted.inside(field)]
     assert_never_printed(printed, [PRIVATE_KEY, *assertions, *opaque])
     assert_no_fragment(printed, opaque)
+
+
+def test_a_non_ascii_secret_sent_through_tojson_and_echoed_is_masked(
+    prepared: Emulator, cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first case the property found (fuzz_findings X1): JSON inside JSON, re-escaped."""
+    minted, client_token = Minted(), canary("client")
+    prepared.set_stub("mint", FlowStub(body=minted.body(), security="oauth2"))
+    monkeypatch.setenv("OWF_RUNFUZZ_KEY", PRIVATE_KEY)
+    monkeypatch.setenv("OWF_RUNFUZZ_CT", client_token)
+    mint = {
+        "id": "mint",
+        "flow": flow_url("mint"),
+        "outputs": {"uni": {"value": "{{ response.body.uni }}", "secret": True}},
+    }
+    send = {
+        "id": "send",
+        "flow": flow_url("mirror"),
+        "query": {"q": "{{ steps.mint.outputs.uni | tojson }}"},
+    }
+    job = {**base_job(), "steps": [mint, send]}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job, allow_unicode=True, sort_keys=False), "utf-8")
+
+    result = cli(str(path), "--emulator", prepared.base_url, "-v")
+
+    assert result.code == 0, result.err
+    assert_never_printed(result.out + result.err, [minted.unicode])
+    assert_no_fragment(result.out + result.err, [minted.unicode])
