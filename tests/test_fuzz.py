@@ -487,3 +487,37 @@ def test_template_bombs_end_with_a_documented_exit_code_soon(
         # Validate said ok: plan shows the failure (or refuses), the run fails the step.
         assert plan in (ExitCode.OK, ExitCode.STEP_FAILED), done.stderr[-2000:]
         assert run == ExitCode.STEP_FAILED, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+# The hostile values the property found (fuzz_findings J1-J5), pinned so that each one stays
+# tested by name: the property reports only the first of those that fail on the same line.
+PINNED = [
+    (("orgs", "acme", "domain"), "ацме.okta.com"),
+    (("orgs", "acme", "domain"), '"\\a"'),
+    (("orgs", "acme", "domain"), "'" + "x" * 100_000 + "'"),
+    (("orgs", "acme", "domain"), "\ufeff"),
+    (("vars", "first_name"), "0x" + "f" * 5000),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "raw"),
+    [pytest.param(w, r, id=f"{'.'.join(map(str, w))}={r[:16]!r}") for w, r in PINNED],
+)
+def test_a_hostile_value_is_refused_up_front_or_runs_to_a_documented_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: Path_, raw: str
+) -> None:
+    source, stubs = RUNNABLE["onboarding"]
+    doc = yaml.safe_load(source.read_text(encoding="utf-8"))
+    get_or_make(doc, where[:-1])[where[-1]] = PLACEHOLDER
+    path = tmp_path / source.name
+    path.write_text(written(doc, raw), "utf-8")
+    (tmp_path / "stubs").symlink_to(stubs)
+
+    with hard_limit(30):
+        if validated(path, capsys) != ExitCode.OK:
+            return
+        planned, ran, printed = plan_and_run(path, capsys)
+
+    assert planned == ExitCode.OK, printed
+    assert ran in (ExitCode.OK, ExitCode.STEP_FAILED), printed
