@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import selectors
 import stat
 import subprocess
 import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 SigningKey = RSAKey | ECKey
 _EC_ALGORITHMS: dict[str, Algorithm] = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 _KEY_TEXT_STARTS = ("-----BEGIN ", "{")  # PEM, JWK: the only secrets that may span lines
-_KEY_TEXT_CONTROLS = "\n\r\t"  # line ends and indentation inside a PEM or pretty JWK
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's category Cc: C0, DEL and C1
+# A PEM or pretty-printed JWK has line ends (\n, \r\n) and may be indented with tabs.
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class SecretError(Exception):
@@ -69,28 +71,20 @@ def _check_value(value: str, source: str) -> None:
     if not value.strip():
         raise SecretError(f"{source} is empty")
     key_text = value.lstrip().startswith(_KEY_TEXT_STARTS)
-    allowed = _KEY_TEXT_CONTROLS if key_text else ""
-    control = next((ch for ch in value if _is_control(ch) and ch not in allowed), None)
-    if control in ("\n", "\r"):
+    found = (_CONTROL_BUT_LINES if key_text else _CONTROL).search(value)
+    if found and found.group() in "\n\r":
         raise SecretError(f"{source} holds more than one line (only a PEM or JWK key may)")
-    if control is not None:
-        raise SecretError(f"{source} holds a control character (U+{ord(control):04X})")
-
-
-def _is_control(ch: str) -> bool:
-    return unicodedata.category(ch) == "Cc"
+    if found:
+        raise SecretError(f"{source} holds a control character (U+{ord(found.group()):04X})")
 
 
 def _without_newline(value: str) -> str:
     # `echo token > file` and most secret tools end their output with a newline.
-    return value.removesuffix("\n").removesuffix("\r")
+    return value.removesuffix("\r\n") if value.endswith("\r\n") else value.removesuffix("\n")
 
 
 def _from_env(name: str) -> str:
-    try:
-        value = os.environ.get(name)
-    except ValueError:  # a NUL in the name: no such variable can exist
-        value = None
+    value = os.environ.get(name)
     if not value or not _without_newline(value):
         message = f"environment variable {shown(name)} is not set (to rehearse: --emulate)"
         raise SecretMissing(message)
@@ -106,9 +100,16 @@ def _from_file(path: Path) -> str:
         raise SecretError(f"cannot read {shown(str(path))}: {exc.strerror}") from None
     except UnreadableFile as exc:
         raise SecretError(shown(str(exc))) from None
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if _open_to_others(path):
         log.warning("%s is readable by group/others; chmod 600 it", shown(str(path)))
     return _without_newline(value)
+
+
+def _open_to_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+    except OSError:  # gone since it was read: nothing left to warn about
+        return False
 
 
 def _from_command(ref: CommandSecret) -> str:
