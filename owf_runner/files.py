@@ -30,9 +30,11 @@ VARS_FILE = FileKind("vars file", 5 * MiB)
 STUB_FILE = FileKind("stub file", 5 * MiB)
 SECRET_FILE = FileKind("secret file", 1 * MiB)  # a PEM key is ~3 KiB, a token ~50 bytes
 CA_BUNDLE = FileKind("CA bundle", 5 * MiB)  # Mozilla's whole trust store is ~0.2 MiB
-JSON_SOURCE = FileKind("JSON foreach source", 64 * MiB)  # loaded whole; JSONL/CSV stream
-# CSV and JSONL sources are streamed, so only a line is bounded, not the file.
-STREAMED_SOURCE = FileKind("foreach source", 10 * MiB)
+# Loaded whole, and JSON grows ~25 times as Python objects (16 MiB of `{},` takes 430 MiB).
+JSON_SOURCE = FileKind("JSON foreach source", 16 * MiB)
+# CSV and JSONL sources are streamed, so only a line is bounded, not the file; an item larger
+# than a payload (1 MiB) could not be sent whole anyway.
+STREAMED_SOURCE = FileKind("foreach source", 1 * MiB)
 MAX_LINE_BYTES = STREAMED_SOURCE.cap
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)

@@ -193,11 +193,11 @@ def test_numbers_json_does_not_have_are_refused(tmp_path: Path, item: str, probl
 def test_a_json_source_over_its_cap_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "items.json"
     with path.open("wb") as handle:
-        handle.truncate(64 * 1024 * 1024 + 1)  # sparse
+        handle.truncate(16 * 1024 * 1024 + 1)  # sparse
 
     assert errors(SourceKind.JSON, path) == (
         [],
-        f"{path}: JSON foreach source is larger than the 64 MiB limit",
+        f"{path}: JSON foreach source is larger than the 16 MiB limit",
     )
 
 
@@ -215,3 +215,13 @@ def test_a_bom_is_dropped_from_jsonl_and_json(tmp_path: Path) -> None:
 
     assert list(file_items(SourceKind.JSONL, jsonl)) == [{"n": 1}]
     assert list(file_items(SourceKind.JSON, json_file)) == [{"n": 1}]
+
+
+def test_the_line_cap_is_1_mib(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text('"' + "x" * (1024 * 1024 - 2) + '"\n' + '"' + "x" * (1024 * 1024) + '"\n')
+
+    items, message = errors(SourceKind.JSONL, path)
+
+    assert [len(item) for item in items] == [1024 * 1024 - 2]  # 1 MiB exactly, and a newline
+    assert message == f"{path}:2: line longer than 1 MiB"
