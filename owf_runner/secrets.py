@@ -6,6 +6,7 @@ resolved, before anything could print it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from owf_runner.redaction import REDACTOR, shown
 
 COMMAND_TIMEOUT = 30.0
 MAX_COMMAND_OUTPUT = SECRET_FILE.cap  # a command printing forever is stopped here
+MAX_NAME_SHOWN = 200  # of a command's name in a message
 log = logging.getLogger(__name__)
 SigningKey = RSAKey | ECKey
 _EC_ALGORITHMS: dict[str, Algorithm] = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -60,7 +62,7 @@ def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
         path = base_dir / ref.file
         value, source = _from_file(path), shown(str(path))
     else:
-        value, source = _from_command(ref), f"command {shown(ref.command[0])}"
+        value, source = _from_command(ref), f"command {_command_name(ref)}"
     REDACTOR.add(value)
     _check_value(value, source)
     return value
@@ -112,8 +114,12 @@ def _open_to_others(path: Path) -> bool:
         return False
 
 
+def _command_name(ref: CommandSecret) -> str:
+    return shown(ref.command[0], limit=MAX_NAME_SHOWN)
+
+
 def _from_command(ref: CommandSecret) -> str:
-    name = shown(ref.command[0])
+    name = _command_name(ref)
     output = _command_output(ref.command, name)
     try:
         value = output.decode("utf-8")
@@ -146,9 +152,11 @@ def _command_output(argv: list[str], name: str) -> bytes:
 
 
 def _why(exc: OSError | ValueError, program: str) -> str:
-    if Path(program).is_dir():
+    if not isinstance(exc, OSError):
+        return str(exc)
+    if exc.errno == errno.EACCES and os.path.isdir(program):  # isdir: False on any error
         return "it is a directory"
-    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+    return exc.strerror or type(exc).__name__
 
 
 def _read_capped(process: subprocess.Popen[bytes], name: str, deadline: float) -> bytes:
