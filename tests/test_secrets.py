@@ -421,6 +421,12 @@ def test_a_command_argument_with_a_nul_cannot_be_run(tmp_path: Path) -> None:
     assert refusal(ref, tmp_path) == f"command {sys.executable} cannot be run: embedded null byte"
 
 
+def test_a_command_name_too_long_to_run_is_cut_in_the_message(tmp_path: Path) -> None:
+    ref = CommandSecret(command=["x" * 5000])
+
+    assert refusal(ref, tmp_path) == "command " + "x" * 200 + "… cannot be run: File name too long"
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "script", "problem"),
     [
