@@ -275,6 +275,25 @@ def test_a_character_yaml_refuses_is_a_located_problem(
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ("a:\n\tb: 1\n", "2:1", "found character '\\t' that cannot start any token"),  # scanner
+        ("a: [1, 2\nb: 3\n", "2:2", "expected ',' or ']', but got ':'"),  # parser
+        ("a: 1\nb: *nope\n", "2:4", "found undefined alias 'nope'"),  # composer
+        ("a: 1\n---\nb: 2\n", "2:1", "but found another document"),  # composer
+        ("a: \x07\n", "1:4", "character U+0007 is not allowed"),  # reader
+    ],
+    ids=["scanner", "parser", "undefined-alias", "two-documents", "reader"],
+)
+def test_every_kind_of_yaml_error_is_one_located_problem(
+    tmp_path: Path, text: str, where: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+
+    assert problems(path) == [f"{path}:{where}: (top level): invalid YAML: {problem}"]
+
+
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
 
