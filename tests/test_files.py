@@ -383,3 +383,25 @@ def test_plan_shows_an_unreadable_source_as_a_failure_before_sending(cli: RunCli
         f"   fails before sending: {job}:9:15: steps[0].foreach.json: "
         "/dev/zero: JSON foreach source is not a regular file (a character device)"
     ) in result.out.splitlines()
+
+
+# -- through the CLI: a CA bundle -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bundle", "what"), [("/dev/zero", "a character device"), ("pipe.yaml", "a FIFO")]
+)
+def test_a_ca_bundle_that_is_not_a_regular_file(
+    cli: RunCli, tmp_path: Path, fifo: Path, bundle: str, what: str
+) -> None:
+    job = tmp_path / "job.yaml"
+    text = (HOSTILE / "ok.yaml").read_text()
+    job.write_text(text.replace("credential: hook}", f"credential: hook, ca_bundle: {bundle}}}"))
+
+    result = cli("validate", str(job))
+
+    shown = bundle if bundle.startswith("/") else str(tmp_path / bundle)
+    assert (result.code, result.out) == (3, "")
+    assert result.err == (
+        f"{job}:3:51: orgs.acme.ca_bundle: {shown}: CA bundle is not a regular file ({what})\n"
+    )
