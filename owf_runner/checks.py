@@ -8,16 +8,21 @@ piecewise, from the parts of an invalid one that did validate — so one run of
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from owf_runner.context import COMMON_NAMES, FOREACH_NAMES, RESPONSE_NAMES
+from owf_runner.headers import header_problem
 from owf_runner.model import Org, Step
 from owf_runner.problems import KeyPath, Problem
+from owf_runner.template_budget import MAX_INT_BITS, MAX_INT_DIGITS
 from owf_runner.templating import (
     ENV,
+    MAX_PAYLOAD_BYTES,
     Reference,
     TemplateError,
     check_syntax,
@@ -55,6 +60,7 @@ class JobParts:
 def static_problems(parts: JobParts) -> Iterator[Problem]:
     yield from _org_problems(parts)
     yield from _step_problems(parts)
+    yield from _data_problems(parts, ("vars",), parts.vars)
 
 
 # -- orgs ----------------------------------------------------------------------------
@@ -71,6 +77,8 @@ def _org_problems(parts: JobParts) -> Iterator[Problem]:
         if org.domain and not _is_host_name(org.domain):
             message = f"expected a host name like acme.okta.com, found {org.domain!r}"
             yield parts.problem((*at, "domain"), message)
+        elif org.domain:  # the token URL is made of it
+            yield from _url_problems(parts, (*at, "domain"), f"https://{org.domain}/")
         if org.token_url:
             yield from _url_problems(parts, (*at, "token_url"), org.token_url)
         if org.ca_bundle:
@@ -118,12 +126,37 @@ def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[Prob
         yield from _url_problems(parts, (*at, "flow"), step.flow)
     if step.method == "GET" and step.payload is not None:
         yield parts.problem((*at, "payload"), "a GET sends no body; use `query` instead")
-    for name in step.headers:
+    yield from _header_problems(parts, step, at)
+    for key in ("payload", "query", "foreach"):
+        yield from _data_problems(parts, (*at, key), getattr(step, key))
+    yield from _payload_size_problems(parts, step, at)
+    scope = TemplateScope(parts, step.id, earlier=frozenset(parts.step_ids[:index]))
+    yield from _template_problems(scope, step, at)
+
+
+def _header_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[Problem]:
+    for name, value in step.headers.items():
         if name.lower() in CREDENTIAL_HEADERS:
             message = f"header {name!r} is set by the org's credential; remove it here"
             yield parts.problem((*at, "headers", name), message)
-    scope = TemplateScope(parts, step.id, earlier=frozenset(parts.step_ids[:index]))
-    yield from _template_problems(scope, step, at)
+            continue
+        literal_value = None if is_template_text(value) else value
+        problem = None if is_template_text(name) else header_problem(name, literal_value)
+        if problem:
+            yield parts.problem((*at, "headers", name), problem)
+
+
+def _payload_size_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[Problem]:
+    """A payload without templates is sent as written: its size is known now."""
+    if any(is_template_text(text) for _, text in strings_in(step.payload)):
+        return
+    try:
+        size = len(json.dumps(step.payload, allow_nan=False).encode())
+    except ValueError:  # NaN or a huge number: _data_problems says where
+        return
+    if size > MAX_PAYLOAD_BYTES:
+        message = f"payload is {size} bytes as JSON; the limit is 1 MiB"
+        yield parts.problem((*at, "payload"), message)
 
 
 def _step_org_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[Problem]:
@@ -141,6 +174,39 @@ def unknown(name: str, known: Iterable[str], kind: str) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown {kind} {name!r}{hint}"
+
+
+# -- data (vars, payload, query, foreach lists): what JSON carries -------------------------
+
+
+def _data_problems(parts: JobParts, at: KeyPath, value: Any) -> Iterator[Problem]:
+    for sub, problem in _not_json(value):
+        yield parts.problem((*at, *sub), problem)
+
+
+def _not_json(value: Any) -> Iterator[tuple[KeyPath, str]]:
+    """(key path, problem) for each number JSON cannot carry: NaN, infinity, huge integers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield (), f"expected a finite number, found {yaml_number(value)}"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > MAX_INT_BITS:
+            yield (
+                (),
+                f"a number of more than {MAX_INT_DIGITS:,} digits; JSON readers cannot take it",
+            )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from (((key, *sub), problem) for sub, problem in _not_json(item))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from (((index, *sub), problem) for sub, problem in _not_json(item))
+
+
+def yaml_number(value: float) -> str:
+    """How YAML spells a non-finite float (``1e400`` reads as ``.inf``)."""
+    if math.isnan(value):
+        return ".nan"
+    return ".inf" if value > 0 else "-.inf"
 
 
 # -- URLs ----------------------------------------------------------------------------

@@ -10,7 +10,16 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Discriminator, Field, Strict, Tag
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+)
 
 from owf_runner.failures import FailureClass
 
@@ -26,6 +35,11 @@ Algorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
 Bool = Annotated[bool, Strict()]
 Int = Annotated[int, Strict()]
 Seconds = Annotated[float, Strict(), AllowInfNan(False)]
+# Absurd values get a bound: a timeout or wait of more than a day is a typo, not a plan.
+MAX_SECONDS = 86400.0
+MAX_RESPONSE_BYTES = 1024 * 1024 * 1024  # a body owf-run may be told to hold in memory
+SCOPE = r"^[\x21\x23-\x5b\x5d-\x7e]+$"  # RFC 6749 scope-token: printable ASCII, no space
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
 
 
 class Record(BaseModel):
@@ -73,6 +87,16 @@ class CommandSecret(Record):
     ]
 
 
+def _rate_is_positive(text: str) -> str:
+    """A rate of zero would never send; one slower than a day never finishes."""
+    if rate_per_second(text) * MAX_SECONDS < 1:
+        raise ValueError(f"expected at least one per day, found {text!r}")
+    return text
+
+
+Rate = Annotated[str, Field(pattern=RATE_LIMIT), AfterValidator(_rate_is_positive)]
+
+
 def _kind_by_key(kinds: dict[str, type[Record]]) -> Callable[[Any], str | None]:
     """A discriminator: the one key of ``kinds`` a mapping has (or a record's own kind)."""
 
@@ -115,7 +139,7 @@ class PrivateKeyJwtCredential(Record):
             examples=["0oa2781yr7ajUaJfd0h8"],
         ),
     ]
-    key_id: str | None = Field(
+    key_id: Annotated[str, Field(min_length=1)] | None = Field(
         None,
         description="Key ID (`kid`) of the app's public key, sent in the assertion header. "
         "Default: the `kid` of a JWK private key; a PEM key needs it.",
@@ -129,9 +153,12 @@ class PrivateKeyJwtCredential(Record):
         description="Signing algorithm of the assertion. Default: from the key, RS256 for RSA, "
         "ES256/ES384/ES512 for EC P-256/P-384/P-521.",
     )
-    scopes: tuple[str, ...] = Field(
-        (DEFAULT_SCOPE,),
-        description="Scopes requested with the token. Default: `okta.workflows.invoke.manage`.",
+    scopes: Annotated[tuple[Annotated[str, Field(pattern=SCOPE)], ...], Field(min_length=1)] = (
+        Field(
+            (DEFAULT_SCOPE,),
+            description="Scopes requested with the token, at least one; each printable ASCII "
+            "without spaces or quotes. Default: `okta.workflows.invoke.manage`.",
+        )
     )
 
 
@@ -169,11 +196,11 @@ class Org(Record):
         "(e.g. a custom domain). https only (loopback excepted).",
     )
     credential: str = Field(description="Name of the entry under `credentials` this org uses.")
-    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = Field(
+    rate_limit: Rate | None = Field(
         None,
         description="Pace of invocations per flow URL for steps on this org, as `N/s`, "
-        "`N/m` (or `N/min`) or `N/h`. Default: `defaults.rate_limit`; a step's own "
-        "`rate_limit` wins.",
+        "`N/m` (or `N/min`) or `N/h`, at least one per day. Default: `defaults.rate_limit`; "
+        "a step's own `rate_limit` wins.",
         examples=["5/s"],
     )
     ca_bundle: str | None = Field(
@@ -188,13 +215,15 @@ class Org(Record):
 
 
 class Backoff(Record):
-    initial: Annotated[Seconds, Field(gt=0)] = Field(
+    initial: Annotated[Seconds, Field(gt=0, le=MAX_SECONDS)] = Field(
         1.0,
         description="Wait before the first retry, in seconds; it doubles with each retry, "
-        "with jitter. Default: 1.",
+        "with jitter; at most 86400 (a day). Default: 1.",
     )
-    max: Annotated[Seconds, Field(gt=0)] = Field(
-        30.0, description="Longest wait between two tries, in seconds. Default: 30."
+    max: Annotated[Seconds, Field(gt=0, le=MAX_SECONDS)] = Field(
+        30.0,
+        description="Longest wait between two tries, in seconds; at most 86400 (a day). "
+        "Default: 30.",
     )
 
 
@@ -206,10 +235,11 @@ class Retry(Record):
         Backoff(),
         description="Exponential backoff between tries, used when the server names no wait.",
     )
-    max_wait: Annotated[Seconds, Field(ge=0)] = Field(
+    max_wait: Annotated[Seconds, Field(ge=0, le=MAX_SECONDS)] = Field(
         300.0,
         description="Longest wait, in seconds, a server may ask for (`Retry-After`, "
-        "`X-Rate-Limit-Reset`); a longer one fails the step at once. Default: 300.",
+        "`X-Rate-Limit-Reset`); a longer one fails the step at once. At most 86400 (a day). "
+        "Default: 300.",
     )
     on: tuple[FailureClass, ...] | None = Field(
         None,
@@ -227,25 +257,27 @@ class Defaults(Record):
     org: str | None = Field(
         None, description="Org of steps without `org`. Default: the only org, if there is one."
     )
-    timeout: Annotated[Seconds, Field(gt=0)] = Field(
+    timeout: Annotated[Seconds, Field(gt=0, le=MAX_SECONDS)] = Field(
         65.0,
         description="Time limit for each try of an invocation, in seconds, "
-        "for steps without `timeout`. Default: 65 (Okta closes the connection at 60).",
+        "for steps without `timeout`; at most 86400 (a day). Default: 65 (Okta closes the "
+        "connection at 60).",
     )
     retry: Retry = Field(
         Retry(), description="Retry policy of every step; a step's `retry` overrides it key by key."
     )
-    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] = Field(
+    rate_limit: Rate = Field(
         "10/s",
         description="Pace of invocations per flow URL, as `N/s`, `N/m` (or `N/min`) or `N/h`, "
-        "evenly spaced. Default: `10/s` (Okta allows about 10 per second per flow). An org's "
-        "or a step's `rate_limit` wins.",
+        "evenly spaced, at least one per day. Default: `10/s` (Okta allows about 10 per second "
+        "per flow). An org's or a step's `rate_limit` wins.",
         examples=["10/s", "300/m"],
     )
-    max_response_bytes: Annotated[Int, Field(gt=0)] = Field(
+    max_response_bytes: Annotated[Int, Field(gt=0, le=MAX_RESPONSE_BYTES)] = Field(
         DEFAULT_MAX_RESPONSE_BYTES,
         description="Largest response body read from a flow, in bytes, counted after "
-        "decompression; a larger answer fails the step. Default: 10485760 (10 MiB).",
+        "decompression; a larger answer fails the step. At most 1073741824 (1 GiB). "
+        "Default: 10485760 (10 MiB).",
     )
 
 
@@ -412,24 +444,27 @@ class Step(Record):
     retry: Retry | None = Field(
         None, description="Retry policy of this step, merged key by key over `defaults.retry`."
     )
-    timeout: Annotated[Seconds, Field(gt=0)] | None = Field(
-        None, description="Time limit for each try, in seconds. Default: `defaults.timeout`."
+    timeout: Annotated[Seconds, Field(gt=0, le=MAX_SECONDS)] | None = Field(
+        None,
+        description="Time limit for each try, in seconds; at most 86400 (a day). "
+        "Default: `defaults.timeout`.",
     )
-    rate_limit: Annotated[str, Field(pattern=RATE_LIMIT)] | None = Field(
+    rate_limit: Rate | None = Field(
         None,
         description="Pace of invocations of this flow URL, as `N/s`, `N/m` (or `N/min`) or "
-        "`N/h`. Default: the org's `rate_limit`, else `defaults.rate_limit`.",
+        "`N/h`, at least one per day. Default: the org's `rate_limit`, else "
+        "`defaults.rate_limit`.",
     )
-    max_response_bytes: Annotated[Int, Field(gt=0)] | None = Field(
+    max_response_bytes: Annotated[Int, Field(gt=0, le=MAX_RESPONSE_BYTES)] | None = Field(
         None,
         description="Largest response body read from this flow, in bytes, counted after "
-        "decompression. Default: `defaults.max_response_bytes`.",
+        "decompression; at most 1073741824 (1 GiB). Default: `defaults.max_response_bytes`.",
     )
 
 
 class Job(Record):
     version: Literal[1] = Field(description="Format version of the job file: `1`.")
-    name: str | None = Field(
+    name: Annotated[str, Field(pattern=NO_CONTROLS)] | None = Field(
         None,
         description="Name of the job in output and as `job.name`. Default: the job file's name "
         "without its extension.",

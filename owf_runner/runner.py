@@ -204,7 +204,13 @@ class Runner:
         query = {
             k: v if isinstance(v, str) else self._json(step.query, v) for k, v in query.items()
         }
+        from owf_runner.headers import header_problem  # belongs at the top: see issue 8 report
+
         headers = {k: str(v) for k, v in self._render(step.headers, context).items()}
+        for name, value in headers.items():  # a rendered name or value HTTP cannot carry
+            problem = header_problem(name, value)
+            if problem:
+                raise self._located(step.headers, problem, (name,))
         return Request(step.method, url, query, headers, payload)
 
     def _json(self, field: Field, value: Any) -> str:

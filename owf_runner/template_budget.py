@@ -33,7 +33,7 @@ MAX_ITERATIONS = 1_000_000  # loop iterations (and items out of lazy filters) in
 MAX_SECONDS = 1.0  # wall-clock time of one render
 MAX_INT_DIGITS = 4000  # Python will not print an int over 4300 digits; JSON readers choke sooner
 MAX_DEPTH = 256  # nesting of a value (server answers are bounded at 64)
-_MAX_INT_BITS = int(MAX_INT_DIGITS * math.log2(10))
+MAX_INT_BITS = int(MAX_INT_DIGITS * math.log2(10))
 _SLOT = 8  # bytes a list, tuple or dict entry costs
 
 
@@ -134,7 +134,7 @@ def check_length(length: int, limit: int = MAX_STRING, what: str = "a string") -
 
 def check_digits(bits: float) -> None:
     """An integer of about ``bits`` bits may be built (Python would not even print a longer one)."""
-    if bits > _MAX_INT_BITS:
+    if bits > MAX_INT_BITS:
         raise BudgetExceeded(f"a number of more than {MAX_INT_DIGITS:,} digits")
 
 
@@ -206,7 +206,7 @@ def _parts(value: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> Iterator[Any]
 
 
 def _int_size(value: int) -> int:
-    if value.bit_length() > _MAX_INT_BITS:
+    if value.bit_length() > MAX_INT_BITS:
         raise NotJson(f"a number of more than {MAX_INT_DIGITS:,} digits")
     return value.bit_length() * 3 // 10 + 2
 

@@ -1,24 +1,50 @@
-"""URL rules: https only (loopback excepted, for the emulator and tests), no user info."""
+"""URL rules: https only (loopback excepted, for the emulator and tests), no user info,
+a host that DNS could know and a port that exists — checked before anything is sent."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import urllib.parse
+
+import httpx2
+
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 
 
 def url_problem(url: str) -> str | None:
     try:
         split = urllib.parse.urlsplit(url)
-        host = split.hostname
-    except ValueError as exc:
+        host, port = split.hostname, split.port
+        httpx2.URL(url)
+    except (ValueError, httpx2.InvalidURL) as exc:
         return f"invalid URL {url!r}: {exc}"
     if split.username is not None or split.password is not None:
         return "URLs with user info (user@host) are refused: credentials belong in `credentials`"
+    if port == 0:
+        return f"invalid URL {url!r}: port 0"
+    if host and not _is_host(host):
+        return f"invalid URL {url!r}: {host!r} is not a host name"
     if split.scheme == "https" and host:
         return None
     if split.scheme == "http" and host and is_loopback(host):
         return None
     return f"expected an https URL, found {url!r}"
+
+
+def _is_host(host: str) -> bool:
+    """A DNS name (international ones as IDNA) or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _HOST_NAME.fullmatch(ascii_host) is not None
 
 
 def is_loopback(host: str) -> bool:

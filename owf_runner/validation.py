@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ def validation_problems(
     exc: ValidationError, document: YamlDocument, schema: Schema
 ) -> Iterator[Problem]:
     by_path: dict[KeyPath, list[str]] = {}
-    for error in exc.errors(include_url=False):
+    for error in _without_echoes(exc.errors(include_url=False)):
         path, message = _located(error, document.data, schema)
         messages = by_path.setdefault(path, [])
         if message not in messages:
@@ -27,6 +28,12 @@ def validation_problems(
     for path, messages in by_path.items():
         for message in _merge_type_errors(messages):
             yield document.problem(path, message)
+
+
+def _without_echoes(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Pydantic adds "too short" to a list whose items all failed: the items say it better."""
+    failed_items = {error["loc"][:-1] for error in errors if error["loc"]}
+    return [e for e in errors if not (e["type"] == "too_short" and e["loc"] in failed_items)]
 
 
 def _located(error: ErrorDetails, data: Any, schema: Schema) -> tuple[KeyPath, str]:
@@ -115,11 +122,26 @@ def _secret_reference(value: Any, ctx: dict[str, Any], path: KeyPath) -> str:
 
 
 def _pattern(value: Any, ctx: dict[str, Any], path: KeyPath) -> str:
+    key = path[-2] if len(path) > 1 and isinstance(path[-1], int) else path[-1] if path else ""
     what = {
         "id": "a step id (letters, digits and _, not starting with a digit)",
         "rate_limit": "a rate like 10/s, 600/min or 3600/h",
-    }.get(str(path[-1]) if path else "", f"text matching {ctx.get('pattern')}")
+        "scopes": "a scope (printable ASCII without spaces or quotes)",
+        "name": "a name without control characters",
+    }.get(str(key), f"text matching {ctx.get('pattern')}")
     return f"expected {what}, found {value!r}"
+
+
+def _spelled(number: Any) -> str:
+    """A number as a job file would spell it: 86400, 2.5, .inf (not 86400.0, 2.5e+00, inf)."""
+    if isinstance(number, float):
+        if math.isnan(number):
+            return ".nan"
+        if math.isinf(number):
+            return ".inf" if number > 0 else "-.inf"
+        if number.is_integer() and abs(number) < 1e16:
+            return str(int(number))
+    return repr(number)
 
 
 _SPECIAL: dict[str, Callable[[Any, dict[str, Any], KeyPath], str]] = {
@@ -129,16 +151,22 @@ _SPECIAL: dict[str, Callable[[Any, dict[str, Any], KeyPath], str]] = {
     "string_too_short": lambda v, ctx, p: "must not be empty",
     "literal_error": lambda v, ctx, p: f"expected {ctx['expected']}, found {v!r}",
     "enum": lambda v, ctx, p: f"expected {ctx['expected']}, found {v!r}",
-    "finite_number": lambda v, ctx, p: f"expected a finite number, found {v!r}",
+    "finite_number": lambda v, ctx, p: f"expected a finite number, found {_spelled(v)}",
     "union_tag_not_found": lambda v, ctx, p: (
         "`type` is required: private_key_jwt, client_token or none"
     ),
     "union_tag_invalid": lambda v, ctx, p: (
         f"unknown type {ctx['tag']!r}; expected {ctx['expected_tags']}"
     ),
-    "greater_than": lambda v, ctx, p: f"expected a number above {ctx['gt']:g}, found {v!r}",
-    "greater_than_equal": lambda v, ctx, p: f"expected at least {ctx['ge']:g}, found {v!r}",
-    "less_than_equal": lambda v, ctx, p: f"expected at most {ctx['le']:g}, found {v!r}",
+    "greater_than": lambda v, ctx, p: (
+        f"expected a number above {_spelled(ctx['gt'])}, found {_spelled(v)}"
+    ),
+    "greater_than_equal": lambda v, ctx, p: (
+        f"expected at least {_spelled(ctx['ge'])}, found {_spelled(v)}"
+    ),
+    "less_than_equal": lambda v, ctx, p: (
+        f"expected at most {_spelled(ctx['le'])}, found {_spelled(v)}"
+    ),
 }
 _KEY_ERRORS = {"missing", "extra_forbidden"}
 

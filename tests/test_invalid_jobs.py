@@ -86,7 +86,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "yaml_syntax_error.yaml": ["4:12: (top level): invalid YAML: expected ',' or '}', but got ':'"],
     "not_a_mapping.yaml": ["1:1: (top level): expected a mapping of job keys"],
-    "not_utf8.yaml": ["1:1: (top level): job file is not valid UTF-8"],
+    "not_utf8.yaml": ["2:10: job file is not UTF-8"],
     "alias_bomb.yaml": [
         "3:31: vars: more than 100000 values once aliases are expanded (an alias bomb?)"
     ],
@@ -183,6 +183,102 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "unknown_filter.yaml": [
         "11:15: steps[1].payload.name: template syntax error: No filter named 'nosuchfilter'.",
+    ],
+    # issue 8: what JSON cannot carry, absurd numbers, URLs and headers HTTP cannot carry
+    "payload_nan.yaml": ["9:15: steps[0].payload.ratio: expected a finite number, found .nan"],
+    "payload_infinite.yaml": ["10:7: steps[0].payload.big: expected a finite number, found .inf"],
+    "vars_infinite.yaml": ["3:3: vars.limit: expected a finite number, found -.inf"],
+    "query_nan.yaml": ["9:13: steps[0].query.n: expected a finite number, found .inf"],
+    "foreach_nan.yaml": ["9:18: steps[0].foreach[1]: expected a finite number, found .nan"],
+    "payload_huge_integer.yaml": [
+        "9:15: steps[0].payload.n: a number of more than 4,000 digits; JSON readers cannot take it"
+    ],
+    "timeout_nan.yaml": ["9:5: steps[0].timeout: expected a finite number, found .nan"],
+    "timeout_infinite.yaml": ["9:5: steps[0].timeout: expected a finite number, found .inf"],
+    "timeout_over_a_day.yaml": ["9:5: steps[0].timeout: expected at most 86400, found 100000"],
+    "backoff_over_a_day.yaml": [
+        "9:23: steps[0].retry.backoff.max: expected at most 86400, found 1e+30"
+    ],
+    "max_wait_over_a_day.yaml": [
+        "9:13: steps[0].retry.max_wait: expected at most 86400, found 1000000000000"
+    ],
+    "max_response_bytes_huge.yaml": [
+        "9:5: steps[0].max_response_bytes: expected at most 1073741824, found 99999999999999999999"
+    ],
+    "rate_limit_zero.yaml": [
+        "9:5: steps[0].rate_limit: expected at least one per day, found '0/s'"
+    ],
+    "rate_limit_under_one_a_day.yaml": [
+        "9:5: steps[0].rate_limit: expected at least one per day, found '0.01/h'"
+    ],
+    "flow_port_out_of_range.yaml": [
+        "8:5: steps[0].flow: invalid URL "
+        "'https://acme.workflows.okta.com:99999/api/flo/ping/invoke': Port out of range 0-65535"
+    ],
+    "flow_port_zero.yaml": [
+        "8:5: steps[0].flow: invalid URL "
+        "'https://acme.workflows.okta.com:0/api/flo/ping/invoke': port 0"
+    ],
+    "flow_bad_host.yaml": [
+        "8:5: steps[0].flow: invalid URL 'https://acme..okta.com/api/flo/ping/invoke': "
+        "'acme..okta.com' is not a host name"
+    ],
+    "token_url_port_out_of_range.yaml": [
+        "5:5: orgs.acme.token_url: invalid URL "
+        "'https://login.acme.com:70000/oauth2/v1/token': Port out of range 0-65535"
+    ],
+    "domain_with_space.yaml": [
+        "3:10: orgs.acme.domain: expected a host name like acme.okta.com, found 'acme okta.com'"
+    ],
+    "header_name_cyrillic.yaml": [
+        '9:15: steps[0].headers["X\\u044f-Team"]: not a valid HTTP header name: '
+        "'Xя-Team' (ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
+    ],
+    "header_name_space.yaml": [
+        "9:15: steps[0].headers[\"X Team\"]: not a valid HTTP header name: 'X Team' "
+        "(ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
+    ],
+    "header_name_colon.yaml": [
+        "9:15: steps[0].headers[\"X-Team:\"]: not a valid HTTP header name: 'X-Team:' "
+        "(ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
+    ],
+    "header_name_empty.yaml": [
+        "9:15: steps[0].headers[\"\"]: not a valid HTTP header name: '' (ASCII letters, "
+        "digits and !#$%&'*+-.^_`|~ only)"
+    ],
+    "header_value_newline.yaml": [
+        "9:15: steps[0].headers.X-Team: a header value cannot hold control characters "
+        "or line breaks: 'a\\nInjected: yes'"
+    ],
+    "header_value_not_ascii.yaml": [
+        "9:15: steps[0].headers.X-Team: a header value must be ASCII: 'café'"
+    ],
+    "header_value_padded.yaml": [
+        "9:15: steps[0].headers.X-Team: a header value cannot start or end with a space: ' padded'"
+    ],
+    "concurrency_too_high.yaml": ["10:5: steps[0].concurrency: expected at most 100, found 101"],
+    "scopes_empty.yaml": ["10:5: credentials.acme_jwt.scopes: needs at least one entry"],
+    "key_id_empty.yaml": ["8:5: credentials.acme_jwt.key_id: must not be empty"],
+    "scope_with_space.yaml": [
+        "10:14: credentials.acme_jwt.scopes[0]: expected a scope (printable ASCII "
+        "without spaces or quotes), found 'okta.a okta.b'"
+    ],
+    "name_control_character.yaml": [
+        "2:1: name: expected a name without control characters, found 'job\\x1b[2J'"
+    ],
+    "payload_over_1_mib.yaml": [
+        "11:5: steps[0].payload: payload is 1114180 bytes as JSON; the limit is 1 MiB"
+    ],
+    "template_infinite_literal.yaml": [
+        "9:15: steps[0].payload.n: template syntax error: a number too large for JSON "
+        "(it would be infinite)"
+    ],
+    "template_lipsum.yaml": [
+        "9:15: steps[0].payload.n: unknown name 'lipsum' in template (available: env, "
+        "job, run, steps, vars)"
+    ],
+    "expect_status_out_of_range.yaml": [
+        "9:28: steps[0].expect.status[1]: expected at most 599, found 600"
     ],
 }
 
