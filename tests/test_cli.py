@@ -687,6 +687,13 @@ steps:
 """
 
 
+def _console_script(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """The installed `owf-run`, and an environment keeping its state under ``tmp_path``."""
+    script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
+    assert script
+    return script, {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+
+
 def _pipe_job(tmp_path: Path, stubs: str) -> Path:
     job = tmp_path / "pipe.yaml"
     job.write_text(PIPE_JOB)
@@ -707,9 +714,7 @@ def test_a_reader_gone_after_one_line_never_aborts_the_run(
     # `owf-run JOB | head -1`. The 300 kB echo under --verbose cannot fit in a pipe (64 kB),
     # so the child is certain to write after the reader has gone, whatever the timing.
     job = _pipe_job(tmp_path, stubs)
-    script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
-    assert script
-    env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+    script, env = _console_script(tmp_path)
 
     with _sigint_not_ignored(), _popen([script, str(job), "--emulate", "-v"], env) as process:
         assert process.stdout is not None
@@ -726,9 +731,7 @@ def test_a_reader_gone_after_one_line_never_aborts_the_run(
 
 def test_a_stdout_closed_from_the_start_never_aborts_the_run(tmp_path: Path) -> None:
     job = _pipe_job(tmp_path, "flows: {last: {status: 500}}\n")
-    script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
-    assert script
-    env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+    script, env = _console_script(tmp_path)
 
     done = subprocess.run(
         ["/bin/sh", "-c", 'exec "$0" "$@" >&-', script, str(job), "--emulate", "-v"],
@@ -909,9 +912,7 @@ def test_a_file_name_with_control_characters_is_printed_escaped(
 
 def test_lost_stdout_and_stderr_leave_the_exit_code_to_the_run(tmp_path: Path) -> None:
     job = _pipe_job(tmp_path, "flows: {last: {status: 500}}\n")
-    script = shutil.which("owf-run", path=str(Path(sys.executable).parent))
-    assert script
-    env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+    script, env = _console_script(tmp_path)
     reader, writer = os.pipe()
     os.close(reader)  # both streams go to a pipe nobody reads
 
