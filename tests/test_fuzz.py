@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
+import os
 import re
 import signal
 import subprocess
@@ -30,7 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from owf_runner import boundary, commands, emulation
@@ -353,17 +355,20 @@ def rehearsal_on(clock: FakeClock) -> Iterator[None]:
         yield
 
 
-def plan_and_run(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, int, str]:
-    """`owf-run plan PATH` and `owf-run PATH --emulate -v`: their exit codes and stderr."""
+def plan_and_run(
+    path: Path, capsys: pytest.CaptureFixture[str], vars_file: Path | None = None
+) -> tuple[int, int, str]:
+    """`owf-run plan PATH` and `owf-run PATH --emulate -v`: their exit codes and output."""
     capsys.readouterr()
-    planned = boundary.call(lambda: commands.plan(path, [], None))
+    planned = boundary.call(lambda: commands.plan(path, [], vars_file))
     clock, out = FakeClock(), io.StringIO()
     reporter = ConsoleReporter(stream=out, verbose=True)
     with rehearsal_on(clock):
         ran = boundary.call(
-            lambda: commands.run(path, reporter, [], None, True, None, None, clock=clock)
+            lambda: commands.run(path, reporter, [], vars_file, True, None, None, clock=clock)
         )
-    return planned, ran, capsys.readouterr().err + out.getvalue()
+    captured = capsys.readouterr()
+    return planned, ran, captured.out + captured.err + out.getvalue()
 
 
 @settings(
@@ -524,3 +529,124 @@ def test_a_hostile_value_is_refused_up_front_or_runs_to_a_documented_end(
 
     assert planned == ExitCode.OK, printed
     assert ran in (ExitCode.OK, ExitCode.STEP_FAILED), printed
+
+
+# -- hostile files: foreach sources, a vars file, a secret file ------------------------------
+
+FILES_JOB = """\
+version: 1
+vars: {{greeting: hi}}
+orgs: {{acme: {{domain: acme.okta.com, credential: ct}}}}
+credentials: {{ct: {{type: client_token, token: {{file: token.txt}}}}}}
+steps:
+  - id: s
+    flow: https://acme.workflows.okta.com/api/flo/f/invoke
+    foreach: {{{kind}: items.{kind}}}
+    concurrency: 2
+    payload: {{item: "{{{{ item }}}}", greeting: "{{{{ vars.greeting }}}}"}}
+"""
+TOKEN_CANARY = "TOKENfuzz4d2a9c61e0b7+/35f8e2a1c9d0b6"
+text_cells = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+json_data = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | text_cells,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(text_cells, children),
+    max_leaves=8,
+)
+SPECIAL_CONTENTS = [
+    b"",
+    b"\xef\xbb\xbf",
+    b"\xff\xfe\x00a",
+    b"\x00" * 64,
+    b"a" * 200_000,
+    b"a,b\n" + b"x" * 200_000 + b",y\n",
+    b"[" * 100_000,
+    b'"' * 7,
+    b"\x1b[31mred\x07\n\x85\n",
+]
+
+
+def csv_text(rows: list[list[str]]) -> bytes:
+    lines = [",".join(f'"{cell}"' if '"' not in cell else cell for cell in row) for row in rows]
+    return "\n".join(lines).encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def source_contents(draw: st.DrawFn, kind: str) -> bytes:
+    shape = draw(st.sampled_from(["structured", "binary", "special"]))
+    if shape == "binary":
+        return draw(st.binary(max_size=300))
+    if shape == "special":
+        return draw(st.sampled_from(SPECIAL_CONTENTS))
+    if kind == "csv":
+        rows = draw(st.lists(st.lists(text_cells, min_size=1, max_size=3), max_size=4))
+        return draw(st.sampled_from([b"", b"\xef\xbb\xbf"])) + csv_text([["a", "b"], *rows])
+    if kind == "jsonl":
+        lines = draw(st.lists(json_data, max_size=4))
+        return "\n".join(json.dumps(line) for line in lines).encode()
+    return json.dumps(draw(json_data)).encode()
+
+
+TOKEN_DECORATIONS = ["", "\n", "\r\n", "\n\n", " ", "\x00", "\x07", "\ufeff", "\nsecond"]
+
+
+@st.composite
+def token_contents(draw: st.DrawFn) -> bytes:
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.binary(max_size=40) | st.sampled_from(SPECIAL_CONTENTS))
+    before = draw(st.sampled_from(["", "\ufeff", " "]))
+    return (before + TOKEN_CANARY + draw(st.sampled_from(TOKEN_DECORATIONS))).encode()
+
+
+def place(path: Path, content: bytes, how: str) -> None:
+    """``content`` at ``path`` — or, in its place, something that is not a regular file."""
+    if how == "directory":
+        path.mkdir()
+    elif how == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    elif how == "dev/zero":
+        path.symlink_to("/dev/zero")
+    elif how == "dangling link":
+        path.symlink_to(path.parent / "nowhere")
+    else:
+        path.write_bytes(content)
+
+
+placements = st.sampled_from(["file"] * 6 + ["directory", "fifo", "dev/zero", "dangling link"])
+
+
+@settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+)
+@given(data=st.data(), kind=st.sampled_from(["csv", "jsonl", "json"]))
+def test_hostile_files_end_with_a_documented_exit_code_and_print_safely(
+    data: st.DataObject, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        job = folder / "job.yaml"
+        job.write_text(FILES_JOB.format(kind=kind), "utf-8")
+        place(folder / f"items.{kind}", data.draw(source_contents(kind)), data.draw(placements))
+        place(folder / "token.txt", data.draw(token_contents()), data.draw(placements))
+        vars_file = None
+        if data.draw(st.booleans()):
+            vars_file = folder / "vars.yaml"
+            place(vars_file, data.draw(source_contents("json")), data.draw(placements))
+        with hard_limit(30):
+            capsys.readouterr()
+            checked = boundary.call(lambda: commands.validate([job], [], vars_file))
+            printed = capsys.readouterr().err
+            planned = ran = ExitCode.OK
+            if checked == ExitCode.OK:
+                planned, ran, printed = plan_and_run(job, capsys, vars_file)
+    event(f"validate {checked}, plan {planned}, run {ran}")  # --hypothesis-show-statistics
+    assert checked in (ExitCode.OK, ExitCode.INVALID_JOB), printed
+    assert planned in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
+    assert ran in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
+    unsafe = sorted({ch for ch in printed if not ch.isprintable() and ch != "\n"})
+    assert not unsafe, f"printed raw control characters {unsafe}: {printed[-2000:]}"
+    assert TOKEN_CANARY not in printed
