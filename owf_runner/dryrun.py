@@ -76,7 +76,7 @@ class _Scope:
 
 
 def plan_text(plan: Plan) -> str:
-    _mask_env_secrets(plan)
+    mask_env_secrets(plan)
     lines = [f"plan for {plan.name} ({plan.document.path}): no request is sent", ""]
     scope = _Scope(plan, job_context(plan.vars, plan.name, run=None), RUN_TIME_NAMES)
     for step in plan.steps:
@@ -84,7 +84,7 @@ def plan_text(plan: Plan) -> str:
     return REDACTOR.redact("\n".join(lines))
 
 
-def _mask_env_secrets(plan: Plan) -> None:
+def mask_env_secrets(plan: Plan) -> None:
     """An environment variable a credential takes its secret from is masked, even where a
     template prints it (``{{ env.CT }}``). File and command secrets are not read: a plan runs
     nothing, and a template cannot print them."""
