@@ -309,3 +309,50 @@ def test_a_non_ascii_secret_sent_through_tojson_and_echoed_is_masked(
     assert result.code == 0, result.err
     assert_never_printed(result.out + result.err, [minted.unicode])
     assert_no_fragment(result.out + result.err, [minted.unicode])
+
+
+# -- plan: the values of secret environment variables, however a template uses them -----------
+
+
+@st.composite
+def env_uses(draw: st.DrawFn) -> dict[str, Any]:
+    """A step that uses the client token's environment variable in templates."""
+    use = st.sampled_from([text.replace("steps.mint.outputs.", "env.") for text in uses("CT")])
+    step: dict[str, Any] = {"id": "s", "org": "hook", "flow": flow_url("ct-mirror")}
+    step["payload"] = draw(use | st.dictionaries(st.sampled_from(["a", "b"]), use, min_size=1))
+    if draw(st.booleans()):
+        step["query"] = {"q": draw(use)}
+    if draw(st.booleans()):
+        step["headers"] = {"X-Echo": draw(use)}
+    if draw(st.booleans()):
+        step["flow"] = "https://hook.workflows.okta.com/api/flo/p-{{ env.CT | urlencode }}/invoke"
+    if draw(st.booleans()):
+        step["foreach"] = "{{ [env.CT, 'x'] }}"
+    return step
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(step=env_uses())
+def test_plan_never_shows_a_secret_environment_value(
+    step: dict[str, Any], cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client_token = canary("plan")
+    monkeypatch.setenv("CT", client_token)
+    monkeypatch.setenv("OWF_RUNFUZZ_KEY", PRIVATE_KEY)
+    job = base_job()
+    job["credentials"]["ct"]["token"] = {"env": "CT"}
+    job["steps"] = [step]
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job, allow_unicode=True, sort_keys=False), "utf-8")
+
+    result = cli("plan", str(path))
+
+    assert result.code == 0, result.err
+    assert_never_printed(result.out + result.err, [client_token])
+    assert_no_fragment(result.out + result.err, [client_token])
