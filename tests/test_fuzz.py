@@ -356,16 +356,20 @@ def rehearsal_on(clock: FakeClock) -> Iterator[None]:
 
 
 def plan_and_run(
-    path: Path, capsys: pytest.CaptureFixture[str], vars_file: Path | None = None
+    path: Path, capsys: pytest.CaptureFixture[str], *options: Any
 ) -> tuple[int, int, str]:
-    """`owf-run plan PATH` and `owf-run PATH --emulate -v`: their exit codes and output."""
+    """`owf-run plan PATH` and `owf-run PATH --emulate -v`: their exit codes and output.
+
+    ``options``: --var pairs, --vars-file and --stubs, as commands.run takes them.
+    """
+    var, vars_file, stubs = options or ([], None, None)
     capsys.readouterr()
-    planned = boundary.call(lambda: commands.plan(path, [], vars_file))
+    planned = boundary.call(lambda: commands.plan(path, var, vars_file))
     clock, out = FakeClock(), io.StringIO()
     reporter = ConsoleReporter(stream=out, verbose=True)
     with rehearsal_on(clock):
         ran = boundary.call(
-            lambda: commands.run(path, reporter, [], vars_file, True, None, None, clock=clock)
+            lambda: commands.run(path, reporter, var, vars_file, True, None, stubs, clock=clock)
         )
     captured = capsys.readouterr()
     return planned, ran, captured.out + captured.err + out.getvalue()
@@ -586,6 +590,20 @@ def source_contents(draw: st.DrawFn, kind: str) -> bytes:
     return json.dumps(draw(json_data)).encode()
 
 
+@st.composite
+def stub_contents(draw: st.DrawFn) -> bytes:
+    """An emulator stub file: flows answered with hostile statuses, headers and bodies."""
+    if draw(st.booleans()):
+        return draw(source_contents("json"))
+    stub = {
+        "status": draw(st.sampled_from([200, 500, 429, 99, 1000, "x", None])),
+        "headers": draw(st.dictionaries(text_cells, text_cells | st.integers(), max_size=2)),
+        "body": draw(json_data | st.just("{{ request.headers }}") | st.just("{{ 1/0 }}")),
+    }
+    document = {"flows": {"f": stub}} if draw(st.integers(0, 3)) else {"f": stub}
+    return yaml.safe_dump(document, allow_unicode=True).encode("utf-8", "surrogatepass")
+
+
 TOKEN_DECORATIONS = ["", "\n", "\r\n", "\n\n", " ", "\x00", "\x07", "\ufeff", "\nsecond"]
 
 
@@ -593,8 +611,18 @@ TOKEN_DECORATIONS = ["", "\n", "\r\n", "\n\n", " ", "\x00", "\x07", "\ufeff", "\
 def token_contents(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 4)) == 0:
         return draw(st.binary(max_size=40) | st.sampled_from(SPECIAL_CONTENTS))
+    if draw(st.integers(0, 3)) != 0:
+        return (TOKEN_CANARY + draw(st.sampled_from(["", "\n"]))).encode()  # a usable token
     before = draw(st.sampled_from(["", "\ufeff", " "]))
     return (before + TOKEN_CANARY + draw(st.sampled_from(TOKEN_DECORATIONS))).encode()
+
+
+@st.composite
+def vars_contents(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):
+        return draw(source_contents("json"))
+    mapping = {"greeting": draw(text_cells), "extra": draw(json_data)}
+    return yaml.safe_dump(mapping, allow_unicode=True).encode("utf-8", "surrogatepass")
 
 
 def place(path: Path, content: bytes, how: str) -> None:
@@ -631,18 +659,23 @@ def test_hostile_files_end_with_a_documented_exit_code_and_print_safely(
         job = folder / "job.yaml"
         job.write_text(FILES_JOB.format(kind=kind), "utf-8")
         place(folder / f"items.{kind}", data.draw(source_contents(kind)), data.draw(placements))
-        place(folder / "token.txt", data.draw(token_contents()), data.draw(placements))
-        vars_file = None
+        token_placement = data.draw(st.just("file") | placements)
+        place(folder / "token.txt", data.draw(token_contents()), token_placement)
+        vars_file = stubs = None
         if data.draw(st.booleans()):
             vars_file = folder / "vars.yaml"
-            place(vars_file, data.draw(source_contents("json")), data.draw(placements))
+            place(vars_file, data.draw(vars_contents()), data.draw(placements))
+        if data.draw(st.booleans()):
+            stubs = folder / "stubs.yaml"
+            place(stubs, data.draw(stub_contents()), data.draw(placements))
+        var = [f"greeting={data.draw(text_cells)}"] if data.draw(st.booleans()) else []
         with hard_limit(30):
             capsys.readouterr()
-            checked = boundary.call(lambda: commands.validate([job], [], vars_file))
+            checked = boundary.call(lambda: commands.validate([job], var, vars_file))
             printed = capsys.readouterr().err
             planned = ran = ExitCode.OK
             if checked == ExitCode.OK:
-                planned, ran, printed = plan_and_run(job, capsys, vars_file)
+                planned, ran, printed = plan_and_run(job, capsys, var, vars_file, stubs)
     event(f"validate {checked}, plan {planned}, run {ran}")  # --hypothesis-show-statistics
     assert checked in (ExitCode.OK, ExitCode.INVALID_JOB), printed
     assert planned in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
