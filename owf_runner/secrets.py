@@ -32,11 +32,11 @@ from owf_runner.files import (
     size_text,
 )
 from owf_runner.model import Algorithm, CommandSecret, EnvSecret, FileSecret, SecretRef
-from owf_runner.redaction import REDACTOR, shown
+from owf_runner.redaction import REDACTOR, escape_controls
 
 COMMAND_TIMEOUT = 30.0
 MAX_COMMAND_OUTPUT = SECRET_FILE.cap  # a command printing forever is stopped here
-MAX_NAME_SHOWN = 200  # of a command's name in a message
+MAX_NAME_SHOWN = 500  # characters of a path, variable or command name in a message
 log = logging.getLogger(__name__)
 SigningKey = RSAKey | ECKey
 _EC_ALGORITHMS: dict[str, Algorithm] = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -57,12 +57,12 @@ class SecretMissing(SecretError):
 def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
     """The value, its one trailing newline dropped; SecretError when unusable (never quoted)."""
     if isinstance(ref, EnvSecret):
-        value, source = _from_env(ref.env), f"environment variable {shown(ref.env)}"
+        value, source = _from_env(ref.env), f"environment variable {_name(ref.env)}"
     elif isinstance(ref, FileSecret):
         path = base_dir / ref.file
-        value, source = _from_file(path), shown(str(path))
+        value, source = _from_file(path), _name(str(path))
     else:
-        value, source = _from_command(ref), f"command {_command_name(ref)}"
+        value, source = _from_command(ref), f"command {_name(ref.command[0])}"
     REDACTOR.add(value)
     _check_value(value, source)
     return value
@@ -88,7 +88,7 @@ def _without_newline(value: str) -> str:
 def _from_env(name: str) -> str:
     value = os.environ.get(name)
     if not value or not _without_newline(value):
-        message = f"environment variable {shown(name)} is not set (to rehearse: --emulate)"
+        message = f"environment variable {_name(name)} is not set (to rehearse: --emulate)"
         raise SecretMissing(message)
     return _without_newline(value)
 
@@ -97,13 +97,13 @@ def _from_file(path: Path) -> str:
     try:
         value = read_text(path, SECRET_FILE)
     except FileMissing as exc:
-        raise SecretMissing(f"cannot read {shown(str(path))}: {exc.strerror}") from None
+        raise SecretMissing(f"cannot read {_name(str(path))}: {exc.strerror}") from None
     except CannotOpen as exc:
-        raise SecretError(f"cannot read {shown(str(path))}: {exc.strerror}") from None
+        raise SecretError(f"cannot read {_name(str(path))}: {exc.strerror}") from None
     except UnreadableFile as exc:
-        raise SecretError(shown(str(exc))) from None
+        raise SecretError(str(exc)) from None
     if _open_to_others(path):
-        log.warning("%s is readable by group/others; chmod 600 it", shown(str(path)))
+        log.warning("%s is readable by group/others; chmod 600 it", _name(str(path)))
     return _without_newline(value)
 
 
@@ -114,12 +114,17 @@ def _open_to_others(path: Path) -> bool:
         return False
 
 
-def _command_name(ref: CommandSecret) -> str:
-    return shown(ref.command[0], limit=MAX_NAME_SHOWN)
+def _name(text: str) -> str:
+    """A name from the job file (a path, a variable, a command), safe to print in a message.
+
+    Escaped and cut, not redacted: the error boundary redacts every line that goes out.
+    """
+    safe = escape_controls(text)
+    return safe[:MAX_NAME_SHOWN] + "…" if len(safe) > MAX_NAME_SHOWN else safe
 
 
 def _from_command(ref: CommandSecret) -> str:
-    name = _command_name(ref)
+    name = _name(ref.command[0])
     output = _command_output(ref.command, name)
     try:
         value = output.decode("utf-8")

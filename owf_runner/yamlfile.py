@@ -20,7 +20,7 @@ from yaml.reader import ReaderError
 from owf_runner.errors import JobError
 from owf_runner.files import JOB_FILE, FileKind, UnreadableFile, decode, read_bytes
 from owf_runner.problems import KeyPath, Location, Problem
-from owf_runner.redaction import shown
+from owf_runner.redaction import escape_controls
 
 MAX_NODES = 100_000
 MAX_DEPTH = 64
@@ -130,7 +130,8 @@ def _syntax_problem(path: Path, text: str, exc: yaml.YAMLError) -> Problem:
         what = f"character U+{exc.character:04X} is not allowed"
     else:  # not raised by a loader today; kept a located error rather than a bug
         location, what = Location(path, 1), str(exc)
-    return Problem(location, (), f"invalid YAML: {shown(str(what))}")
+    # Escaped, not redacted: the boundary redacts every line out, and no secret is known yet.
+    return Problem(location, (), f"invalid YAML: {escape_controls(str(what))}")
 
 
 def _position(path: Path, text: str, offset: int) -> Location:

@@ -415,7 +415,7 @@ def test_a_command_argument_with_a_nul_cannot_be_run(tmp_path: Path) -> None:
 def test_a_command_name_too_long_to_run_is_cut_in_the_message(tmp_path: Path) -> None:
     ref = CommandSecret(command=["x" * 5000])
 
-    assert refusal(ref, tmp_path) == "command " + "x" * 200 + "… cannot be run: File name too long"
+    assert refusal(ref, tmp_path) == "command " + "x" * 500 + "… cannot be run: File name too long"
 
 
 @pytest.mark.parametrize(
