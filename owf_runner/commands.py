@@ -18,7 +18,7 @@ import httpx2
 
 from owf_runner.boundary import Output, run_async
 from owf_runner.clock import SYSTEM_CLOCK, Clock
-from owf_runner.credentials import Resolved, build_auths, resolve_credentials
+from owf_runner.credentials import Resolved, build_auths, mask_env_secrets, resolve_credentials
 from owf_runner.errors import ExitCode, JobError, UsageError
 from owf_runner.http import EmulatorTransport, build_client, real_transport
 from owf_runner.loader import load_job
@@ -34,7 +34,9 @@ Wiring = tuple[Mapping[str, Resolved], httpx2.AsyncBaseTransport]
 
 
 def load_plan(job: Path, variables: Mapping[str, Any] | None = None) -> Plan:
-    return resolve(load_job(job, variables))
+    plan = resolve(load_job(job, variables))
+    mask_env_secrets(plan)  # before anything renders: a template may print {{ env.NAME }}
+    return plan
 
 
 def run(

@@ -6,6 +6,7 @@ the secret's value.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -20,9 +21,16 @@ from owf_runner.auth import (
 )
 from owf_runner.clock import Clock
 from owf_runner.errors import JobError
-from owf_runner.model import ClientTokenCredential, PrivateKeyJwtCredential
+from owf_runner.model import (
+    ClientTokenCredential,
+    Credential,
+    EnvSecret,
+    PrivateKeyJwtCredential,
+    SecretRef,
+)
 from owf_runner.plan import Plan
 from owf_runner.problems import Problem, in_file_order
+from owf_runner.redaction import REDACTOR
 from owf_runner.secrets import (
     PrivateKey,
     SecretError,
@@ -114,3 +122,20 @@ def build_auths(
         else:
             auths[org.name] = httpx2.Auth()  # the base flow sends the request as is
     return auths
+
+
+def mask_env_secrets(plan: Plan) -> None:
+    """An environment variable a credential takes its secret from is masked, even where a
+    template prints it (``{{ env.CT }}``). File and command secrets are not read: a plan runs
+    nothing, and a template cannot print them."""
+    for credential in plan.credentials.values():
+        ref = _secret_ref(credential)
+        value = os.environ.get(ref.env) if isinstance(ref, EnvSecret) else None
+        if value:
+            REDACTOR.add(value)
+
+
+def _secret_ref(credential: Credential) -> SecretRef | None:
+    if isinstance(credential, PrivateKeyJwtCredential):
+        return credential.private_key
+    return credential.token if isinstance(credential, ClientTokenCredential) else None

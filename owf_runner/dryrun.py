@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from owf_runner.context import FOREACH_NAMES, RUN_TIME_NAMES, item_context, job_context
-from owf_runner.model import (
-    ClientTokenCredential,
-    Credential,
-    EnvSecret,
-    PrivateKeyJwtCredential,
-    SecretRef,
-)
+from owf_runner.model import PrivateKeyJwtCredential
 from owf_runner.plan import Field, FileSource, ListSource, Plan, RetryPolicy, StepPlan
 from owf_runner.redaction import REDACTOR
 from owf_runner.templating import (
@@ -76,29 +69,11 @@ class _Scope:
 
 
 def plan_text(plan: Plan) -> str:
-    mask_env_secrets(plan)
     lines = [f"plan for {plan.name} ({plan.document.path}): no request is sent", ""]
     scope = _Scope(plan, job_context(plan.vars, plan.name, run=None), RUN_TIME_NAMES)
     for step in plan.steps:
         lines += _step_lines(scope, step)
     return REDACTOR.redact("\n".join(lines))
-
-
-def mask_env_secrets(plan: Plan) -> None:
-    """An environment variable a credential takes its secret from is masked, even where a
-    template prints it (``{{ env.CT }}``). File and command secrets are not read: a plan runs
-    nothing, and a template cannot print them."""
-    for credential in plan.credentials.values():
-        ref = _secret_ref(credential)
-        value = os.environ.get(ref.env) if isinstance(ref, EnvSecret) else None
-        if value:
-            REDACTOR.add(value)
-
-
-def _secret_ref(credential: Credential) -> SecretRef | None:
-    if isinstance(credential, PrivateKeyJwtCredential):
-        return credential.private_key
-    return credential.token if isinstance(credential, ClientTokenCredential) else None
 
 
 def _step_lines(scope: _Scope, step: StepPlan) -> list[str]:

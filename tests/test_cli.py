@@ -930,3 +930,32 @@ def test_lost_stdout_and_stderr_leave_the_exit_code_to_the_run(tmp_path: Path) -
 
     assert done.returncode == 1
     assert not (tmp_path / "state" / "logs").exists()
+
+
+UNUSED_SECRET_JOB = """\
+version: 1
+orgs:
+  acme: {domain: acme.okta.com, credential: open}
+credentials:
+  open: {type: none}
+  spare: {type: client_token, token: {env: RUN_CANARY_TOKEN}}
+steps:
+  - id: s
+    flow: https://acme.workflows.okta.com/api/flo/f/invoke
+    payload: {token: "{{ env.RUN_CANARY_TOKEN }}"}
+"""
+
+
+def test_a_run_masks_the_env_value_of_a_credential_no_step_uses(
+    tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = f"run-canary-{tmp_path.name}"
+    monkeypatch.setenv("RUN_CANARY_TOKEN", canary)
+    job = tmp_path / "job.yaml"
+    job.write_text(UNUSED_SECRET_JOB)
+
+    result = cli(str(job), "--emulate", "-v")
+
+    assert result.code == 0
+    assert 's: HTTP 200 {"token": "********"}' in result.out  # the emulator echoed it back
+    assert canary not in result.out + result.err
