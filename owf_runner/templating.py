@@ -122,6 +122,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super()._generate(_Budgeted().visit(source), name, filename, defer_init)
 
 
+_NO_FILES = "{{% {tag} %}} is not supported: a template cannot load other templates"
+
+
 class _Budgeted(NodeTransformer):
     """Rewrites a parsed template so that its loops and ``~`` go through the budget."""
 
@@ -133,6 +136,18 @@ class _Budgeted(NodeTransformer):
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
         return _call("concat", list(node.nodes), node.lineno)
+
+    def visit_Include(self, node: nodes.Node) -> nodes.Node:
+        raise TemplateSyntaxError(_NO_FILES.format(tag="include"), node.lineno)
+
+    def visit_Import(self, node: nodes.Node) -> nodes.Node:
+        raise TemplateSyntaxError(_NO_FILES.format(tag="import"), node.lineno)
+
+    def visit_FromImport(self, node: nodes.Node) -> nodes.Node:
+        raise TemplateSyntaxError(_NO_FILES.format(tag="from"), node.lineno)
+
+    def visit_Extends(self, node: nodes.Node) -> nodes.Node:
+        raise TemplateSyntaxError(_NO_FILES.format(tag="extends"), node.lineno)
 
     def visit_Const(self, node: nodes.Const) -> nodes.Node:
         if isinstance(node.value, float) and not math.isfinite(node.value):

@@ -259,6 +259,16 @@ def test_as_json_refuses_what_a_request_cannot_carry() -> None:
         ("{{ 'x' | urlize }}", "template syntax error: No filter named 'urlize'."),
         ("{{ {} | xmlattr }}", "template syntax error: No filter named 'xmlattr'."),
         ("{{ {} | pprint }}", "template syntax error: No filter named 'pprint'."),
+        (
+            "{% include 'other.j2' %}",
+            "template syntax error: {% include %} is not supported: "
+            "a template cannot load other templates",
+        ),
+        (
+            "{% from 'x' import y %}",
+            "template syntax error: {% from %} is not supported: "
+            "a template cannot load other templates",
+        ),
     ],
 )
 def test_what_can_never_render_is_a_syntax_error(template: str, message: str) -> None:
