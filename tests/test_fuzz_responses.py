@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from owf_runner import boundary, commands
@@ -549,3 +549,82 @@ def test_any_token_endpoint_answer_ends_the_run_cleanly_and_leaks_nothing(
     outcome = run_against(plans["jwt"], server, {"OWF_FUZZ_KEY": PRIVATE_KEY})
 
     assert_promises_held(outcome, server, access)
+
+
+# -- the same, byte by byte over a loopback socket: the real transport parses it ------------
+
+RAW_STATUS_LINES = [
+    b"HTTP/1.1 200 OK", b"HTTP/1.1 500 Oops", b"HTTP/1.1 429 Slow down", b"HTTP/1.1 302 Found",
+    b"HTTP/1.0 200 OK", b"HTTP/1.1 200", b"HTTP/1.1 abc Nope", b"HTTP/1.1 99 Low",
+    b"HTTP/1.1 1000 High", b"HTTP/2 200 OK", b"ICY 200 OK", b"HTTP/1.1 200 \xff\xfe\x1b[31m",
+    b"", b"\x00\x00",
+]  # fmt: skip
+RAW_HEADER_LINES = [
+    b"Content-Length: -1", b"Content-Length: 5, 6", b"Content-Length: 99999999999999999999",
+    b"Content-Length: abc", b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip, chunked",
+    b"Transfer-Encoding: bogus", b"NoColonHere", b" folded: continuation", b": empty-name",
+    b"X-\xff\xfe: obs-text name", b"X-Ok: \xff\xfe obs-text value", b"Content-Type: \x7f",
+    b"Content-Encoding: gzip", b"Content-Encoding: br", b"Content-Encoding: deflate",
+]  # fmt: skip
+
+
+@st.composite
+def raw_answers(draw: st.DrawFn, secret: str) -> tuple[bytes, bytes]:
+    """A status line and headers (well-formed or not) and a body, as bytes on the wire."""
+    lines = [draw(st.sampled_from(RAW_STATUS_LINES))]
+    for name, value in draw(headers()):
+        text = value.text(secret).encode() if isinstance(value, Reflect) else value
+        lines.append(name.encode() + b": " + text)
+    lines += draw(st.lists(st.sampled_from(RAW_HEADER_LINES), max_size=2))
+    body = draw(bodies()).build(secret)
+    if draw(st.booleans()):
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join([*lines, b"", b""]), body
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+)
+@given(data=st.data(), to_token=st.booleans())
+def test_any_bytes_a_server_sends_end_the_run_cleanly(
+    data: st.DataObject,
+    to_token: bool,
+    hostile: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests import hostile as server_side  # here: it imports conftest, as conftest does
+
+    monkeypatch.setenv("OWF_HOSTILE_KEY", PRIVATE_KEY)
+    path = tmp_path / "job.yaml"
+    path.write_text(server_side.job_text(hostile, "    timeout: 5\n"), "utf-8")
+    answers = data.draw(st.lists(raw_answers(server_side.TOKEN), min_size=1, max_size=3))
+    hostile.script(
+        "/token" if to_token else "/flow", *(server_side.raw(*answer) for answer in answers)
+    )
+    out, clock = strict_stream(), SteppingClock()
+    before = len(hostile.received)
+
+    with contextlib.redirect_stderr(out), hard_limit(HARD_LIMIT_SECONDS):
+        code = boundary.call(lambda: _socket_run(server_side, path, clock, out))
+
+    printed = printed_text(out)
+    event(f"exit {code}")  # see --hypothesis-show-statistics
+    allowed = (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.AUTH_REFUSED)
+    assert code in allowed, crash_details(printed)
+    assert len(hostile.received) - before <= MAX_TOKEN_REQUESTS + MAX_FLOW_REQUESTS
+    assert sum(clock.sleeps) <= MAX_VIRTUAL_SLEEP, clock.sleeps
+    assert_terminal_safe(printed)
+    assert_nothing_leaked(printed, PRIVATE_KEY, server_side.TOKEN)
+    assert_no_fragment(printed, server_side.TOKEN)
+
+
+def _socket_run(server_side: Any, path: Path, clock: SteppingClock, out: io.TextIOWrapper) -> int:
+    done = server_side.run(path, clock, limit=HARD_LIMIT_SECONDS)
+    out.write(done.out)
+    return int(done.code)
