@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import json
 import math
 import ssl
@@ -33,7 +34,22 @@ def build_client(transport: httpx2.AsyncBaseTransport, *, redirected: bool) -> h
         # Proxy settings from the environment would bypass a redirecting transport.
         trust_env=not redirected,
         limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+        cookies=_NoCookies(),
     )
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """Flows and token endpoints are APIs: a cookie one sets is never kept nor sent back.
+
+    Kept, a server's cookie would travel with later requests — and one that is not ASCII
+    could not even be encoded into them.
+    """
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return
+
+    def add_cookie_header(self, request: Any) -> None:
+        return
 
 
 def tls_context(ca_bundles: Sequence[Path]) -> ssl.SSLContext:

@@ -328,6 +328,20 @@ def test_an_absurd_but_wellformed_wait_fails_at_once(
     assert fake_clock.sleeps == []
 
 
+def test_cookies_are_never_kept_nor_sent_back(
+    job: WriteJob, hostile: HostileServer, fake_clock: FakeClock
+) -> None:
+    cookies = [("Set-Cookie", "session=abc; Path=/"), ("Set-Cookie", "n=²")]
+    hostile.script("/token", raw(head("HTTP/1.1 503 Busy", [*cookies, ("Content-Length", "0")])))
+    hostile.script("/flow", raw(head("HTTP/1.1 503 Busy", [*cookies, ("Content-Length", "0")])))
+
+    done = run(job(), fake_clock)
+
+    assert done.code == 0, done.out
+    assert hostile.paths() == ["/token", "/token", "/flow", "/flow"]
+    assert [request.headers.get("cookie") for request in hostile.received] == [None] * 4
+
+
 # -- the token endpoint --------------------------------------------------------------
 
 
