@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
+import os
 import resource
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +30,7 @@ from tests.conftest import Cli, ec_key, pem
 from tests.fakes import EPOCH, FakeClock, Run
 from tests.hostile import (
     TOKEN,
+    Answer,
     HostileServer,
     MiB,
     chunked,
@@ -271,6 +276,51 @@ def test_an_odd_status_is_a_failure_that_names_it(
     assert error(done) == "HTTP 999 (expected 2xx)"
 
 
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            lambda: raw(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nhello"),
+            "dropped: RemoteProtocolError: Received server _SWITCH_UPGRADE event without a "
+            "pending proposal" + NOT_RESENT,
+        ),
+        (
+            lambda: Answer(b"", itertools.repeat(b"HTTP/1.1 100 Continue\r\n\r\n")),
+            "timeout: no complete answer within 0.3s (the step's `timeout`)" + NOT_RESENT,
+        ),
+        (
+            lambda: reply(200, b"x", {"Content-Encoding": "gzip,gzip,gzip,gzip,gzip,gzip"}),
+            "DecodingError: Cannot apply more than 5 content encodings.",
+        ),
+        (
+            lambda: reply(
+                200, gzipped(gzipped(bytes(64 * MiB))), {"Content-Encoding": "gzip, gzip"}
+            ),
+            f"HTTP 200: the response body is over 10485760 bytes {CAP_ADVICE}",
+        ),
+        (
+            lambda: raw(b"HTTP/1.1 200 OK\r\nX: a\x00\x1b[2J\r\nContent-Length: 0\r\n\r\n"),
+            "dropped: RemoteProtocolError: illegal header line: "
+            "bytearray(b'X: a\\x00\\x1b[2J')" + NOT_RESENT,
+        ),
+    ],
+    ids=["101-upgrade", "endless-100-continue", "six-encodings", "gzip-in-gzip", "nul-in-header"],
+)
+def test_protocol_abuse_ends_the_step_with_a_message(
+    job: WriteJob,
+    hostile: HostileServer,
+    fake_clock: FakeClock,
+    answer: Callable[[], Answer],
+    expected: str,
+) -> None:
+    hostile.script("/flow", answer())
+
+    done = run(job("    timeout: 0.3\n"), fake_clock)
+
+    assert done.code == 1
+    assert error(done) == expected
+
+
 def test_json_200000_deep_fails_the_step(
     job: WriteJob, hostile: HostileServer, fake_clock: FakeClock
 ) -> None:
@@ -512,3 +562,39 @@ def test_an_endless_401_is_not_read_before_the_token_is_refreshed(
 
     assert done.code == 0, done.out
     assert hostile.paths() == ["/token", "/flow", "/token", "/flow"]
+
+
+# -- a real process ----------------------------------------------------------------------
+
+CHILD = """
+import resource, sys
+from owf_runner.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    print("peak-rss-kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_owf_run_reads_a_gzip_bomb_in_bounded_memory_and_time(
+    job: WriteJob, hostile: HostileServer, tmp_path: Path
+) -> None:
+    hostile.script("/flow", gzip_bomb())  # 200 MiB once inflated
+    env = {**os.environ, "OWF_STATE_DIR": str(tmp_path / "state")}
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        env.pop(proxy, None)
+
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(job())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"HTTP 200: the response body is over 10485760 bytes {CAP_ADVICE}" in done.stdout
+    peak_mib = int(done.stderr.rsplit("peak-rss-kib ", 1)[1]) / 1024
+    assert peak_mib < 150  # the interpreter, its libraries, the cap: not the 200 MiB
