@@ -20,6 +20,7 @@ from owf_runner.boundary import Output, run_async
 from owf_runner.clock import SYSTEM_CLOCK, Clock
 from owf_runner.credentials import Resolved, build_auths, mask_env_secrets, resolve_credentials
 from owf_runner.errors import ExitCode, JobError, UsageError
+from owf_runner.files import VARS_FILE
 from owf_runner.http import EmulatorTransport, build_client, real_transport
 from owf_runner.loader import load_job
 from owf_runner.outcomes import RunResult
@@ -154,8 +155,6 @@ def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
 
 def parse_vars(pairs: Sequence[str], vars_file: Path | None) -> dict[str, Any]:
     """--vars-file, then --var KEY=VALUE on top (values stay strings)."""
-    from owf_runner.files import VARS_FILE
-
     variables: dict[str, Any] = {}
     if vars_file is not None:
         document = load_yaml(vars_file, VARS_FILE)
