@@ -23,12 +23,14 @@ import gzip
 import io
 import itertools
 import json
+import signal
 import threading
 import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from owf_runner import commands
 from owf_runner.clock import Clock
@@ -276,6 +278,26 @@ def job_text(server: HostileServer, step_yaml: str = "", auth: str = "jwt") -> s
         "steps:\n"
         f"  - id: s\n    flow: {server.url}/flow\n{step_yaml}"
     )
+
+
+class HardLimit(BaseException):
+    """Real time ran out. Not an Exception: no handler in the runner may swallow it."""
+
+
+@contextlib.contextmanager
+def hard_limit(seconds: int) -> Iterator[None]:
+    """Interrupt whatever runs after ``seconds`` of real time: a hang fails, never stalls."""
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise HardLimit(f"still running after {seconds}s of real time")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run(job: Path, clock: Clock, limit: float = 20.0) -> Run:

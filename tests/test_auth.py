@@ -369,21 +369,26 @@ def test_a_dpop_bound_token_is_refused_with_the_hint() -> None:
         asyncio.run(source(endpoint).token())
 
 
+def invoke_with(auth: httpx2.Auth, flow: Callable[[httpx2.Request], httpx2.Response]) -> int:
+    """POST to a flow answering with ``flow``, through ``auth``; the final status."""
+
+    async def call() -> int:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(flow)) as client:
+            response = await client.post("https://x.example/invoke", auth=auth)
+            return response.status_code
+
+    return asyncio.run(call())
+
+
 def test_bearer_auth_refreshes_once_after_a_401() -> None:
-    endpoint = FakeTokenEndpoint()
-    tokens = source(endpoint)
+    tokens = source(FakeTokenEndpoint())
     seen: list[str] = []
 
     def flow(request: httpx2.Request) -> httpx2.Response:
         seen.append(request.headers["Authorization"])
         return httpx2.Response(401)
 
-    async def call() -> int:
-        async with httpx2.AsyncClient(transport=httpx2.MockTransport(flow)) as client:
-            response = await client.post("https://x.example/invoke", auth=BearerAuth(tokens))
-            return response.status_code
-
-    assert asyncio.run(call()) == 401
+    assert invoke_with(BearerAuth(tokens), flow) == 401
     assert seen == ["Bearer token-1", "Bearer token-2"]
 
 
@@ -394,11 +399,7 @@ def test_client_token_auth_sends_the_token_as_a_header_only() -> None:
         seen.append(request)
         return httpx2.Response(200)
 
-    async def call() -> None:
-        async with httpx2.AsyncClient(transport=httpx2.MockTransport(flow)) as client:
-            await client.post("https://x.example/invoke", auth=ClientTokenAuth("tok-123456"))
-
-    asyncio.run(call())
+    invoke_with(ClientTokenAuth("tok-123456"), flow)
 
     [request] = seen
     assert request.headers["x-api-client-token"] == "tok-123456"
@@ -422,8 +423,7 @@ def test_an_expires_in_of_5000_digits_is_an_hour_not_a_broken_answer() -> None:
 
 
 def test_a_401_body_is_not_read_before_the_refresh() -> None:
-    endpoint = FakeTokenEndpoint()
-    tokens = source(endpoint)
+    tokens = source(FakeTokenEndpoint())
     read: list[bytes] = []
 
     class Endless(httpx2.AsyncByteStream):
@@ -437,12 +437,7 @@ def test_a_401_body_is_not_read_before_the_refresh() -> None:
             return httpx2.Response(401, stream=Endless())
         return httpx2.Response(200)
 
-    async def call() -> int:
-        async with httpx2.AsyncClient(transport=httpx2.MockTransport(flow)) as client:
-            response = await client.post("https://x.example/invoke", auth=BearerAuth(tokens))
-            return response.status_code
-
-    assert asyncio.run(call()) == 200
+    assert invoke_with(BearerAuth(tokens), flow) == 200
     assert read == []
 
 

@@ -14,13 +14,11 @@ import gc
 import itertools
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
@@ -40,6 +38,7 @@ from tests.hostile import (
     endless,
     gzip_bomb,
     gzipped,
+    hard_limit,
     head,
     huge_headers,
     job_text,
@@ -59,22 +58,11 @@ CAP_ADVICE = (
 )
 
 
-class HardLimit(BaseException):
-    """Not an Exception: nothing in the runner may catch it and carry on."""
-
-
 @pytest.fixture(autouse=True)
 def _hard_limit() -> Iterator[None]:
     """No test here may hang the suite, whatever the server does."""
-
-    def expired(signum: int, frame: FrameType | None) -> None:
-        raise HardLimit("a hostile-server test ran past 60 s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with hard_limit(60):
+        yield
 
 
 @pytest.fixture
