@@ -96,6 +96,7 @@ class Bounds:
 
     deadline: float  # seconds: connect, send and read the whole answer
     max_bytes: int
+    setting: str = ""  # the knob that raises the deadline, named in the message
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ async def exchange(
         async with asyncio.timeout(bounds.deadline):
             return await _receive(client, request, auth, bounds.max_bytes)
     except TimeoutError:
-        raise _deadline_failure(progress.sent, bounds.deadline) from None
+        raise _deadline_failure(progress.sent, bounds) from None
     except httpx2.RequestError as exc:
         raise transport_failure(exc) from None
 
@@ -151,12 +152,11 @@ class _Progress:
             self.sent = True
 
 
-def _deadline_failure(sent: bool, deadline: float) -> Failure:
+def _deadline_failure(sent: bool, bounds: Bounds) -> Failure:
+    within = f"within {bounds.deadline:g}s" + (f" ({bounds.setting})" if bounds.setting else "")
     if sent:  # the flow may be running: unknown outcome
-        message = f"timeout: no complete answer within {deadline:g}s (the step's `timeout`)"
-        return Failure(FailureClass.TIMEOUT, message)
-    message = f"connect: could not send the request within {deadline:g}s (the step's `timeout`)"
-    return Failure(FailureClass.CONNECT, message)
+        return Failure(FailureClass.TIMEOUT, f"timeout: no complete answer {within}")
+    return Failure(FailureClass.CONNECT, f"connect: could not send the request {within}")
 
 
 async def _receive(

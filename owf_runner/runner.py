@@ -228,7 +228,7 @@ class Runner:
         )
         pacer = self._pacer(step, request.url)
         await pacer.turn()
-        bounds = Bounds(deadline=step.timeout, max_bytes=step.max_response_bytes)
+        bounds = Bounds(step.timeout, step.max_response_bytes, "the step's `timeout`")
         response = await invoke(self.client, sending, bounds, auth)
         self._raise_for_status(step, response, pacer)
         return response
