@@ -77,8 +77,6 @@ def _org_problems(parts: JobParts) -> Iterator[Problem]:
         if org.domain and not _is_host_name(org.domain):
             message = f"expected a host name like acme.okta.com, found {org.domain!r}"
             yield parts.problem((*at, "domain"), message)
-        elif org.domain:  # the token URL is made of it
-            yield from _url_problems(parts, (*at, "domain"), f"https://{org.domain}/")
         if org.token_url:
             yield from _url_problems(parts, (*at, "token_url"), org.token_url)
         if org.ca_bundle:
@@ -102,7 +100,9 @@ def _ca_bundle_problems(parts: JobParts, at: KeyPath, bundle: str) -> Iterator[P
 
 
 def _is_host_name(domain: str) -> bool:
-    return bool(domain) and not any(c in domain for c in "/:@ ?#")
+    """A bare host name: the token URL ``https://{domain}/oauth2/v1/token`` is made of it."""
+    bare = bool(domain) and not any(c in domain for c in "/:@ ?#")
+    return bare and url_problem(f"https://{domain}/") is None
 
 
 # -- steps ---------------------------------------------------------------------------

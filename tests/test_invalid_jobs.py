@@ -221,11 +221,15 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "flow_bad_host.yaml": [
         "8:5: steps[0].flow: invalid URL 'https://acme..okta.com/api/flo/ping/invoke': "
-        "'acme..okta.com' is not a host name"
+        "'acme..okta.com' is not a host name (ASCII letters, digits, -, _ and . only; "
+        "an international name in its xn-- form)"
     ],
     "token_url_port_out_of_range.yaml": [
         "5:5: orgs.acme.token_url: invalid URL "
         "'https://login.acme.com:70000/oauth2/v1/token': Port out of range 0-65535"
+    ],
+    "domain_not_ascii.yaml": [
+        "3:10: orgs.acme.domain: expected a host name like acme.okta.com, found 'ацме.okta.com'"
     ],
     "domain_with_space.yaml": [
         "3:10: orgs.acme.domain: expected a host name like acme.okta.com, found 'acme okta.com'"

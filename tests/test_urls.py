@@ -6,14 +6,16 @@ import pytest
 
 from owf_runner.urls import url_problem
 
+RULE = "ASCII letters, digits, -, _ and . only; an international name in its xn-- form"
+
 
 @pytest.mark.parametrize(
     "url",
     [
         "https://acme.workflows.okta.com/api/flo/abc/invoke",
         "https://acme.workflows.okta.com:443/api/flo/abc/invoke",
-        "https://münchen.example/api",  # sent as IDNA
         "https://a_b.example.com/x",
+        "https://xn--mnchen-3ya.example/api",
         "https://192.0.2.1:8443/x",
         "http://127.0.0.1:8080/x",
         "http://[::1]:80/x",
@@ -33,12 +35,17 @@ def test_urls_the_run_can_send_to(url: str) -> None:
             "https://x:abc/a",
             "invalid URL 'https://x:abc/a': Port could not be cast to integer value as 'abc'",
         ),
-        ("https://a..b/", "invalid URL 'https://a..b/': 'a..b' is not a host name"),
+        ("https://a..b/", f"invalid URL 'https://a..b/': 'a..b' is not a host name ({RULE})"),
+        (
+            "https://münchen.example/",
+            "invalid URL 'https://münchen.example/': "
+            f"'münchen.example' is not a host name ({RULE})",
+        ),
         (
             "https://exa mple.com/",
-            "invalid URL 'https://exa mple.com/': 'exa mple.com' is not a host name",
+            f"invalid URL 'https://exa mple.com/': 'exa mple.com' is not a host name ({RULE})",
         ),
-        ("https://-a.com/", "invalid URL 'https://-a.com/': '-a.com' is not a host name"),
+        ("https://-a.com/", f"invalid URL 'https://-a.com/': '-a.com' is not a host name ({RULE})"),
         (
             "https://a\nb.com/",
             "invalid URL 'https://a\\nb.com/': Invalid non-printable ASCII character in URL, "
