@@ -60,7 +60,7 @@ class JobParts:
 def static_problems(parts: JobParts) -> Iterator[Problem]:
     yield from _org_problems(parts)
     yield from _step_problems(parts)
-    yield from _data_problems(parts, ("vars",), parts.vars)
+    yield from _data_problems(parts, ("vars",), _own_vars(parts.document))
 
 
 # -- orgs ----------------------------------------------------------------------------
@@ -177,6 +177,11 @@ def unknown(name: str, known: Iterable[str], kind: str) -> str:
 
 
 # -- data (vars, payload, query, foreach lists): what JSON carries -------------------------
+
+
+def _own_vars(document: YamlDocument) -> Any:
+    """The job file's own vars: a --vars-file value is not at a place in this file."""
+    return document.data.get("vars") if isinstance(document.data, dict) else None
 
 
 def _data_problems(parts: JobParts, at: KeyPath, value: Any) -> Iterator[Problem]:
