@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,9 @@ TOKEN_RETRY = RetryPolicy(
 )
 # The whole token exchange; an OAuth answer is a few hundred bytes.
 TOKEN_BOUNDS = Bounds(deadline=30.0, max_bytes=64 * 1024)
+
+# RFC 6750's b64token: what an `Authorization: Bearer` header can carry.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 _HINTS = {
     "invalid_client": "check `client_id` and `key_id` (kid), and that this public key is uploaded "
@@ -201,6 +205,11 @@ class TokenSource:
         if not isinstance(token, str) or not token:
             raise AuthError(f"{self._describe()}: the token response has no access_token")
         REDACTOR.add(token)
+        if not _BEARER_TOKEN.fullmatch(token):  # it could not even travel in a header
+            raise AuthError(
+                f"{self._describe()}: the access_token is not a bearer token "
+                "(RFC 6750: letters, digits and -._~+/ only)"
+            )
         lifetime = _lifetime(answer.get("expires_in"))
         self._token = token
         self._refresh_at = self._clock.monotonic() + lifetime - min(60.0, lifetime / 2)

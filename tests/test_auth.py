@@ -277,6 +277,28 @@ def test_a_token_response_without_an_access_token_is_an_auth_error() -> None:
         asyncio.run(source(endpoint).token())
 
 
+@pytest.mark.parametrize(
+    "token", ["tok en-123456", "tok\nen-123456", "tøken-123456", "tok\x00en-123456"]
+)
+def test_an_access_token_that_cannot_travel_in_a_header_is_an_auth_error(token: str) -> None:
+    endpoint = FakeTokenEndpoint(lambda n: ok(token))
+
+    with pytest.raises(AuthError) as raised:
+        asyncio.run(source(endpoint).token())
+
+    assert str(raised.value) == (
+        f"token request to {TOKEN_URL} (client 0oaX): the access_token is not a bearer token "
+        "(RFC 6750: letters, digits and -._~+/ only)"
+    )
+
+
+def test_a_jwt_access_token_is_a_bearer_token() -> None:
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIwb2EifQ.c2ln-_~+/=="
+    endpoint = FakeTokenEndpoint(lambda n: ok(jwt))
+
+    assert asyncio.run(source(endpoint).token()) == jwt
+
+
 def test_refreshes_before_expiry() -> None:
     clock = SteppingClock()
     endpoint = FakeTokenEndpoint(lambda n: ok(f"token-{n}", expires_in=100))
