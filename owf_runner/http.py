@@ -129,6 +129,8 @@ async def exchange(
     """Send ``request`` and read its answer whole, within ``bounds``.
 
     Failure (classed) when no complete answer came; BodyTooLarge past the size cap.
+    The deadline is in the event loop's real time, not the injected Clock's: it bounds
+    what sockets do, while the Clock governs the waits the runner chooses (backoff, pacing).
     """
     progress = _Progress()
     request.extensions["trace"] = progress.trace
