@@ -12,6 +12,8 @@ from owf_runner.loader import LoadedJob, load_job
 from owf_runner.templating import render_value
 from owf_runner.urls import is_loopback, url_problem
 
+HOST_RULE = "ASCII letters, digits, -, _ and . only; an international name in its xn-- form"
+
 # -- URLs ----------------------------------------------------------------------------
 
 
@@ -32,6 +34,40 @@ from owf_runner.urls import is_loopback, url_problem
             "http://u:p@127.0.0.1/x",
             "URLs with user info (user@host) are refused: credentials belong in `credentials`",
         ),
+        ("https://acme.workflows.okta.com/api/flo/abc/invoke", None),
+        ("https://acme.workflows.okta.com:443/api/flo/abc/invoke", None),
+        ("https://a_b.example.com/x", None),
+        ("https://xn--mnchen-3ya.example/api", None),
+        ("https://192.0.2.1:8443/x", None),
+        ("http://127.0.0.1:8080/x", None),
+        ("http://[::1]:80/x", None),
+        ("http://localhost:1/x", None),
+        ("https://x:99999/a", "invalid URL 'https://x:99999/a': Port out of range 0-65535"),
+        ("https://x:0/a", "invalid URL 'https://x:0/a': port 0"),
+        (
+            "https://x:abc/a",
+            "invalid URL 'https://x:abc/a': Port could not be cast to integer value as 'abc'",
+        ),
+        ("https://a..b/", f"invalid URL 'https://a..b/': 'a..b' is not a host name ({HOST_RULE})"),
+        (
+            "https://münchen.example/",
+            "invalid URL 'https://münchen.example/': "
+            f"'münchen.example' is not a host name ({HOST_RULE})",
+        ),
+        (
+            "https://exa mple.com/",
+            f"invalid URL 'https://exa mple.com/': 'exa mple.com' is not a host name ({HOST_RULE})",
+        ),
+        (
+            "https://-a.com/",
+            f"invalid URL 'https://-a.com/': '-a.com' is not a host name ({HOST_RULE})",
+        ),
+        (
+            "https://a\nb.com/",
+            "invalid URL 'https://a\\nb.com/': Invalid non-printable ASCII character in URL, "
+            "'\\n' at position 9.",
+        ),
+        ("https://[::1/", "invalid URL 'https://[::1/': Invalid IPv6 URL"),
     ],
 )
 def test_url_problem(url: str, problem: str | None) -> None:
@@ -170,3 +206,21 @@ def test_loop_variable_used_outside_its_loop_is_refused(tmp_path: Path) -> None:
     assert problems_of(path) == [
         f"{path}:{AT}: unknown name 'i' in template (available: env, job, run, steps, vars)"
     ]
+
+
+# -- headers ---------------------------------------------------------------------------
+
+
+def test_templated_header_names_and_values_are_checked_when_they_render(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        JOB.format(template='"x"').replace(
+            '    payload: {a: "x"}\n',
+            '    headers: {"{{ vars.known }}-X": "{{ vars.known }}\\n"}\n',
+        ),
+        encoding="utf-8",
+    )
+
+    loaded = load_job(path)
+
+    assert dict(loaded.job.steps[0].headers) == {"{{ vars.known }}-X": "{{ vars.known }}\n"}
