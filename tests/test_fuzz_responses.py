@@ -44,6 +44,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from owf_runner import boundary, commands
+from owf_runner.clock import Clock
 from owf_runner.credentials import build_auths, resolve_credentials
 from owf_runner.errors import ExitCode
 from owf_runner.http import build_client
@@ -52,7 +53,7 @@ from owf_runner.plan import Plan
 from owf_runner.report import ConsoleReporter
 from owf_runner.runner import execute
 from tests.conftest import ec_key, encodings, pem
-from tests.fakes import SteppingClock
+from tests.fakes import FakeClock, SteppingClock
 
 CAP = 64 * 1024  # the steps' max_response_bytes: small, so that big bodies are cheap to serve
 ATTEMPTS, MAX_WAIT = 3, 60
@@ -355,7 +356,10 @@ CREDENTIALS = {
 }
 
 
-def job_text(credential: str) -> str:
+def job_text(credential: str, foreach: bool = False) -> str:
+    """Step `s` meets the answers (as one call, or four items three at a time); `then`
+    sends what it answered on."""
+    each = ", foreach: '{{ [1, 2, 3, 4] }}', concurrency: 3" if foreach else ""
     return (
         "version: 1\n"
         f"orgs: {{acme: {{domain: acme.okta.com, credential: {credential}}}}}\n"
@@ -363,7 +367,7 @@ def job_text(credential: str) -> str:
         f"defaults: {{max_response_bytes: {CAP}, timeout: 5,"
         f" retry: {{attempts: {ATTEMPTS}, max_wait: {MAX_WAIT}}}}}\n"
         "steps:\n"
-        f"  - {{id: s, flow: '{FLOW_URL}', payload: {{n: 1}}, continue_on_error: true,\n"
+        f"  - {{id: s, flow: '{FLOW_URL}', payload: {{n: 1}}, continue_on_error: true{each},\n"
         "      expect: {that: ['{{ response.body is defined }}']},\n"
         "      outputs: {whole: '{{ response.body }}', status: '{{ response.status }}',\n"
         "        header: \"{{ response.headers['retry-after'] | default('none') }}\"}}\n"
@@ -375,7 +379,7 @@ def job_text(credential: str) -> str:
 
 class Plans(dict[str, Plan]):
     def __repr__(self) -> str:  # hypothesis prints its arguments: the plans are not the case
-        return "Plans(jwt, ct)"
+        return "Plans(jwt, ct, jwt-foreach, ct-foreach)"
 
 
 @pytest.fixture(scope="module")
@@ -383,9 +387,11 @@ def plans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Plan]:
     folder = tmp_path_factory.mktemp("fuzz-responses")
     loaded = Plans()
     for credential in CREDENTIALS:
-        path = folder / f"{credential}.yaml"
-        path.write_text(job_text(credential), encoding="utf-8")
-        loaded[credential] = commands.load_plan(path)
+        for foreach in (False, True):
+            name = f"{credential}-foreach" if foreach else credential
+            path = folder / f"{name}.yaml"
+            path.write_text(job_text(credential, foreach), encoding="utf-8")
+            loaded[name] = commands.load_plan(path)
     return loaded
 
 
@@ -412,7 +418,7 @@ class Outcome:
     code: int
     printed: str
     result: RunResult | None
-    clock: SteppingClock
+    clock: SteppingClock | FakeClock
 
 
 def strict_stream() -> io.TextIOWrapper:
@@ -426,9 +432,15 @@ def printed_text(stream: io.TextIOWrapper) -> str:
     return raw.getvalue().decode("utf-8", "replace")
 
 
-def run_against(plan: Plan, server: HostileServer, env: dict[str, str]) -> Outcome:
-    """The real stages behind the real boundary; what the console and stderr got."""
-    clock = SteppingClock()
+def run_against(
+    plan: Plan, server: HostileServer, env: dict[str, str], clock: Clock | None = None
+) -> Outcome:
+    """The real stages behind the real boundary; what the console and stderr got.
+
+    On a SteppingClock unless told: a FakeClock lets concurrent foreach workers wait
+    side by side.
+    """
+    clock = clock or SteppingClock()
     out, err = strict_stream(), strict_stream()
     reporter = ConsoleReporter(stream=out, verbose=True)
     results: list[RunResult] = []
@@ -452,7 +464,10 @@ def run_against(plan: Plan, server: HostileServer, env: dict[str, str]) -> Outco
 async def _execute(
     plan: Plan, resolved: Any, server: HostileServer, reporter: ConsoleReporter, clock: Any
 ) -> RunResult:
-    async with build_client(httpx2.MockTransport(server), redirected=True) as client:
+    transport: httpx2.AsyncBaseTransport = httpx2.MockTransport(server)
+    if isinstance(clock, FakeClock):
+        transport = clock.track(transport)  # time stands still while an exchange is in flight
+    async with build_client(transport, redirected=True) as client:
         auths = build_auths(plan, resolved, client, clock)
         return await execute(plan, client, auths, reporter, clock)
 
@@ -468,14 +483,16 @@ def crash_details(printed: str) -> str:
     return "\n".join([printed, *traceback[-12:]])  # the innermost frames and the exception
 
 
-def assert_promises_held(outcome: Outcome, server: HostileServer, *tokens: str) -> None:
+def assert_promises_held(
+    outcome: Outcome, server: HostileServer, *tokens: str, items: int = 1
+) -> None:
     """``tokens``: the opaque ones (access, client), of which not even a fragment may show."""
     assert outcome.code in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.AUTH_REFUSED), (
         crash_details(outcome.printed)
     )
-    assert server.flow_requests <= MAX_FLOW_REQUESTS
-    assert len(server.assertions) <= MAX_TOKEN_REQUESTS
-    assert sum(outcome.clock.sleeps) <= MAX_VIRTUAL_SLEEP, outcome.clock.sleeps
+    assert server.flow_requests <= MAX_FLOW_REQUESTS * items
+    assert len(server.assertions) <= MAX_TOKEN_REQUESTS * items
+    assert outcome.clock.now <= MAX_VIRTUAL_SLEEP, outcome.clock.sleeps
     assert_bodies_capped(outcome.result)
     assert_terminal_safe(outcome.printed)
     assert_nothing_leaked(outcome.printed, PRIVATE_KEY, *server.assertions, *tokens)
@@ -628,3 +645,21 @@ def _socket_run(server_side: Any, path: Path, clock: SteppingClock, out: io.Text
     done = server_side.run(path, clock, limit=HARD_LIMIT_SECONDS)
     out.write(done.out)
     return int(done.code)
+
+
+@SETTINGS
+@given(
+    credential=st.sampled_from(sorted(CREDENTIALS)),
+    script=st.lists(answers, min_size=1, max_size=6),
+)
+def test_concurrent_items_meeting_any_answers_end_cleanly_and_leak_nothing(
+    plans: dict[str, Plan], credential: str, script: list[Answer]
+) -> None:
+    """Four items, three workers: 429 holds, refreshes and failures meet each other."""
+    access, client_token = canary("access"), canary("client")
+    server = HostileServer([issued(access)], script)
+    env = {"OWF_FUZZ_KEY": PRIVATE_KEY, "OWF_FUZZ_CT": client_token}
+
+    outcome = run_against(plans[f"{credential}-foreach"], server, env, FakeClock())
+
+    assert_promises_held(outcome, server, access, client_token, items=4)
