@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from owf_runner.context import FOREACH_NAMES, RUN_TIME_NAMES, item_context, job_context
+from owf_runner.headers import header_problem
 from owf_runner.model import PrivateKeyJwtCredential
 from owf_runner.plan import Field, FileSource, ListSource, Plan, RetryPolicy, StepPlan
 from owf_runner.redaction import REDACTOR
@@ -59,6 +60,12 @@ class _Scope:
             as_json(value)
         except TemplateError as exc:
             self.check(field, str(exc))
+
+    def check_headers(self, field: Field, headers: Mapping[str, str]) -> None:
+        for name, value in headers.items():
+            problem = header_problem(name, value)
+            if problem:
+                raise _Fails(str(self.plan.problem((*field.at, name), problem)))
 
     def check(self, field: Field, problem: str | None) -> None:
         if problem:
@@ -163,6 +170,8 @@ def _request_lines(scope: _Scope, step: StepPlan, note: str) -> list[str]:
         query = scope.show(step.query)
         scope.check_json(step.query, query)
         headers = {name: str(value) for name, value in scope.show(step.headers).items()}
+        if scope.known(step.headers):
+            scope.check_headers(step.headers, headers)
     except _Fails as exc:
         return [f"{prefix}fails before sending: {exc}"]
     lines = [f"{prefix}{step.method} {url}"]

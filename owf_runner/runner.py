@@ -16,16 +16,15 @@ from owf_runner.clock import Clock
 from owf_runner.context import RunInfo, item_context, job_context, response_context, step_context
 from owf_runner.errors import OwfError
 from owf_runner.failures import AMBIGUOUS, Failure, FailureClass, status_failure
+from owf_runner.headers import header_problem
 from owf_runner.http import Bounds, invoke, outgoing
 from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR, TooDeep
 from owf_runner.retry import Pacer, retrying
 from owf_runner.sources import SourceError
-from owf_runner.templating import TemplateError, as_json, truthy
+from owf_runner.templating import MAX_PAYLOAD_BYTES, TemplateError, as_json, truthy
 from owf_runner.urls import url_problem
-
-MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
 class Reporter(Protocol):
@@ -204,14 +203,16 @@ class Runner:
         query = {
             k: v if isinstance(v, str) else self._json(step.query, v) for k, v in query.items()
         }
-        from owf_runner.headers import header_problem  # belongs at the top: see issue 8 report
+        headers = self._headers(step, context)
+        return Request(step.method, url, query, headers, payload)
 
+    def _headers(self, step: StepPlan, context: Mapping[str, Any]) -> dict[str, str]:
         headers = {k: str(v) for k, v in self._render(step.headers, context).items()}
         for name, value in headers.items():  # a rendered name or value HTTP cannot carry
             problem = header_problem(name, value)
             if problem:
                 raise self._located(step.headers, problem, (name,))
-        return Request(step.method, url, query, headers, payload)
+        return headers
 
     def _json(self, field: Field, value: Any) -> str:
         try:

@@ -62,16 +62,20 @@ FLOW = "    flow: https://acme.workflows.okta.com/api/flo/f/invoke\n"
         ),
         (
             FLOW + '    payload: {r: "{{ range(3) }}"}\n',
-            "8:5: steps[0].payload: not a JSON value: "
-            "Object of type range is not JSON serializable",
+            "8:15: steps[0].payload.r: not a JSON value: a range (add `| list`)",
         ),
         (
             '    flow: "http://{{ vars.host }}/api/flo/f/invoke"\n',
             "7:5: steps[0].flow: expected an https URL, "
             "found 'http://evil.example/api/flo/f/invoke'",
         ),
+        (
+            FLOW + """    headers: {X-Host: "{{ vars.host ~ ' ' }}"}\n""",
+            "8:15: steps[0].headers.X-Host: a header value cannot start or end with a space: "
+            "'evil.example '",
+        ),
     ],
-    ids=["undefined env", "not JSON", "templated http URL"],
+    ids=["undefined env", "not JSON", "templated http URL", "rendered header"],
 )
 def test_plan_reports_the_failure_the_run_has_in_the_same_words(
     tmp_path: Path, cli: RunCli, step: str, message: str
