@@ -76,7 +76,7 @@ class FileSecret(Record):
 
 class CommandSecret(Record):
     command: Annotated[
-        list[str],
+        list[Annotated[str, Field(min_length=1)]],
         Field(
             min_length=1,
             description="A command as an argv list, run without a shell; its standard output, "

@@ -114,6 +114,9 @@ EXPECTED: dict[str, list[str]] = {
         "7:5: credentials.acme_jwt.token: expected exactly one of env, file or command, "
         "found env, file"
     ],
+    "command_empty_argument.yaml": [
+        "7:23: credentials.acme_jwt.token.command[0]: must not be empty",
+    ],
     "secret_unknown_key.yaml": [
         "7:13: credentials.acme_jwt.token.envv: unknown key 'envv'; did you mean 'env'?",
     ],
