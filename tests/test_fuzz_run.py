@@ -53,6 +53,7 @@ class Minted:
         self.key, self.deep = canary("key"), canary("deep")
         self.listed = canary("listed")
         self.unicode = f"ünï-{canary('unicode')}-çødé"
+        self.pin = int(hashlib.sha256(self.password.encode()).hexdigest()[:15], 16)  # 18 digits
 
     def body(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class Minted:
             "profile": {"key": self.key, "n": 123456789, "deep": {"list": [self.deep]}},
             "names": [self.listed, "ok"],
             "uni": self.unicode,
+            "pin": self.pin,
             "plain": "public-value",
         }
 
@@ -71,10 +73,11 @@ class Minted:
             "profile.deep": [self.deep],
             "names": [self.listed],
             "uni": [self.unicode],
+            "pin": [str(self.pin)],
         }[field]
 
 
-SECRET_FIELDS = ["password", "profile", "profile.deep", "names", "uni"]
+SECRET_FIELDS = ["password", "profile", "profile.deep", "names", "uni", "pin"]
 MIRROR = {
     "body": "{{ request.body }}",
     "query": "{{ request.query }}",
@@ -108,6 +111,7 @@ def uses(output: str) -> list[str]:
         f"{{{{ {{'wrapped': {ref}}} }}}}",
         f"{{{{ [{ref}, 1] }}}}",
         f"{{{{ {ref} | string }}}}",
+        f"{{{{ {{}}[{ref} | string] }}}}",  # fails: the error names the missing key
     ]
 
 
