@@ -718,3 +718,80 @@ def test_hostile_files_end_with_a_documented_exit_code_and_print_safely(
     unsafe = sorted({ch for ch in printed if not ch.isprintable() and ch != "\n"})
     assert not unsafe, f"printed raw control characters {unsafe}: {printed[-2000:]}"
     assert TOKEN_CANARY not in printed
+
+
+# -- a hostile environment: bytes that are not UTF-8 in --var values and environment variables --
+
+
+def from_shell(raw: bytes) -> str:
+    """How Python hands a program its argv and environment: undecodable bytes as surrogates."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+shell_bytes = st.binary(min_size=1, max_size=12).filter(lambda b: b"\x00" not in b) | st.just(
+    b"tok\xffen123456"
+)
+ENV_JOB = """\
+version: 1
+orgs: {hook: {domain: hook.okta.com, credential: ct}}
+credentials: {ct: {type: client_token, token: {env: OWF_FUZZ_ENV_CT}}}
+steps:
+  - id: s
+    flow: https://hook.workflows.okta.com/api/flo/f/invoke
+    payload: {env: "{{ env.OWF_FUZZ_ENV_VALUE }}", var: "{{ vars.name }}"}
+"""
+
+
+@settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+)
+@given(token=shell_bytes, value=shell_bytes, var=shell_bytes)
+def test_values_from_the_shell_that_are_not_utf8_never_crash(
+    token: bytes, value: bytes, var: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    codes = assert_handled_from_the_shell(token, value, var, capsys)
+    event("validate {}, plan {}, run {}".format(*codes))  # see --hypothesis-show-statistics
+
+
+# The cases that found it (fuzz_findings C1-C3), by name.
+@pytest.mark.parametrize(
+    ("token", "value", "var"),
+    [
+        pytest.param(b"goodtoken123456", b"ok", b"\xff\xfe", id="--var name=\\xff\\xfe"),
+        pytest.param(b"goodtoken123456", b"\xff", b"ok", id="env value \\xff"),
+        pytest.param(b"tok\xffen123456", b"ok", b"ok", id="client token tok\\xffen123456"),
+    ],
+)
+def test_a_value_from_the_shell_that_is_not_utf8_is_refused_or_sent(
+    token: bytes, value: bytes, var: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_handled_from_the_shell(token, value, var, capsys)
+
+
+def assert_handled_from_the_shell(
+    token: bytes, value: bytes, var: bytes, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, int, int]:
+    """The client token, a templated environment variable and a --var, as a shell gives them:
+    validate, plan and `--emulate` end with documented codes (0, 1, 3), never 70."""
+    with tempfile.TemporaryDirectory() as name, pytest.MonkeyPatch.context() as patch:
+        job = Path(name) / "job.yaml"
+        job.write_text(ENV_JOB, "utf-8")
+        patch.setenv("OWF_FUZZ_ENV_CT", from_shell(token))
+        patch.setenv("OWF_FUZZ_ENV_VALUE", from_shell(value))
+        var_pairs = [f"name={from_shell(var)}"]
+        with hard_limit(30):
+            capsys.readouterr()
+            checked = boundary.call(lambda: commands.validate([job], var_pairs, None))
+            printed = capsys.readouterr().err
+            planned = ran = ExitCode.OK
+            if checked == ExitCode.OK:
+                planned, ran, printed = plan_and_run(job, capsys, var_pairs, None, None)
+    assert checked in (ExitCode.OK, ExitCode.INVALID_JOB), printed
+    assert planned in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
+    assert ran in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
+    return checked, planned, ran
