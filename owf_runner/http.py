@@ -16,6 +16,7 @@ import httpx2
 
 from owf_runner import __version__
 from owf_runner.failures import EXCERPT, Failure, FailureClass
+from owf_runner.files import CA_BUNDLE, read_text
 from owf_runner.outcomes import Response
 from owf_runner.redaction import shown
 
@@ -59,7 +60,8 @@ def tls_context(ca_bundles: Sequence[Path]) -> ssl.SSLContext:
     """
     context = httpx2.create_ssl_context()
     for bundle in ca_bundles:
-        context.load_verify_locations(cafile=bundle)
+        # Read bounded, as the check did: a bundle swapped for a FIFO since then cannot hang us.
+        context.load_verify_locations(cadata=read_text(bundle, CA_BUNDLE))
     return context
 
 

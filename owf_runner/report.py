@@ -44,10 +44,10 @@ class ConsoleReporter:
             self.say(f"{step.id}[{result.index}]: {result.status} ({_attempts(result.attempts)})")
 
     def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None:
-        self.say(
-            f"{step.id}: attempt {attempt} failed ({failure.failure_class}: {failure}); "
-            f"retrying in {wait:.1f}s"
-        )
+        reason = str(failure)
+        if not reason.startswith(f"{failure.failure_class}: "):  # transport messages name it
+            reason = f"{failure.failure_class}: {reason}"
+        self.say(f"{step.id}: attempt {attempt} failed ({reason}); retrying in {wait:.1f}s")
 
     def step_finished(self, step: StepPlan, result: StepResult) -> None:
         detail = f": {result.error}" if result.error else ""

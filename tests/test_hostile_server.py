@@ -197,7 +197,7 @@ def test_a_deadline_before_the_request_left_is_connect_and_retried(
     assert done.code == 1
     assert error(done) == "connect: could not send the request within 0.2s (the step's `timeout`)"
     assert len(fake_clock.sleeps) == 1  # retried once: the flow cannot have run
-    assert "s: attempt 1 failed (connect: " in done.out
+    assert "s: attempt 1 failed (connect: could not send the request within 0.2s" in done.out
     gc.collect()  # the leaked sockets' warnings belong to this test, not to a later one
 
 
