@@ -32,6 +32,7 @@ import itertools
 import json
 import re
 import signal
+import sys
 import urllib.parse
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -44,12 +45,12 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from owf_runner import boundary, commands
-from owf_runner.clock import Clock
 from owf_runner.credentials import build_auths, resolve_credentials
 from owf_runner.errors import ExitCode
 from owf_runner.http import build_client
 from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan
+from owf_runner.redaction import REDACTOR, Redactor
 from owf_runner.report import ConsoleReporter
 from owf_runner.runner import execute
 from tests.conftest import ec_key, encodings, pem
@@ -73,6 +74,18 @@ PRIVATE_KEY = pem(ec_key("P-256"))  # EC: fast to sign; one key, its PEM the pla
 FLOW_URL = "https://acme.workflows.okta.com/api/flo/fuzz/invoke"
 TOKEN_PATH = "/oauth2/v1/token"
 _canary_numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _own_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A redactor of this test's own: what a fuzzed run registers (a one-character token
+    masks that character everywhere) never garbles another test's output, and what other
+    tests registered never hides a leak here."""
+    fresh = Redactor()
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if name.startswith("owf_runner") and getattr(module, "REDACTOR", None) is REDACTOR:
+            monkeypatch.setattr(module, "REDACTOR", fresh)
 
 
 def canary(kind: str) -> str:
@@ -155,11 +168,11 @@ class Answer:
 
     def build(self, secret: str) -> httpx2.Response:
         headers = [
-            (name, value.text(secret).encode() if isinstance(value, Reflect) else value)
+            (name.encode(), value.text(secret).encode() if isinstance(value, Reflect) else value)
             for name, value in self.headers
         ]
         if self.body.gzipped:
-            headers.append(("Content-Encoding", b"gzip"))
+            headers.append((b"Content-Encoding", b"gzip"))
         return httpx2.Response(self.status, headers=headers, content=self.body.build(secret))
 
 
@@ -433,7 +446,10 @@ def printed_text(stream: io.TextIOWrapper) -> str:
 
 
 def run_against(
-    plan: Plan, server: HostileServer, env: dict[str, str], clock: Clock | None = None
+    plan: Plan,
+    server: HostileServer,
+    env: dict[str, str],
+    clock: SteppingClock | FakeClock | None = None,
 ) -> Outcome:
     """The real stages behind the real boundary; what the console and stderr got.
 

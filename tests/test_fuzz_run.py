@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from owf_runner.emulator import Emulator, FlowStub
+from owf_runner.redaction import REDACTOR, Redactor
 from tests.conftest import Cli, ec_key, encodings, pem
 
 RunCli = Callable[..., Cli]
@@ -37,6 +39,18 @@ KEY = ec_key("P-256")
 PRIVATE_KEY = pem(KEY)
 FRAGMENT = 16
 _numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _own_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A redactor of this test's own: what a fuzzed run registers (a one-character token
+    masks that character everywhere) never garbles another test's output, and what other
+    tests registered never hides a leak here."""
+    fresh = Redactor()
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if name.startswith("owf_runner") and getattr(module, "REDACTOR", None) is REDACTOR:
+            monkeypatch.setattr(module, "REDACTOR", fresh)
 
 
 def canary(kind: str) -> str:
