@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from owf_runner.redaction import REDACTOR, Redactor
 from owf_runner.report import ConsoleReporter
 from tests.conftest import rsa_key
 from tests.fakes import FakeClock
+from tests.hostile import hard_limit
 
 ROOT = Path(__file__).parent.parent
 SURROGATES: tuple[Literal["Cs"]] = ("Cs",)  # no text file can hold one
@@ -331,24 +331,6 @@ def get_or_make(node: Any, path: Path_) -> Any:
 
 def written(doc: Any, raw: str) -> str:
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False).replace(PLACEHOLDER, raw)
-
-
-class Hung(BaseException):
-    """Real time ran out (not an Exception: nothing in owf-run may swallow it)."""
-
-
-@contextlib.contextmanager
-def hard_limit(seconds: int) -> Iterator[None]:
-    def expire(signum: int, frame: object) -> None:
-        raise Hung(f"still running after {seconds}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 CACHED_KEY = rsa_key()

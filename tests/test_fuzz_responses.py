@@ -8,6 +8,11 @@ real stages (load → resolve → credentials → execute → console report, be
 real error boundary) on a virtual clock. It answers (a) a flow step, authenticated
 by a bearer token or a client token, and (b) the token request itself.
 
+The same answers meet four foreach items on three workers (429 holds, refreshes and
+failures meet each other), and raw bytes — broken status lines, malformed header lines,
+Content-Length and Transfer-Encoding lies — go over a loopback socket
+(tests/hostile.py) through the real transport.
+
 A hostile server also reflects what it received — the bearer token, the client
 token, the signed client assertion — in its bodies and headers, in every encoding
 the redactor promises to mask, and around the 300-character excerpt cut.
@@ -31,11 +36,10 @@ import io
 import itertools
 import json
 import re
-import signal
 import sys
 import urllib.parse
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +57,10 @@ from owf_runner.plan import Plan
 from owf_runner.redaction import REDACTOR, Redactor
 from owf_runner.report import ConsoleReporter
 from owf_runner.runner import execute
+from tests import hostile as server_side
 from tests.conftest import ec_key, encodings, pem
 from tests.fakes import FakeClock, SteppingClock
+from tests.hostile import hard_limit
 
 CAP = 64 * 1024  # the steps' max_response_bytes: small, so that big bodies are cheap to serve
 ATTEMPTS, MAX_WAIT = 3, 60
@@ -408,24 +414,6 @@ def plans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Plan]:
     return loaded
 
 
-class Hung(BaseException):
-    """Real time ran out: not an Exception, so that no handler in the runner swallows it."""
-
-
-@contextlib.contextmanager
-def hard_limit(seconds: int) -> Iterator[None]:
-    def expire(signum: int, frame: object) -> None:
-        raise Hung(f"still running after {seconds}s of real time")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @dataclasses.dataclass
 class Outcome:
     code: int
@@ -584,6 +572,24 @@ def test_any_token_endpoint_answer_ends_the_run_cleanly_and_leaks_nothing(
     assert_promises_held(outcome, server, access)
 
 
+@SETTINGS
+@given(
+    credential=st.sampled_from(sorted(CREDENTIALS)),
+    script=st.lists(answers, min_size=1, max_size=6),
+)
+def test_concurrent_items_meeting_any_answers_end_cleanly_and_leak_nothing(
+    plans: dict[str, Plan], credential: str, script: list[Answer]
+) -> None:
+    """Four items, three workers: 429 holds, refreshes and failures meet each other."""
+    access, client_token = canary("access"), canary("client")
+    server = HostileServer([issued(access)], script)
+    env = {"OWF_FUZZ_KEY": PRIVATE_KEY, "OWF_FUZZ_CT": client_token}
+
+    outcome = run_against(plans[f"{credential}-foreach"], server, env, FakeClock())
+
+    assert_promises_held(outcome, server, access, client_token, items=4)
+
+
 # -- the same, byte by byte over a loopback socket: the real transport parses it ------------
 
 RAW_STATUS_LINES = [
@@ -631,8 +637,6 @@ def test_any_bytes_a_server_sends_end_the_run_cleanly(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests import hostile as server_side  # here: it imports conftest, as conftest does
-
     monkeypatch.setenv("OWF_HOSTILE_KEY", PRIVATE_KEY)
     path = tmp_path / "job.yaml"
     path.write_text(server_side.job_text(hostile, "    timeout: 5\n"), "utf-8")
@@ -644,7 +648,7 @@ def test_any_bytes_a_server_sends_end_the_run_cleanly(
     before = len(hostile.received)
 
     with contextlib.redirect_stderr(out), hard_limit(HARD_LIMIT_SECONDS):
-        code = boundary.call(lambda: _socket_run(server_side, path, clock, out))
+        code = boundary.call(lambda: _socket_run(path, clock, out))
 
     printed = printed_text(out)
     event(f"exit {code}")  # see --hypothesis-show-statistics
@@ -657,25 +661,7 @@ def test_any_bytes_a_server_sends_end_the_run_cleanly(
     assert_no_fragment(printed, server_side.TOKEN)
 
 
-def _socket_run(server_side: Any, path: Path, clock: SteppingClock, out: io.TextIOWrapper) -> int:
+def _socket_run(path: Path, clock: SteppingClock, out: io.TextIOWrapper) -> int:
     done = server_side.run(path, clock, limit=HARD_LIMIT_SECONDS)
     out.write(done.out)
     return int(done.code)
-
-
-@SETTINGS
-@given(
-    credential=st.sampled_from(sorted(CREDENTIALS)),
-    script=st.lists(answers, min_size=1, max_size=6),
-)
-def test_concurrent_items_meeting_any_answers_end_cleanly_and_leak_nothing(
-    plans: dict[str, Plan], credential: str, script: list[Answer]
-) -> None:
-    """Four items, three workers: 429 holds, refreshes and failures meet each other."""
-    access, client_token = canary("access"), canary("client")
-    server = HostileServer([issued(access)], script)
-    env = {"OWF_FUZZ_KEY": PRIVATE_KEY, "OWF_FUZZ_CT": client_token}
-
-    outcome = run_against(plans[f"{credential}-foreach"], server, env, FakeClock())
-
-    assert_promises_held(outcome, server, access, client_token, items=4)
