@@ -12,6 +12,13 @@ nesting, aliases, long strings) are spliced into the YAML text as written. A job
 documented exit code, and never be refused up front (exit 3) by either: `validate`
 saying ok promises that. Jinja bombs run the same commands in a child process under
 a memory limit and a timeout, so that no bomb can hang or swamp the suite.
+
+Hostile files — foreach sources, a vars file, a stubs file, a secret file: random or
+special bytes, or a directory, FIFO, /dev/zero, dangling link in their place — and
+values from the shell that are not UTF-8 (--var, environment variables, a client token)
+must end with 0, 1 or 3, print no raw control character, and never print the token.
+Every value the fuzz found failing is also pinned as a plain case
+(/work/notes/fuzz_findings.md has each with its repro).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ headers — the bearer token and client token included), which `-v` prints.
 Asserted: the run ends 0 or 1 (never 70), and no secret — the private key, the client
 token, the access tokens and client assertions the emulator saw, every string inside a
 secret output — appears in stdout or stderr in any encoding, nor 16 characters of one.
+The same holds for `owf-run plan` and a secret environment value used in templates.
 """
 
 from __future__ import annotations
