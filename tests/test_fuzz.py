@@ -17,8 +17,7 @@ Hostile files — foreach sources, a vars file, a stubs file, a secret file: ran
 special bytes, or a directory, FIFO, /dev/zero, dangling link in their place — and
 values from the shell that are not UTF-8 (--var, environment variables, a client token)
 must end with 0, 1 or 3, print no raw control character, and never print the token.
-Every value the fuzz found failing is also pinned as a plain case
-(/work/notes/fuzz_findings.md has each with its repro).
+Every value the fuzz found failing is also pinned as a plain case.
 """
 
 from __future__ import annotations
@@ -538,7 +537,7 @@ def test_template_bombs_end_with_a_documented_exit_code_soon(
         assert run == ExitCode.STEP_FAILED, printed
 
 
-# The hostile values the property found (fuzz_findings J1-J5), pinned so that each one stays
+# The hostile values the property found (issue 8), pinned so that each one stays
 # tested by name: the property reports only the first of those that fail on the same line.
 PINNED = [
     (("orgs", "acme", "domain"), "ацме.okta.com"),
@@ -763,7 +762,7 @@ def test_values_from_the_shell_that_are_not_utf8_never_crash(
     event("validate {}, plan {}, run {}".format(*codes))  # see --hypothesis-show-statistics
 
 
-# The cases that found it (fuzz_findings C1-C3), by name.
+# The cases that found it (issue 8: exit 70 on each), by name.
 @pytest.mark.parametrize(
     ("token", "value", "var"),
     [

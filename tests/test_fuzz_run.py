@@ -304,7 +304,7 @@ def test_secrets_of_any_shape_never_show_in_a_verbose_run(
 def test_a_non_ascii_secret_sent_through_tojson_and_echoed_is_masked(
     prepared: Emulator, cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first case the property found (fuzz_findings X1): JSON inside JSON, re-escaped."""
+    """The first case the property found: JSON inside JSON, its backslashes escaped again."""
     minted, client_token = Minted(), canary("client")
     prepared.set_stub("mint", FlowStub(body=minted.body(), security="oauth2"))
     monkeypatch.setenv("OWF_RUNFUZZ_KEY", PRIVATE_KEY)
