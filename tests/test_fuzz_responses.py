@@ -387,8 +387,9 @@ def job_text(credential: str, foreach: bool = False) -> str:
         f" retry: {{attempts: {ATTEMPTS}, max_wait: {MAX_WAIT}}}}}\n"
         "steps:\n"
         f"  - {{id: s, flow: '{FLOW_URL}', payload: {{n: 1}}, continue_on_error: true{each},\n"
-        "      expect: {that: ['{{ response.body is defined }}']},\n"
+        "      expect: {that: ['{{ (response.body | tojson | length) >= 0 }}']},\n"
         "      outputs: {whole: '{{ response.body }}', status: '{{ response.status }}',\n"
+        "        text: '{{ response.body | string }}',\n"
         "        header: \"{{ response.headers['retry-after'] | default('none') }}\"}}\n"
         # The answer, as data, sent on: templates and JSON encoding meet whatever came back.
         "  - {id: then, when: \"{{ steps.s.status == 'succeeded' }}\",\n"
