@@ -68,6 +68,7 @@ class Minted:
         self.key, self.deep = canary("key"), canary("deep")
         self.listed = canary("listed")
         self.unicode = f"ünï-{canary('unicode')}-çødé"
+        self.ctrl = canary("ctrl").replace("+/", "\x07")  # a BEL inside: escaped when shown
         self.pin = int(hashlib.sha256(self.password.encode()).hexdigest()[:15], 16)  # 18 digits
 
     def body(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class Minted:
             "names": [self.listed, "ok"],
             "uni": self.unicode,
             "pin": self.pin,
+            "ctrl": self.ctrl,
             "plain": "public-value",
         }
 
@@ -89,10 +91,11 @@ class Minted:
             "names": [self.listed],
             "uni": [self.unicode],
             "pin": [str(self.pin)],
+            "ctrl": [self.ctrl, *self.ctrl.split("\x07")],  # each half is 18 characters
         }[field]
 
 
-SECRET_FIELDS = ["password", "profile", "profile.deep", "names", "uni", "pin"]
+SECRET_FIELDS = ["password", "profile", "profile.deep", "names", "uni", "pin", "ctrl"]
 MIRROR = {
     "body": "{{ request.body }}",
     "query": "{{ request.query }}",
@@ -162,7 +165,7 @@ def later_step(draw: st.DrawFn, index: int, outputs: list[str]) -> dict[str, Any
     if draw(st.booleans()):
         step["headers"] = {"X-Echo": draw(use)}
     if draw(st.booleans()):
-        ref = f"steps.mint.outputs.{output} | string | urlencode"
+        ref = f"steps.mint.outputs.{output} | string" + draw(st.sampled_from(["", " | urlencode"]))
         step["flow"] = f"https://acme.workflows.okta.com/api/flo/p-{{{{ {ref} }}}}/invoke"
     if draw(st.booleans()):
         step["foreach"] = draw(use.filter(lambda u: u.startswith("{{ [")) | st.just(use_list()))
@@ -375,3 +378,42 @@ def test_plan_never_shows_a_secret_environment_value(
     assert result.code == 0, result.err
     assert_never_printed(result.out + result.err, [client_token])
     assert_no_fragment(result.out + result.err, [client_token])
+
+
+CTRL_IN_PATH = flow_url("mirror").replace("mirror", "p-{{ steps.mint.outputs.ctrl }}")
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        pytest.param({"flow": CTRL_IN_PATH}, id="flow path"),
+        pytest.param({"headers": {"X-Echo": "{{ steps.mint.outputs.ctrl }}"}}, id="header"),
+    ],
+)
+def test_a_secret_with_a_control_character_is_masked_in_the_message_that_refuses_it(
+    prepared: Emulator,
+    cli: RunCli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    use: dict[str, Any],
+) -> None:
+    """The step fails before sending (a URL or header cannot carry a BEL); its message quotes
+    the rendered value with the BEL escaped — the secret must be masked all the same."""
+    minted = Minted()
+    prepared.set_stub("mint", FlowStub(body=minted.body(), security="oauth2"))
+    monkeypatch.setenv("OWF_RUNFUZZ_KEY", PRIVATE_KEY)
+    monkeypatch.setenv("OWF_RUNFUZZ_CT", canary("client"))
+    mint = {
+        "id": "mint",
+        "flow": flow_url("mint"),
+        "outputs": {"ctrl": {"value": "{{ response.body.ctrl }}", "secret": True}},
+    }
+    job = {**base_job(), "steps": [mint, {"id": "send", "flow": flow_url("mirror"), **use}]}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job, allow_unicode=True, sort_keys=False), "utf-8")
+
+    result = cli(str(path), "--emulator", prepared.base_url, "-v")
+
+    assert result.code == 1, result.err
+    assert_never_printed(result.out + result.err, minted.inside("ctrl"))
+    assert_no_fragment(result.out + result.err, minted.inside("ctrl"))
