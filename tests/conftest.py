@@ -16,6 +16,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from owf_runner.cli import main
 from owf_runner.emulator import Emulator
+from owf_runner.redaction import REDACTOR
 from tests.fakes import FakeClock
 
 DATA = Path(__file__).parent / "data"
@@ -52,8 +53,12 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Cli]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("OWF_STATE_DIR", str(tmp_path / "state"))
+    yield
+    # The one redactor lives as long as the process; in a test run that is every test, and a
+    # short secret one test registers would mask words in the next one's output.
+    REDACTOR.__init__()  # type: ignore[misc]
 
 
 def rsa_key() -> RSAKey:
