@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import importlib
 import io
 import json
 import os
+import pkgutil
 import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import pytest
@@ -41,6 +45,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
 
+import owf_runner
 from owf_runner import boundary, commands, emulation
 from owf_runner.emulator import Emulator
 from owf_runner.errors import ExitCode
@@ -104,10 +109,17 @@ def _own_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
     masks that character everywhere) never garbles another test's output, and what other
     tests registered never hides a leak here."""
     fresh = Redactor()
-    for module in list(sys.modules.values()):
-        name = getattr(module, "__name__", "")
-        if name.startswith("owf_runner") and getattr(module, "REDACTOR", None) is REDACTOR:
+    for module in _every_owf_runner_module():
+        if getattr(module, "REDACTOR", None) is REDACTOR:
             monkeypatch.setattr(module, "REDACTOR", fresh)
+
+
+@functools.cache
+def _every_owf_runner_module() -> tuple[ModuleType, ...]:
+    """All of them, imported now: one imported during a test would keep its redactor."""
+    names = [info.name for info in pkgutil.walk_packages(owf_runner.__path__, "owf_runner.")]
+    # __main__ would run the CLI on import.
+    return tuple(importlib.import_module(name) for name in names if name != "owf_runner.__main__")
 
 
 def paths(node: Any, prefix: Path_ = ()) -> list[Path_]:

@@ -30,17 +30,20 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import functools
 import gzip
 import hashlib
+import importlib
 import io
 import itertools
 import json
+import pkgutil
 import re
-import sys
 import urllib.parse
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx2
@@ -48,6 +51,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
+import owf_runner
 from owf_runner import boundary, commands
 from owf_runner.credentials import build_auths, resolve_credentials
 from owf_runner.errors import ExitCode
@@ -88,10 +92,17 @@ def _own_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
     masks that character everywhere) never garbles another test's output, and what other
     tests registered never hides a leak here."""
     fresh = Redactor()
-    for module in list(sys.modules.values()):
-        name = getattr(module, "__name__", "")
-        if name.startswith("owf_runner") and getattr(module, "REDACTOR", None) is REDACTOR:
+    for module in _every_owf_runner_module():
+        if getattr(module, "REDACTOR", None) is REDACTOR:
             monkeypatch.setattr(module, "REDACTOR", fresh)
+
+
+@functools.cache
+def _every_owf_runner_module() -> tuple[ModuleType, ...]:
+    """All of them, imported now: one imported during a test would keep its redactor."""
+    names = [info.name for info in pkgutil.walk_packages(owf_runner.__path__, "owf_runner.")]
+    # __main__ would run the CLI on import.
+    return tuple(importlib.import_module(name) for name in names if name != "owf_runner.__main__")
 
 
 def canary(kind: str) -> str:

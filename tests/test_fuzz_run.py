@@ -18,12 +18,15 @@ The same holds for `owf-run plan` and a secret environment value used in templat
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import itertools
-import sys
+import pkgutil
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -31,6 +34,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import owf_runner
 from owf_runner.emulator import Emulator, FlowStub
 from owf_runner.redaction import REDACTOR, Redactor
 from tests.conftest import Cli, ec_key, encodings, pem
@@ -48,10 +52,17 @@ def _own_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
     masks that character everywhere) never garbles another test's output, and what other
     tests registered never hides a leak here."""
     fresh = Redactor()
-    for module in list(sys.modules.values()):
-        name = getattr(module, "__name__", "")
-        if name.startswith("owf_runner") and getattr(module, "REDACTOR", None) is REDACTOR:
+    for module in _every_owf_runner_module():
+        if getattr(module, "REDACTOR", None) is REDACTOR:
             monkeypatch.setattr(module, "REDACTOR", fresh)
+
+
+@functools.cache
+def _every_owf_runner_module() -> tuple[ModuleType, ...]:
+    """All of them, imported now: one imported during a test would keep its redactor."""
+    names = [info.name for info in pkgutil.walk_packages(owf_runner.__path__, "owf_runner.")]
+    # __main__ would run the CLI on import.
+    return tuple(importlib.import_module(name) for name in names if name != "owf_runner.__main__")
 
 
 def canary(kind: str) -> str:
