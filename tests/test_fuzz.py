@@ -24,19 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
-import importlib
 import io
 import json
 import os
-import pkgutil
 import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import pytest
@@ -45,12 +41,10 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
 
-import owf_runner
 from owf_runner import boundary, commands, emulation
 from owf_runner.emulator import Emulator
 from owf_runner.errors import ExitCode
 from owf_runner.http import real_transport
-from owf_runner.redaction import REDACTOR, Redactor
 from owf_runner.report import ConsoleReporter
 from tests.conftest import rsa_key
 from tests.fakes import FakeClock
@@ -101,25 +95,6 @@ values = st.recursive(
 )
 
 Path_ = tuple[Any, ...]
-
-
-@pytest.fixture(autouse=True)
-def _own_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A redactor of this test's own: what a fuzzed run registers (a one-character token
-    masks that character everywhere) never garbles another test's output, and what other
-    tests registered never hides a leak here."""
-    fresh = Redactor()
-    for module in _every_owf_runner_module():
-        if getattr(module, "REDACTOR", None) is REDACTOR:
-            monkeypatch.setattr(module, "REDACTOR", fresh)
-
-
-@functools.cache
-def _every_owf_runner_module() -> tuple[ModuleType, ...]:
-    """All of them, imported now: one imported during a test would keep its redactor."""
-    names = [info.name for info in pkgutil.walk_packages(owf_runner.__path__, "owf_runner.")]
-    # __main__ would run the CLI on import.
-    return tuple(importlib.import_module(name) for name in names if name != "owf_runner.__main__")
 
 
 def paths(node: Any, prefix: Path_ = ()) -> list[Path_]:

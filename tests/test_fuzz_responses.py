@@ -30,20 +30,16 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import functools
 import gzip
 import hashlib
-import importlib
 import io
 import itertools
 import json
-import pkgutil
 import re
 import urllib.parse
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx2
@@ -51,14 +47,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-import owf_runner
 from owf_runner import boundary, commands
 from owf_runner.credentials import build_auths, resolve_credentials
 from owf_runner.errors import ExitCode
 from owf_runner.http import build_client
 from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan
-from owf_runner.redaction import REDACTOR, Redactor
 from owf_runner.report import ConsoleReporter
 from owf_runner.runner import execute
 from tests import hostile as server_side
@@ -84,25 +78,6 @@ PRIVATE_KEY = pem(ec_key("P-256"))  # EC: fast to sign; one key, its PEM the pla
 FLOW_URL = "https://acme.workflows.okta.com/api/flo/fuzz/invoke"
 TOKEN_PATH = "/oauth2/v1/token"
 _canary_numbers = itertools.count()
-
-
-@pytest.fixture(autouse=True)
-def _own_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A redactor of this test's own: what a fuzzed run registers (a one-character token
-    masks that character everywhere) never garbles another test's output, and what other
-    tests registered never hides a leak here."""
-    fresh = Redactor()
-    for module in _every_owf_runner_module():
-        if getattr(module, "REDACTOR", None) is REDACTOR:
-            monkeypatch.setattr(module, "REDACTOR", fresh)
-
-
-@functools.cache
-def _every_owf_runner_module() -> tuple[ModuleType, ...]:
-    """All of them, imported now: one imported during a test would keep its redactor."""
-    names = [info.name for info in pkgutil.walk_packages(owf_runner.__path__, "owf_runner.")]
-    # __main__ would run the CLI on import.
-    return tuple(importlib.import_module(name) for name in names if name != "owf_runner.__main__")
 
 
 def canary(kind: str) -> str:

@@ -18,15 +18,11 @@ The same holds for `owf-run plan` and a secret environment value used in templat
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib
 import itertools
-import pkgutil
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -34,9 +30,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import owf_runner
 from owf_runner.emulator import Emulator, FlowStub
-from owf_runner.redaction import REDACTOR, Redactor
 from tests.conftest import Cli, ec_key, encodings, pem
 
 RunCli = Callable[..., Cli]
@@ -44,25 +38,6 @@ KEY = ec_key("P-256")
 PRIVATE_KEY = pem(KEY)
 FRAGMENT = 16
 _numbers = itertools.count()
-
-
-@pytest.fixture(autouse=True)
-def _own_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A redactor of this test's own: what a fuzzed run registers (a one-character token
-    masks that character everywhere) never garbles another test's output, and what other
-    tests registered never hides a leak here."""
-    fresh = Redactor()
-    for module in _every_owf_runner_module():
-        if getattr(module, "REDACTOR", None) is REDACTOR:
-            monkeypatch.setattr(module, "REDACTOR", fresh)
-
-
-@functools.cache
-def _every_owf_runner_module() -> tuple[ModuleType, ...]:
-    """All of them, imported now: one imported during a test would keep its redactor."""
-    names = [info.name for info in pkgutil.walk_packages(owf_runner.__path__, "owf_runner.")]
-    # __main__ would run the CLI on import.
-    return tuple(importlib.import_module(name) for name in names if name != "owf_runner.__main__")
 
 
 def canary(kind: str) -> str:
