@@ -18,8 +18,10 @@ The same holds for `owf-run plan` and a secret environment value used in templat
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
+import json
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from owf_runner.emulator import Emulator, FlowStub
+from owf_runner.redaction import REDACTOR, printable, shown
 from tests.conftest import Cli, ec_key, encodings, pem
 
 RunCli = Callable[..., Cli]
@@ -403,3 +406,37 @@ def test_a_secret_with_a_control_character_is_masked_in_the_message_that_refuses
     assert result.code == 1, result.err
     assert_never_printed(result.out + result.err, minted.inside("ctrl"))
     assert_no_fragment(result.out + result.err, minted.inside("ctrl"))
+
+
+# -- the sinks themselves: any secret, in any form the redactor promises, in any text ----------
+
+PROMISED_FORMS: dict[str, Callable[[str], str]] = {
+    "raw": lambda s: s,
+    "quote": lambda s: urllib.parse.quote(s, safe=""),
+    "quote_plus": urllib.parse.quote_plus,
+    "json": lambda s: json.dumps(s)[1:-1],
+    "json, non-ASCII kept": lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
+    "base64": lambda s: base64.b64encode(s.encode()).decode().rstrip("="),
+    "base64url": lambda s: base64.urlsafe_b64encode(s.encode()).decode().rstrip("="),
+}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    secret=st.text(min_size=8, max_size=40).filter(lambda s: s == s.strip()),
+    before=st.text(max_size=300),
+    after=st.text(max_size=20),
+    form=st.sampled_from(sorted(PROMISED_FORMS)),
+    limit=st.none() | st.integers(0, 400),
+    sink=st.sampled_from(["shown", "printable"]),
+)
+def test_a_registered_secret_never_survives_a_sink_in_a_promised_form(
+    secret: str, before: str, after: str, form: str, limit: int | None, sink: str
+) -> None:
+    REDACTOR.add(secret)
+    text = before + PROMISED_FORMS[form](secret) + after
+
+    out = shown(text, limit) if sink == "shown" else printable(text)
+
+    for name, encode in PROMISED_FORMS.items():
+        assert encode(secret) not in out, f"the {name} form of {secret!r} survived: {out!r}"
