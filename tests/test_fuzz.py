@@ -499,6 +499,8 @@ def bomb_outcomes(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
             timeout=BOMB_SECONDS * len(jobs) + 30,
             check=False,
             cwd=folder,
+            # Module fixtures set up before conftest's per-test state dir: name one here.
+            env={**os.environ, "OWF_STATE_DIR": str(folder / "state")},
         )
     except subprocess.TimeoutExpired:
         pytest.fail("the bombs' child hung past every alarm (a bomb stuck in C code?)")
