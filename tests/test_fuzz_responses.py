@@ -577,6 +577,20 @@ def test_concurrent_items_meeting_any_answers_end_cleanly_and_leak_nothing(
     assert_promises_held(outcome, server, access, client_token, items=4)
 
 
+@SETTINGS
+@given(script=st.lists(token_answers, min_size=1, max_size=4), then_issue=st.booleans())
+def test_concurrent_items_meeting_any_token_endpoint_end_cleanly_and_leak_nothing(
+    plans: dict[str, Plan], script: list[Answer], then_issue: bool
+) -> None:
+    """Three workers share one token source, whatever the endpoint answers them."""
+    access = canary("access")
+    server = HostileServer([*script, issued(access)] if then_issue else script, [ECHO])
+
+    outcome = run_against(plans["jwt-foreach"], server, {"OWF_FUZZ_KEY": PRIVATE_KEY}, FakeClock())
+
+    assert_promises_held(outcome, server, access, items=4)
+
+
 # -- the same, byte by byte over a loopback socket: the real transport parses it ------------
 
 RAW_STATUS_LINES = [
