@@ -48,6 +48,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from owf_runner import boundary, commands
+from owf_runner.auth import TOKEN_ATTEMPTS
 from owf_runner.credentials import build_auths, resolve_credentials
 from owf_runner.errors import ExitCode
 from owf_runner.http import build_client
@@ -589,6 +590,36 @@ def test_concurrent_items_meeting_any_token_endpoint_end_cleanly_and_leak_nothin
     outcome = run_against(plans["jwt-foreach"], server, {"OWF_FUZZ_KEY": PRIVATE_KEY}, FakeClock())
 
     assert_promises_held(outcome, server, access, items=4)
+
+
+UNREACHABLE = Answer(500, (), Body())
+INVALID_CLIENT = Body(json_value={"error": "invalid_client"}, is_json=True)
+REFUSED = Answer(400, (("Content-Type", b"application/json"),), INVALID_CLIENT)
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        pytest.param(UNREACHABLE, ExitCode.OK, id="unreachable"),  # the step continues on error
+        pytest.param(REFUSED, ExitCode.AUTH_REFUSED, id="invalid_client"),
+    ],
+)
+def test_fifty_workers_share_one_failed_token_fetch(
+    tmp_path: Path, answer: Answer, code: ExitCode
+) -> None:
+    """One fetch however many callers (DESIGN §3) — when it fails too: fifty workers waiting on
+    the token must not each ask again, four times over, one after another."""
+    fifty = job_text("jwt", foreach=True).replace("[1, 2, 3, 4]", "range(50) | list")
+    path = tmp_path / "fifty.yaml"
+    path.write_text(fifty.replace("concurrency: 3", "concurrency: 50"), encoding="utf-8")
+    server = HostileServer([answer], [ECHO])
+    env = {"OWF_FUZZ_KEY": PRIVATE_KEY}
+
+    outcome = run_against(commands.load_plan(path), server, env, FakeClock())
+
+    assert outcome.code == code, outcome.printed
+    assert len(server.assertions) <= TOKEN_ATTEMPTS, f"{len(server.assertions)} token requests"
+    assert outcome.printed.count("could not reach the token endpoint") <= 1, outcome.printed
 
 
 # -- the same, byte by byte over a loopback socket: the real transport parses it ------------
