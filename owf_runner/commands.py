@@ -165,5 +165,8 @@ def parse_vars(pairs: Sequence[str], vars_file: Path | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--var expects KEY=VALUE, got {pair!r}")
+        if not pair.isprintable() or "\udc80" <= max(pair) <= "\udcff":
+            # Control characters, or bytes that are not UTF-8 (Python's lone surrogates).
+            raise UsageError(f"--var {key.strip()!r}: the value holds bytes that are not text")
         variables[key.strip()] = value
     return variables

@@ -214,17 +214,20 @@ def outgoing(
     url: str,
     query: Mapping[str, str],
     headers: Mapping[str, str],
-    payload: Any,
+    body: bytes | None,
 ) -> httpx2.Request:
-    """The request to send; Failure (never retried) when HTTP cannot carry it."""
-    for name, value in headers.items():
-        if not (name.isascii() and value.isascii()):
-            message = f"header {shown(name, 60)}: HTTP header names and values must be ASCII"
-            raise Failure(None, message)
+    """The request to send; Failure (never retried) when HTTP cannot carry it.
+
+    Header names and values were checked where they were rendered (``headers.header_problem``).
+    """
+    if body is not None and not any(name.lower() == "content-type" for name in headers):
+        headers = {**headers, "Content-Type": "application/json"}
     try:
-        return client.build_request(method, url, params=query, headers=headers, json=payload)
+        return client.build_request(method, url, params=query, headers=headers, content=body)
     except httpx2.InvalidURL as exc:
         raise Failure(None, f"invalid URL: {shown(str(exc), EXCERPT)}") from None
+    except UnicodeEncodeError:  # lone surrogates from an environment or --var that is not UTF-8
+        raise Failure(None, "the URL or query holds text that is not UTF-8") from None
 
 
 async def invoke(

@@ -25,6 +25,9 @@ from typing import Any
 MASK = "********"
 SHORT = 4  # a secret shorter than this is masked only as a whole word
 MAX_SECRET_DEPTH = 64  # as deep as a response's JSON may be
+# An environment value that is not UTF-8 reaches Python as lone surrogates: encode them back
+# to the bytes they stand for rather than fail to register the secret.
+_AS_BYTES = "surrogateescape"
 _LONG_LINE = 16  # a multi-line secret (a PEM key) also leaks line by line, from this length
 _JSON_STYLES: tuple[dict[str, Any], ...] = (
     {"separators": (",", ":")},  # compact, as httpx2 sends a payload
@@ -56,6 +59,8 @@ class Redactor:
     def add(self, secret: str) -> None:
         """A credential or token: the string, its encodings and, when multi-line, its long lines."""
         secret = secret.strip()
+        if len(secret) < SHORT and not any(ch.isalnum() for ch in secret):
+            return  # a lone ":" or "-" cannot be told from punctuation: masking it garbles all
         self._register(_encodings(secret) | _long_lines(secret), alone=len(secret) < SHORT)
 
     def add_value(self, value: Any) -> None:
@@ -177,12 +182,12 @@ def _encodings(secret: str) -> set[str]:
         secret,
         json.dumps(secret)[1:-1],  # non-ASCII as \uXXXX
         json.dumps(secret, ensure_ascii=False)[1:-1],
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote(secret, safe="/"),
-        urllib.parse.quote_plus(secret),  # a query value, as httpx2 encodes `params`
+        urllib.parse.quote(secret, safe="", errors=_AS_BYTES),
+        urllib.parse.quote(secret, safe="/", errors=_AS_BYTES),
+        urllib.parse.quote_plus(secret, errors=_AS_BYTES),  # a query value, as httpx2 encodes it
         *_url_forms(secret),
     }
-    raw = secret.encode()
+    raw = secret.encode(errors=_AS_BYTES)
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         encoded = encode(raw).decode()
         forms |= {encoded, encoded.rstrip("=")}

@@ -23,7 +23,7 @@ from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR, TooDeep
 from owf_runner.retry import Pacer, retrying
 from owf_runner.sources import SourceError
-from owf_runner.templating import MAX_PAYLOAD_BYTES, TemplateError, as_json, truthy
+from owf_runner.templating import MAX_PAYLOAD_BYTES, TemplateError, as_json, json_body, truthy
 from owf_runner.urls import url_problem
 
 
@@ -40,7 +40,7 @@ class Request:
     url: str
     query: dict[str, str]
     headers: dict[str, str]
-    payload: Any
+    body: bytes | None  # the payload as sent: JSON, or nothing for a GET
 
 
 async def execute(
@@ -193,18 +193,24 @@ class Runner:
         problem = url_problem(url)
         if problem:
             raise self._located(step.flow, problem)
-        payload = self._render(step.payload, context)
-        size = len(self._json(step.payload, payload).encode())
-        if size > MAX_PAYLOAD_BYTES:
-            raise self._located(
-                step.payload, f"rendered payload is {size} bytes; the limit is 1 MiB"
-            )
+        body = self._body(step, context)
         query = self._render(step.query, context)
         query = {
             k: v if isinstance(v, str) else self._json(step.query, v) for k, v in query.items()
         }
         headers = self._headers(step, context)
-        return Request(step.method, url, query, headers, payload)
+        return Request(step.method, url, query, headers, body)
+
+    def _body(self, step: StepPlan, context: Mapping[str, Any]) -> bytes | None:
+        payload = self._render(step.payload, context)
+        try:
+            body = json_body(payload)
+        except TemplateError as exc:
+            raise self._located(step.payload, str(exc)) from None
+        if len(body) > MAX_PAYLOAD_BYTES:
+            message = f"rendered payload is {len(body)} bytes; the limit is 1 MiB"
+            raise self._located(step.payload, message)
+        return body if step.method == "POST" else None
 
     def _headers(self, step: StepPlan, context: Mapping[str, Any]) -> dict[str, str]:
         headers = {k: str(v) for k, v in self._render(step.headers, context).items()}
@@ -223,9 +229,8 @@ class Runner:
     async def _send(self, step: StepPlan, request: Request) -> Response:
         auth = self.auths[step.org.name]
         await ready(auth)  # a token fetch, and its waits, come before the step's deadline
-        payload = request.payload if request.method == "POST" else None
         sending = outgoing(
-            self.client, request.method, request.url, request.query, request.headers, payload
+            self.client, request.method, request.url, request.query, request.headers, request.body
         )
         pacer = self._pacer(step, request.url)
         await pacer.turn()

@@ -68,16 +68,32 @@ def resolve_secret(ref: SecretRef, base_dir: Path) -> str:
     return value
 
 
+MIN_LENGTH = 8  # Okta's client tokens are 40+ characters, keys hundreds
+
+
 def _check_value(value: str, source: str) -> None:
     """Refuse what would be sent broken: an empty token, a stray escape code, a second line."""
     if not value.strip():
         raise SecretError(f"{source} is empty")
+    if len(value.strip()) < MIN_LENGTH:
+        message = f"is shorter than {MIN_LENGTH} characters: not a client token or key"
+        raise SecretError(f"{source} {message}")
+    if not _is_utf8(value):
+        raise SecretError(f"{source} is not UTF-8 text")
     key_text = value.lstrip().startswith(_KEY_TEXT_STARTS)
     found = (_CONTROL_BUT_LINES if key_text else _CONTROL).search(value)
     if found and found.group() in "\n\r":
         raise SecretError(f"{source} holds more than one line (only a PEM or JWK key may)")
     if found:
         raise SecretError(f"{source} holds a control character (U+{ord(found.group()):04X})")
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: an environment value that is not UTF-8
+        return False
+    return True
 
 
 def _without_newline(value: str) -> str:

@@ -361,13 +361,28 @@ def free_names(text: str) -> frozenset[str]:
 
 def as_json(value: Any) -> str:
     """A rendered value as the JSON the request carries; one that is not JSON fails its step."""
+    _check_json(value)
+    return json.dumps(value, allow_nan=False)
+
+
+def json_body(value: Any) -> bytes:
+    """A rendered payload as the bytes sent: compact UTF-8 JSON, checked like ``as_json``."""
+    _check_json(value)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates: how Python hands over an environment or --var that is not UTF-8.
+        raise TemplateError("not a JSON value: it holds text that is not UTF-8") from None
+
+
+def _check_json(value: Any) -> None:
     try:
         json_size(value)  # a range, a set, NaN, a huge int; and bounded before it is built
     except NotJson as exc:
         raise TemplateError(f"not a JSON value: {exc}") from None
     except BudgetExceeded as exc:
         raise TemplateError(f"too large: {exc}") from None
-    return json.dumps(value, allow_nan=False)
 
 
 def truthy(value: Any) -> bool:

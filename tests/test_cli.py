@@ -959,3 +959,46 @@ def test_a_run_masks_the_env_value_of_a_credential_no_step_uses(
     assert result.code == 0
     assert 's: HTTP 200 {"token": "********"}' in result.out  # the emulator echoed it back
     assert canary not in result.out + result.err
+
+
+def test_a_var_that_is_not_utf8_is_a_usage_error_and_nothing_is_sent(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    job = _none_job(tmp_path, "")
+
+    result = cli(str(job), "--emulator", emulator.base_url, "--var", "name=\udcff\udcfe")
+
+    assert (result.code, result.out) == (2, "")
+    assert result.err == "owf-run: --var 'name': the value holds bytes that are not text\n"
+    assert emulator.calls == []
+
+
+def test_an_env_value_that_is_not_utf8_fails_the_step_that_sends_it(
+    tmp_path: Path, emulator: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OWF_NOT_UTF8", "caf\udce9")  # b"caf\xe9": Latin-1, as Python hands it over
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        _none_job(tmp_path, "").read_text().replace("{n: 1}", '{n: "{{ env.OWF_NOT_UTF8 }}"}')
+    )
+
+    result = cli(str(job), "--emulator", emulator.base_url)
+
+    assert result.code == 1
+    assert (
+        f"one: failed (0 attempts, 0.00s): {job}:11:5: steps[0].payload: "
+        "not a JSON value: it holds text that is not UTF-8\n"
+    ) in result.out
+    assert emulator.calls == []
+
+
+def test_a_content_type_the_step_sets_is_the_one_sent(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    emulator.set_stub("one", FlowStub(security="none"))
+    job = _none_job(tmp_path, "headers: {content-type: application/json; charset=utf-8}")
+
+    assert cli(str(job), "--emulator", emulator.base_url).code == 0
+    (call,) = emulator.calls
+    assert call.headers["content-type"] == "application/json; charset=utf-8"
+    assert call.body == b'{"n":1}'  # compact UTF-8 JSON, as without the header

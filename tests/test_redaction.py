@@ -196,3 +196,20 @@ def test_a_secret_output_nested_too_deep_is_refused_whole() -> None:
         Redactor().add_value([shallow, "canary-beside"])
 
     assert redactor.redact("canary-at-the-bottom") == MASK
+
+
+def test_a_secret_that_is_not_utf8_is_masked_in_the_forms_its_bytes_take() -> None:
+    redactor = Redactor()
+    redactor.add("tok\udcffen123456")
+
+    assert redactor.redact("raw tok\udcffen123456") == f"raw {MASK}"
+    assert redactor.redact("quoted tok%FFen123456") == f"quoted {MASK}"
+    assert redactor.redact("b64 " + base64.b64encode(b"tok\xffen123456").decode()) == f"b64 {MASK}"
+
+
+@pytest.mark.parametrize("secret", [":", "-", "..", "{}"])
+def test_a_short_secret_with_no_letter_or_digit_is_not_masked_alone(secret: str) -> None:
+    redactor = Redactor()
+    redactor.add(secret)
+
+    assert redactor.redact(f"a {secret} b: c-d") == f"a {secret} b: c-d"

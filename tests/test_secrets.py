@@ -563,3 +563,25 @@ def test_unsupported_curve_is_refused() -> None:
 def test_malformed_jwk_is_a_secret_error(jwk: str) -> None:
     with pytest.raises(SecretError):
         load_private_key(jwk)
+
+
+@pytest.mark.parametrize("value", ["abc", "1234567", ":", " short7 "])
+def test_a_value_too_short_to_be_a_token_or_key_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("OWF_TEST_TOKEN", value)
+
+    assert refusal(EnvSecret(env="OWF_TEST_TOKEN"), tmp_path) == (
+        "environment variable OWF_TEST_TOKEN is shorter than 8 characters: "
+        "not a client token or key"
+    )
+
+
+def test_an_env_value_that_is_not_utf8_is_refused_and_nothing_crashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OWF_TEST_TOKEN", "tok\udcffen123456")  # how Python hands over b"\xff"
+
+    assert refusal(EnvSecret(env="OWF_TEST_TOKEN"), tmp_path) == (
+        "environment variable OWF_TEST_TOKEN is not UTF-8 text"
+    )
