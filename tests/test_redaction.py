@@ -213,3 +213,16 @@ def test_a_short_secret_with_no_letter_or_digit_is_not_masked_alone(secret: str)
     redactor.add(secret)
 
     assert redactor.redact(f"a {secret} b: c-d") == f"a {secret} b: c-d"
+
+
+def test_a_secret_json_encoded_twice_shows_none_of_its_long_runs() -> None:
+    secret = "ünï-UN92abcdefghijklmnop+/0cbcQRSTUVWXYZ012345-çødé"
+    redactor = Redactor()
+    redactor.add(secret)
+    twice = json.dumps(json.dumps(secret))  # tojson in a template, then echoed and printed
+
+    shown = redactor.redact(f"HTTP 200 {twice}")
+
+    assert "UN92abcdefghijklmnop" not in shown
+    assert "0cbcQRSTUVWXYZ012345" not in shown
+    assert shown == f'HTTP 200 "\\"\\\\u00fcn\\\\u00ef-{MASK}+/{MASK}-\\\\u00e7\\\\u00f8d\\\\u00e9\\""'
