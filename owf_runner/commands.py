@@ -20,7 +20,7 @@ from owf_runner.boundary import Output, run_async
 from owf_runner.clock import SYSTEM_CLOCK, Clock
 from owf_runner.credentials import Resolved, build_auths, mask_env_secrets, resolve_credentials
 from owf_runner.errors import ExitCode, JobError, UsageError
-from owf_runner.files import VARS_FILE
+from owf_runner.files import VARS_FILE, is_utf8
 from owf_runner.http import EmulatorTransport, build_client, real_transport
 from owf_runner.loader import load_job
 from owf_runner.outcomes import RunResult
@@ -165,8 +165,7 @@ def parse_vars(pairs: Sequence[str], vars_file: Path | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--var expects KEY=VALUE, got {pair!r}")
-        if not pair.isprintable() or "\udc80" <= max(pair) <= "\udcff":
-            # Control characters, or bytes that are not UTF-8 (Python's lone surrogates).
-            raise UsageError(f"--var {key.strip()!r}: the value holds bytes that are not text")
+        if not is_utf8(pair):
+            raise UsageError(f"--var {key.strip()!r}: the value holds bytes that are not UTF-8")
         variables[key.strip()] = value
     return variables

@@ -27,8 +27,8 @@ from owf_runner.templating import (
     SequenceValue,
     Template,
     TemplateError,
-    as_json,
     free_names,
+    json_body,
     render_string,
     truthy,
 )
@@ -57,7 +57,7 @@ class _Scope:
     def check_json(self, field: Field, value: Any) -> None:
         """The run sends payload and query as JSON; a value that is not JSON fails there."""
         try:
-            as_json(value)
+            json_body(value)
         except TemplateError as exc:
             self.check(field, str(exc))
 

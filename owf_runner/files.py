@@ -141,3 +141,12 @@ def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
 def size_text(limit: int) -> str:
     """A cap as people read it: "5 MiB", "10 bytes"."""
     return f"{limit // MiB} MiB" if limit % MiB == 0 else f"{limit} bytes"
+
+
+def is_utf8(text: str) -> bool:
+    """False for the lone surrogates Python makes of argv or environ bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -28,6 +28,7 @@ from owf_runner.files import (
     CannotOpen,
     FileMissing,
     UnreadableFile,
+    is_utf8,
     read_text,
     size_text,
 )
@@ -78,7 +79,7 @@ def _check_value(value: str, source: str) -> None:
     if len(value.strip()) < MIN_LENGTH:
         message = f"is shorter than {MIN_LENGTH} characters: not a client token or key"
         raise SecretError(f"{source} {message}")
-    if not _is_utf8(value):
+    if not is_utf8(value):
         raise SecretError(f"{source} is not UTF-8 text")
     key_text = value.lstrip().startswith(_KEY_TEXT_STARTS)
     found = (_CONTROL_BUT_LINES if key_text else _CONTROL).search(value)
@@ -86,14 +87,6 @@ def _check_value(value: str, source: str) -> None:
         raise SecretError(f"{source} holds more than one line (only a PEM or JWK key may)")
     if found:
         raise SecretError(f"{source} holds a control character (U+{ord(found.group()):04X})")
-
-
-def _is_utf8(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: an environment value that is not UTF-8
-        return False
-    return True
 
 
 def _without_newline(value: str) -> str:

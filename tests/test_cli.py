@@ -969,7 +969,7 @@ def test_a_var_that_is_not_utf8_is_a_usage_error_and_nothing_is_sent(
     result = cli(str(job), "--emulator", emulator.base_url, "--var", "name=\udcff\udcfe")
 
     assert (result.code, result.out) == (2, "")
-    assert result.err == "owf-run: --var 'name': the value holds bytes that are not text\n"
+    assert result.err == "owf-run: --var 'name': the value holds bytes that are not UTF-8\n"
     assert emulator.calls == []
 
 

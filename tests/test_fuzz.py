@@ -753,17 +753,23 @@ def test_values_from_the_shell_that_are_not_utf8_never_crash(
 
 # The cases that found it (issue 8: exit 70 on each), by name.
 @pytest.mark.parametrize(
-    ("token", "value", "var"),
+    ("token", "value", "var", "codes"),
     [
-        pytest.param(b"goodtoken123456", b"ok", b"\xff\xfe", id="--var name=\\xff\\xfe"),
-        pytest.param(b"goodtoken123456", b"\xff", b"ok", id="env value \\xff"),
-        pytest.param(b"tok\xffen123456", b"ok", b"ok", id="client token tok\\xffen123456"),
+        pytest.param(b"goodtoken123456", b"ok", b"\xff\xfe", (2, 0, 0), id="--var name=\\xff\\xfe"),
+        pytest.param(b"goodtoken123456", b"\xff", b"ok", (0, 0, 1), id="env value \\xff"),
+        pytest.param(
+            b"tok\xffen123456", b"ok", b"ok", (0, 0, 3), id="client token tok\\xffen123456"
+        ),
     ],
 )
 def test_a_value_from_the_shell_that_is_not_utf8_is_refused_or_sent(
-    token: bytes, value: bytes, var: bytes, capsys: pytest.CaptureFixture[str]
+    token: bytes,
+    value: bytes,
+    var: bytes,
+    codes: tuple[int, int, int],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert_handled_from_the_shell(token, value, var, capsys)
+    assert assert_handled_from_the_shell(token, value, var, capsys) == codes
 
 
 def assert_handled_from_the_shell(
@@ -785,7 +791,7 @@ def assert_handled_from_the_shell(
             ran: int = ExitCode.OK
             if checked == ExitCode.OK:
                 planned, ran, printed = plan_and_run(job, capsys, var_pairs, None, None)
-    assert checked in (ExitCode.OK, ExitCode.INVALID_JOB), printed
+    assert checked in (ExitCode.OK, ExitCode.USAGE, ExitCode.INVALID_JOB), printed
     assert planned in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
     assert ran in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
     return checked, planned, ran

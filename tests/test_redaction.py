@@ -225,4 +225,6 @@ def test_a_secret_json_encoded_twice_shows_none_of_its_long_runs() -> None:
 
     assert "UN92abcdefghijklmnop" not in shown
     assert "0cbcQRSTUVWXYZ012345" not in shown
-    assert shown == f'HTTP 200 "\\"\\\\u00fcn\\\\u00ef-{MASK}+/{MASK}-\\\\u00e7\\\\u00f8d\\\\u00e9\\""'
+    assert (
+        shown == f'HTTP 200 "\\"\\\\u00fcn\\\\u00ef-{MASK}+/{MASK}-\\\\u00e7\\\\u00f8d\\\\u00e9\\""'
+    )
