@@ -122,13 +122,37 @@ class TokenSource:
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
+        self._fetches = 0  # fetches ended so far, succeeded or failed
+        self._failure: TokenEndpointUnreachable | AuthError | None = None  # of the last one
 
     async def token(self) -> str:
+        fetches_before = self._fetches
         async with self._lock:
+            if self._shares_failure(fetches_before):
+                assert self._failure is not None  # noqa: S101 - _shares_failure checked it
+                raise type(self._failure)(str(self._failure))
             if self._token is None or self._clock.monotonic() >= self._refresh_at:
-                await self._fetch()
+                await self._fetch_once()
             assert self._token is not None  # noqa: S101 - _fetch sets it or raises
             return self._token
+
+    def _shares_failure(self, fetches_before: int) -> bool:
+        """Fifty workers get the failed fetch's answer, not fifty more rounds of tries at an
+        endpoint that is down. A refusal stands for the whole run: asking again would only
+        send Okta more assertions to refuse."""
+        if isinstance(self._failure, AuthError):
+            return True
+        return self._failure is not None and self._fetches != fetches_before
+
+    async def _fetch_once(self) -> None:
+        self._failure = None
+        try:
+            await self._fetch()
+        except (TokenEndpointUnreachable, AuthError) as failure:
+            self._failure = failure
+            raise
+        finally:
+            self._fetches += 1
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` after a 401, unless another caller already replaced it."""

@@ -144,7 +144,8 @@ class Runner:
                         step, item_context(context, item, index), index, item
                     )
                 except TokenEndpointUnreachable as exc:
-                    errors.append(str(exc))  # every other item would meet the same silence
+                    if str(exc) not in errors:  # the workers that waited on it share one answer
+                        errors.append(str(exc))  # every other item would meet the same silence
                     return halt.set()
                 results.append(result)
                 self.reporter.item_finished(step, result)

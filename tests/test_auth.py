@@ -69,6 +69,37 @@ def test_fifty_concurrent_callers_share_one_token_request() -> None:
     assert len(endpoint.forms) == 1
 
 
+def test_callers_that_waited_on_a_failed_fetch_share_its_failure() -> None:
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(502))
+    tokens = source(endpoint)
+
+    async def fifty_then_one_more() -> tuple[list[BaseException | str], BaseException | str]:
+        waited = await asyncio.gather(*(tokens.token() for _ in range(50)), return_exceptions=True)
+        later = await asyncio.gather(tokens.token(), return_exceptions=True)
+        return waited, later[0]
+
+    waited, later = asyncio.run(fifty_then_one_more())
+
+    assert {type(answer) for answer in waited} == {TokenEndpointUnreachable}
+    assert len({str(answer) for answer in waited}) == 1
+    assert isinstance(later, TokenEndpointUnreachable)  # a later step may find it back up
+    assert len(endpoint.forms) == 2 * auth.TOKEN_ATTEMPTS  # one round for the fifty, one later
+
+
+def test_a_refusal_stands_for_every_caller_and_is_not_asked_again() -> None:
+    endpoint = FakeTokenEndpoint(lambda n: httpx2.Response(401, json={"error": "invalid_client"}))
+    tokens = source(endpoint)
+
+    async def fifty_then_one_more() -> list[BaseException | str]:
+        waited = await asyncio.gather(*(tokens.token() for _ in range(50)), return_exceptions=True)
+        return [*waited, *await asyncio.gather(tokens.token(), return_exceptions=True)]
+
+    answers = asyncio.run(fifty_then_one_more())
+
+    assert {type(answer) for answer in answers} == {AuthError}
+    assert len(endpoint.forms) == 1  # Okta is sent one assertion to refuse, not 51
+
+
 def test_token_request_form_and_assertion_claims() -> None:
     endpoint = FakeTokenEndpoint()
 
