@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from owf_runner.plan import Plan, resolve
 from owf_runner.problems import Problem
 from owf_runner.report import ConsoleReporter
 from owf_runner.runner import execute
-from owf_runner.urls import is_loopback
+from owf_runner.urls import emulator_url_problem
 from owf_runner.yamlfile import load_yaml
 
 Wiring = tuple[Mapping[str, Resolved], httpx2.AsyncBaseTransport]
@@ -66,21 +65,6 @@ def _check_target(emulate: bool, emulator_url: str | None, stubs: Path | None) -
     problem = None if emulator_url is None else emulator_url_problem(emulator_url)
     if problem:
         raise UsageError(f"--emulator {problem}")
-
-
-def emulator_url_problem(url: str) -> str | None:
-    """An emulator URL is http(s) on loopback: a real client assertion never leaves the host."""
-    # TODO(issue 8 integration): move to urls.py once its owner is done with it.
-    try:
-        parsed = urllib.parse.urlsplit(url)
-        host, port = parsed.hostname, parsed.port
-    except ValueError as exc:
-        return f"is not a valid URL ({exc}): {url!r}"
-    if parsed.scheme not in {"http", "https"} or port == 0 or "@" in parsed.netloc:
-        return f"must be an http URL like http://127.0.0.1:8080, not {url!r}"
-    if not host or not is_loopback(host):
-        return f"must be a loopback URL (127.0.0.1, ::1, localhost), not {host or ''!r}"
-    return None
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from owf_runner.redaction import quoted
+
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SHOWN = 60  # characters of a bad name or value quoted in a message
@@ -38,4 +40,4 @@ def _value_problem(value: str) -> str | None:
 
 def _quoted(text: str) -> str:
     """``repr`` escapes control characters: nothing in a message moves the terminal."""
-    return repr(text[:_SHOWN]) + ("..." if len(text) > _SHOWN else "")
+    return quoted(text, _SHOWN)

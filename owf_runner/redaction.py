@@ -274,6 +274,15 @@ def shown(text: str, limit: int | None = None) -> str:
     return safe
 
 
+def quoted(text: str, limit: int | None = None) -> str:
+    """``repr`` of a rendered value for a message, redacted first: ``repr`` escapes control
+    characters, and a secret with one inside would no longer match its masked forms."""
+    redacted = REDACTOR.redact(text)
+    if limit is not None and len(redacted) > limit:
+        return repr(redacted[:limit]) + "..."
+    return repr(redacted)
+
+
 def printable(text: str) -> str:
     """One of our own messages, ready for a terminal: redacted, then every control character
     but the newlines we put there escaped (the last step before a byte leaves)."""

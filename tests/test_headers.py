@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from owf_runner.headers import header_problem
+from owf_runner.redaction import REDACTOR
 
 NAME = "(ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
 
@@ -48,3 +49,13 @@ def test_a_long_value_is_cut_in_the_message() -> None:
     value = "x" * 59 + "é" + "x" * 40
 
     assert header_problem("X-A", value) == "a header value must be ASCII: '" + "x" * 59 + "é'..."
+
+
+def test_a_refused_value_is_redacted_before_it_is_quoted() -> None:
+    # repr would turn the BEL into four characters that none of the secret's masked forms match.
+    secret = "hdr-canary\x07-value"
+    REDACTOR.add(secret)
+
+    problem = header_problem("X-Echo", secret)
+
+    assert problem == ("a header value cannot hold control characters or line breaks: '********'")
