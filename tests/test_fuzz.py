@@ -365,6 +365,23 @@ def plan_and_run(
     return planned, ran, captured.out + captured.err + out.getvalue()
 
 
+def all_three(
+    job: Path, capsys: pytest.CaptureFixture[str], *options: Any
+) -> tuple[int, int, int, str]:
+    """validate, then — when it says ok — plan and run; their exit codes and what they printed.
+
+    ``options``: --var pairs, --vars-file and --stubs, as commands.run takes them.
+    """
+    var, vars_file, _ = options
+    with hard_limit(30):
+        capsys.readouterr()
+        checked = boundary.call(lambda: commands.validate([job], var, vars_file))
+        printed = capsys.readouterr().err
+        if checked != ExitCode.OK:
+            return checked, ExitCode.OK, ExitCode.OK, printed
+        return checked, *plan_and_run(job, capsys, *options)
+
+
 @settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     max_examples=60,
@@ -696,14 +713,7 @@ def test_hostile_files_end_with_a_documented_exit_code_and_print_safely(
             stubs = folder / "stubs.yaml"
             place(stubs, data.draw(stub_contents()), data.draw(placements))
         var = [f"greeting={data.draw(text_cells)}"] if data.draw(st.booleans()) else []
-        with hard_limit(30):
-            capsys.readouterr()
-            checked = boundary.call(lambda: commands.validate([job], var, vars_file))
-            printed = capsys.readouterr().err
-            planned: int = ExitCode.OK
-            ran: int = ExitCode.OK
-            if checked == ExitCode.OK:
-                planned, ran, printed = plan_and_run(job, capsys, var, vars_file, stubs)
+        checked, planned, ran, printed = all_three(job, capsys, var, vars_file, stubs)
     event(f"validate {checked}, plan {planned}, run {ran}")  # --hypothesis-show-statistics
     assert checked in (ExitCode.OK, ExitCode.INVALID_JOB), printed
     assert planned in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
@@ -783,14 +793,7 @@ def assert_handled_from_the_shell(
         patch.setenv("OWF_FUZZ_ENV_CT", from_shell(token))
         patch.setenv("OWF_FUZZ_ENV_VALUE", from_shell(value))
         var_pairs = [f"name={from_shell(var)}"]
-        with hard_limit(30):
-            capsys.readouterr()
-            checked = boundary.call(lambda: commands.validate([job], var_pairs, None))
-            printed = capsys.readouterr().err
-            planned: int = ExitCode.OK
-            ran: int = ExitCode.OK
-            if checked == ExitCode.OK:
-                planned, ran, printed = plan_and_run(job, capsys, var_pairs, None, None)
+        checked, planned, ran, printed = all_three(job, capsys, var_pairs, None, None)
     assert checked in (ExitCode.OK, ExitCode.USAGE, ExitCode.INVALID_JOB), printed
     assert planned in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
     assert ran in (ExitCode.OK, ExitCode.STEP_FAILED, ExitCode.INVALID_JOB), printed
