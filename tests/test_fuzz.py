@@ -365,6 +365,17 @@ def plan_and_run(
     return planned, ran, captured.out + captured.err + out.getvalue()
 
 
+def assert_validated_means_it_runs(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Once validate said ok, neither plan nor the run may refuse the job up front (3), nor
+    crash (70)."""
+    with hard_limit(30):
+        if validated(path, capsys) != ExitCode.OK:
+            return
+        planned, ran, printed = plan_and_run(path, capsys)
+    assert planned == ExitCode.OK, printed
+    assert ran in (ExitCode.OK, ExitCode.STEP_FAILED), printed
+
+
 def all_three(
     job: Path, capsys: pytest.CaptureFixture[str], *options: Any
 ) -> tuple[int, int, int, str]:
@@ -401,13 +412,7 @@ def test_hostile_scalars_are_refused_up_front_or_run_to_a_documented_end(
         path.write_text(written(doc, raw), "utf-8")
         if stubs is not None:
             (Path(folder) / "stubs").symlink_to(stubs)
-        with hard_limit(30):
-            if validated(path, capsys) != ExitCode.OK:
-                return
-            planned, ran, printed = plan_and_run(path, capsys)
-    # Validate said ok: neither may refuse the job up front (3), nor crash (70).
-    assert planned == ExitCode.OK, printed
-    assert ran in (ExitCode.OK, ExitCode.STEP_FAILED), printed
+        assert_validated_means_it_runs(path, capsys)
 
 
 # -- Jinja bombs, each in a child process with a memory limit and a timeout ----------------
@@ -568,13 +573,7 @@ def test_a_hostile_value_is_refused_up_front_or_runs_to_a_documented_end(
     path.write_text(written(doc, raw), "utf-8")
     (tmp_path / "stubs").symlink_to(ROOT / "jobs" / "stubs")
 
-    with hard_limit(30):
-        if validated(path, capsys) != ExitCode.OK:
-            return
-        planned, ran, printed = plan_and_run(path, capsys)
-
-    assert planned == ExitCode.OK, printed
-    assert ran in (ExitCode.OK, ExitCode.STEP_FAILED), printed
+    assert_validated_means_it_runs(path, capsys)
 
 
 # -- hostile files: foreach sources, a vars file, a secret file ------------------------------
