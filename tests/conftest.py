@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx2
 import pytest
 from cryptography.hazmat.primitives import serialization
 from joserfc.jwk import ECKey, RSAKey
@@ -97,21 +98,31 @@ def jwt_segments(assertion: str) -> tuple[dict[str, object], dict[str, object]]:
     return decode(header), decode(claims)
 
 
-def encodings(secret: str) -> list[str]:
-    """The secret and its long lines, raw, base64, URL-encoded and JSON-escaped."""
-    pieces = [secret, *(line for line in secret.splitlines() if len(line) >= 16)]
-    forms: list[str] = []
-    for piece in pieces:
-        raw = piece.encode()
-        forms += [
-            piece,
-            urllib.parse.quote(piece, safe=""),
-            urllib.parse.quote_plus(piece),
-            json.dumps(piece)[1:-1],
-            base64.b64encode(raw).decode().rstrip("="),
-            base64.urlsafe_b64encode(raw).decode().rstrip("="),
-        ]
+def encoded_forms(secret: str) -> dict[str, str]:
+    """Every form a secret takes on its way out that the redactor promises to mask, by name."""
+    raw = secret.encode()
+    forms = {
+        "raw": secret,
+        "json": json.dumps(secret)[1:-1],
+        "json-unicode": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "quote": urllib.parse.quote(secret, safe=""),
+        "quote-path": urllib.parse.quote(secret, safe="/"),
+        "quote-plus": urllib.parse.quote_plus(secret),
+    }
+    if secret.isprintable():  # httpx2 refuses control characters in a URL
+        forms["httpx2-params"] = str(httpx2.URL("https://h/", params={"q": secret})).split("q=")[1]
+        forms["httpx2-path"] = str(httpx2.URL(f"https://h/a/{secret}/b"))[len("https://h/a/") : -2]
+        forms["httpx2-query"] = str(httpx2.URL(f"https://h/a?q={secret}")).split("q=", 1)[1]
+    for name, encode in (("base64", base64.b64encode), ("base64url", base64.urlsafe_b64encode)):
+        forms[name] = encode(raw).decode()
+        forms[f"{name}-unpadded"] = encode(raw).decode().rstrip("=")
     return forms
+
+
+def encodings(secret: str) -> set[str]:
+    """Every form of the secret and of its long lines (a PEM key leaks line by line)."""
+    pieces = [secret, *(line for line in secret.splitlines() if len(line) >= 16)]
+    return {form for piece in pieces for form in encoded_forms(piece).values()}
 
 
 def assert_not_leaked(result: Cli, *secrets: str) -> None:

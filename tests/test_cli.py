@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from joserfc.jwk import ECKey, RSAKey
 
@@ -27,7 +25,16 @@ from owf_runner.auth import TOKEN_ATTEMPTS
 from owf_runner.emulator import Emulator, Fault, FlowStub
 from owf_runner.redaction import MASK
 from owf_runner.report import ConsoleReporter
-from tests.conftest import DATA, Cli, assert_not_leaked, ec_key, jwt_segments, pem, rsa_key
+from tests.conftest import (
+    DATA,
+    Cli,
+    assert_not_leaked,
+    ec_key,
+    encodings,
+    jwt_segments,
+    pem,
+    rsa_key,
+)
 from tests.fakes import FakeClock, run_commands_on
 
 ROOT = Path(__file__).parent.parent
@@ -820,30 +827,10 @@ def canaries(
     return Canaries(job, pem(key), token, output)
 
 
-def _canary_forms(secret: str) -> set[str]:
-    """A secret as it could leak: raw, URL-encoded three ways, JSON-escaped two ways, base64."""
-    forms: set[str] = set()
-    for piece in [secret, *(line for line in secret.splitlines() if len(line) >= 16)]:
-        raw = piece.encode()
-        forms |= {
-            piece,
-            urllib.parse.quote(piece, safe=""),
-            urllib.parse.quote(piece, safe="/"),
-            urllib.parse.quote_plus(piece),
-            json.dumps(piece)[1:-1],
-            json.dumps(piece, ensure_ascii=False)[1:-1],
-        }
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            forms |= {encode(raw).decode(), encode(raw).decode().rstrip("=")}
-        if piece.isprintable():  # httpx2 refuses control characters in a URL
-            forms.add(str(httpx2.URL(f"https://h/{piece}"))[len("https://h/") :])
-    return forms
-
-
 def _assert_no_canary(text: str, canaries: Canaries) -> None:
     whole = [json.dumps(canaries.output, ensure_ascii=a) for a in (True, False)]
     for secret in [*canaries.secrets(), *whole]:
-        leaked = sorted(form for form in _canary_forms(secret) if form in text)
+        leaked = sorted(form for form in encodings(secret) if form in text)
         assert leaked == [], f"{secret!r} leaked as {leaked}"
 
 

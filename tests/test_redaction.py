@@ -7,33 +7,13 @@ import json
 import urllib.parse
 from typing import Any
 
-import httpx2
 import pytest
 
 from owf_runner.redaction import MASK, Redactor, TooDeep, escape_controls, printable
+from tests.conftest import encoded_forms
 
 TOKEN = 'p@ss w/rd"+\\canary-91f3?x=1&y#z'
 NON_ASCII = "pässwörd/✓ ключ-canary"
-
-
-def encoded_forms(secret: str) -> dict[str, str]:
-    """Every encoding the redactor promises to mask, by name."""
-    raw = secret.encode()
-    forms = {
-        "raw": secret,
-        "json": json.dumps(secret)[1:-1],
-        "json-unicode": json.dumps(secret, ensure_ascii=False)[1:-1],
-        "quote": urllib.parse.quote(secret, safe=""),
-        "quote-path": urllib.parse.quote(secret, safe="/"),
-        "quote-plus": urllib.parse.quote_plus(secret),
-        "httpx2-params": str(httpx2.URL("https://h/", params={"q": secret})).split("q=", 1)[1],
-        "httpx2-path": str(httpx2.URL(f"https://h/a/{secret}/b"))[len("https://h/a/") : -2],
-        "httpx2-query": str(httpx2.URL(f"https://h/a?q={secret}")).split("q=", 1)[1],
-    }
-    for name, encode in (("base64", base64.b64encode), ("base64url", base64.urlsafe_b64encode)):
-        forms[name] = encode(raw).decode()
-        forms[f"{name}-unpadded"] = encode(raw).decode().rstrip("=")
-    return forms
 
 
 @pytest.mark.parametrize("secret", [TOKEN, NON_ASCII], ids=["ascii", "non-ascii"])
