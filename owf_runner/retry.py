@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity import wait_exponential_jitter as wait_jittered
@@ -14,6 +15,32 @@ from owf_runner.failures import Failure
 from owf_runner.plan import RetryPolicy
 
 RetryHook = Callable[[Failure, int, float], None]  # failure, attempt number, wait
+T = TypeVar("T")
+
+
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]], policy: RetryPolicy, on_retry: RetryHook, clock: Clock
+) -> T:
+    """``attempt()``, retried as ``retrying`` retries it.
+
+    The first try runs bare: most calls succeed, and building a tenacity retryer costs
+    more than the rest of the runner's own work on a step. Only a failure the policy
+    retries builds one, and hands it that failure as its first attempt, so the waits,
+    hooks and attempt numbers are those of a retryer that ran from the start.
+    """
+    try:
+        return await attempt()
+    except Failure as failure:
+        if failure.failure_class not in policy.on:
+            raise
+        first: Failure | None = failure
+    async for retry in retrying(policy, on_retry, clock):
+        with retry:
+            if first is not None:
+                replayed, first = first, None
+                raise replayed
+            return await attempt()
+    raise AssertionError("unreachable: the retryer returns or raises")  # pragma: no cover
 
 
 def retrying(policy: RetryPolicy, on_retry: RetryHook, clock: Clock) -> AsyncRetrying:

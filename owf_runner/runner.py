@@ -21,7 +21,7 @@ from owf_runner.http import Bounds, invoke, outgoing
 from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR, TooDeep
-from owf_runner.retry import Pacer, retrying
+from owf_runner.retry import Pacer, with_retries
 from owf_runner.sources import SourceError
 from owf_runner.templating import MAX_PAYLOAD_BYTES, TemplateError, as_json, json_body, truthy
 from owf_runner.urls import url_problem
@@ -170,12 +170,15 @@ class Runner:
         self, step: StepPlan, context: dict[str, Any], index: int | None = None, item: Any = None
     ) -> ItemResult:
         attempts = 0
+
+        async def attempt() -> Response:
+            nonlocal attempts
+            attempts += 1
+            return await self._send(step, request)
+
         try:
             request = self._build_request(step, context)
-            async for attempt in retrying(step.retry, self._retry_hook(step), self.clock):
-                with attempt:
-                    attempts += 1
-                    response = await self._send(step, request)
+            response = await with_retries(attempt, step.retry, self._retry_hook(step), self.clock)
             outputs = self._check(step, context, response)
         except (Failure, TemplateError) as exc:
             failed = exc.response if isinstance(exc, Failure) else None

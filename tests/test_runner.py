@@ -315,3 +315,17 @@ def test_an_unreachable_token_endpoint_fails_the_step_after_every_try(
     assert len(fake_clock.sleeps) == TOKEN_ATTEMPTS - 1
     for wait, low in zip(fake_clock.sleeps, [0.5, 1.0, 2.0], strict=True):
         assert low <= wait <= low + 1
+
+
+def test_a_step_that_succeeds_at_once_builds_no_retryer(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_retryer(*args: Any) -> None:
+        raise AssertionError("a retryer was built for a step that did not fail")
+
+    monkeypatch.setattr("owf_runner.retry.retrying", no_retryer)
+
+    done = run(tmp_path, "", emulator, fake_clock)
+
+    assert done.code == 0
+    assert done.result.steps[0].attempts == 1
