@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 from yaml.reader import ReaderError
+from yaml.resolver import Resolver
 
 from owf_runner.errors import JobError
 from owf_runner.files import JOB_FILE, FileKind, UnreadableFile, decode, read_bytes
@@ -48,6 +50,40 @@ _RESOLVERS = [
 ]
 for _tag, _pattern, _first in _RESOLVERS:
     _Yaml12Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
+class _TooDeep(Exception):
+    """Nesting past MAX_DEPTH, met while composing (the exact pass locates it)."""
+
+
+def _c_loader() -> type | None:
+    """libyaml's event parser under our composer and YAML 1.2 resolver, when it is built in."""
+    if not yaml.__with_libyaml__:
+        return None
+    from yaml._yaml import CParser
+
+    class CLoader(CParser, _Yaml12Loader):
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            Composer.__init__(self)
+            Resolver.__init__(self)
+            self.depth = 0
+
+        def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+            # Bounded here, in the one pass: the composer recurses once per level.
+            # isinstance, not check_event: libyaml's check_event matches exact classes only.
+            opens = isinstance(self.peek_event(), yaml.CollectionStartEvent)
+            self.depth += opens
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep
+            node = Composer.compose_node(self, parent, index)
+            self.depth -= opens
+            return node
+
+    return CLoader
+
+
+_CLoader = _c_loader()
 
 
 @dataclass(frozen=True)
@@ -84,17 +120,47 @@ class YamlDocument:
 def load_yaml(path: Path, kind: FileKind = JOB_FILE) -> YamlDocument:
     """A job, vars or stub file (``kind``), read bounded and strictly; JobError otherwise."""
     raw, text = _read(path, kind)
-    try:
-        _check_depth(path, text)
-        node = yaml.compose(text, Loader=_Yaml12Loader)
-    except yaml.YAMLError as exc:
-        raise JobError([_syntax_problem(path, text, exc)]) from None
+    node = _compose_fast(text)
+    if node is _FAILED:
+        node = _compose_exactly(path, text)
     doc = YamlDocument(path=path, data=None, sha256=hashlib.sha256(raw).hexdigest())
     builder = _Builder(doc)
     doc.data = builder.build(node, ()) if node is not None else None
     if builder.problems:
         raise JobError(builder.problems)
     return doc
+
+
+# The fast pass found something wrong: the exact pass says what.
+_FAILED = yaml.Node("", None, None, None)
+
+
+def _compose_fast(text: str) -> yaml.Node | None:
+    """One pass of libyaml, or _FAILED: a file it refuses is read again by the exact pass.
+
+    libyaml words its errors differently (and some not at all): every message comes from
+    the pure-Python pass, so a file means the same with or without libyaml.
+    """
+    if _CLoader is None:
+        return _FAILED
+    loader = _CLoader(text)
+    try:
+        node: yaml.Node | None = Composer.get_single_node(loader)
+        return node
+    except (yaml.YAMLError, _TooDeep):
+        return _FAILED
+    finally:
+        loader.dispose()
+
+
+def _compose_exactly(path: Path, text: str) -> yaml.Node | None:
+    """The pure-Python passes: depth from the events first, so the composer cannot recurse."""
+    try:
+        _check_depth(path, text)
+        node: yaml.Node | None = yaml.compose(text, Loader=_Yaml12Loader)
+        return node
+    except yaml.YAMLError as exc:
+        raise JobError([_syntax_problem(path, text, exc)]) from None
 
 
 def _read(path: Path, kind: FileKind) -> tuple[bytes, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from owf_runner import yamlfile
 from owf_runner.errors import ExitCode, JobError
 from owf_runner.files import JOB_FILE, VARS_FILE, FileKind
 from owf_runner.problems import Location, Problem, format_key_path, in_file_order
@@ -325,3 +326,47 @@ def test_messages_name_what_the_file_is(tmp_path: Path) -> None:
     assert [str(p) for p in not_regular.value.problems] == [
         f"{tmp_path}: vars file is not a regular file (a directory)"
     ]
+
+
+SAMPLE = """\
+version: 1
+vars: {a: yes, b: 012, c: 1:20, d: .inf, e: ~, f: "x"}
+steps:
+  - id: one
+    payload:
+      list: [1, 2.5, true, null]
+      anchor: &shared {k: v}
+      alias: *shared
+      text: |
+        two
+        lines
+"""
+
+
+def test_libyaml_and_the_pure_loader_read_a_file_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, SAMPLE)
+    fast = load_yaml(path)
+    monkeypatch.setattr(yamlfile, "_CLoader", None)  # as on a Python built without libyaml
+    exact = load_yaml(path)
+
+    assert yamlfile.yaml.__with_libyaml__
+    assert (fast.data, fast.marks) == (exact.data, exact.marks)
+    assert fast.data["vars"] == {
+        "a": "yes",
+        "b": 12,
+        "c": "1:20",
+        "d": math.inf,
+        "e": None,
+        "f": "x",
+    }
+
+
+def test_a_valid_file_is_read_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def second_pass(path: Path, text: str) -> None:
+        raise AssertionError("read twice")
+
+    monkeypatch.setattr(yamlfile, "_compose_exactly", second_pass)
+
+    assert load_yaml(write(tmp_path, SAMPLE)).marks[("steps", 0, "payload", "text")] == Mark(9, 7)
