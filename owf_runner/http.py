@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.cookiejar
 import json
 import math
@@ -21,6 +22,7 @@ from owf_runner.outcomes import Response
 from owf_runner.redaction import shown
 
 USER_AGENT = f"owf-runner/{__version__}"
+URL_CACHE_SIZE = 1024  # distinct URLs parsed once each; more (a URL per item) start over
 
 
 def real_transport(ca_bundles: Sequence[Path] = ()) -> httpx2.AsyncBaseTransport:
@@ -75,13 +77,24 @@ class EmulatorTransport(httpx2.AsyncBaseTransport):
     def __init__(self, emulator_url: str, inner: httpx2.AsyncBaseTransport) -> None:
         self._target = httpx2.URL(emulator_url)
         self._inner = inner
+        self._redirected: dict[str, httpx2.URL] = {}  # a job calls a few URLs many times
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         request.headers.setdefault("X-Forwarded-Proto", request.url.scheme)
-        request.url = request.url.copy_with(
-            scheme=self._target.scheme, host=self._target.host, port=self._target.port
-        )
+        request.url = self._redirect(request.url)
         return await self._inner.handle_async_request(request)
+
+    def _redirect(self, url: httpx2.URL) -> httpx2.URL:
+        """``url`` on the emulator's socket, rebuilt once per distinct URL (a parse each)."""
+        key = str(url)
+        redirected = self._redirected.get(key)
+        if redirected is None:
+            if len(self._redirected) >= URL_CACHE_SIZE:  # URLs made per item: stay bounded
+                self._redirected.clear()
+            target = self._target
+            redirected = url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+            self._redirected[key] = redirected
+        return redirected
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -223,11 +236,24 @@ def outgoing(
     if body is not None and not any(name.lower() == "content-type" for name in headers):
         headers = {**headers, "Content-Type": "application/json"}
     try:
-        return client.build_request(method, url, params=query, headers=headers, content=body)
+        target = _without_query(url)
+        # No params: httpx2 would parse the URL again only to add nothing.
+        return client.build_request(
+            method, target, params=query or None, headers=headers, content=body
+        )
     except httpx2.InvalidURL as exc:
         raise Failure(None, f"invalid URL: {shown(str(exc), EXCERPT)}") from None
     except UnicodeEncodeError:  # lone surrogates from an environment or --var that is not UTF-8
         raise Failure(None, "the URL or query holds text that is not UTF-8") from None
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def _without_query(url: str) -> httpx2.URL:
+    """``url`` parsed once: a step sends the same URL for every item, as a rule.
+
+    Its own query is dropped, as httpx2 drops it whenever params are given: `query:` decides.
+    """
+    return httpx2.URL(url).copy_with(query=None)
 
 
 async def invoke(

@@ -17,7 +17,7 @@ from owf_runner.context import RunInfo, item_context, job_context, response_cont
 from owf_runner.errors import OwfError
 from owf_runner.failures import AMBIGUOUS, Failure, FailureClass, status_failure
 from owf_runner.headers import header_problem
-from owf_runner.http import Bounds, invoke, outgoing
+from owf_runner.http import URL_CACHE_SIZE, Bounds, invoke, outgoing
 from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR, TooDeep
@@ -74,6 +74,7 @@ class Runner:
         self.base = job_context(plan.vars, plan.name, self.info)
         self.states: dict[str, dict[str, Any]] = {}
         self.pacers: dict[str, Pacer] = {}
+        self.good_urls: set[str] = set()  # checked once: a step's URL is the same for each item
 
     async def run(self) -> RunResult:
         results: list[StepResult] = []
@@ -194,9 +195,7 @@ class Runner:
 
     def _build_request(self, step: StepPlan, context: Mapping[str, Any]) -> Request:
         url = str(self._render(step.flow, context))
-        problem = url_problem(url)
-        if problem:
-            raise self._located(step.flow, problem)
+        self._check_url(step, url)
         body = self._body(step, context)
         query = self._render(step.query, context)
         query = {
@@ -204,6 +203,16 @@ class Runner:
         }
         headers = self._headers(step, context)
         return Request(step.method, url, query, headers, body)
+
+    def _check_url(self, step: StepPlan, url: str) -> None:
+        # Only good URLs are remembered: a problem's text is redacted with the secrets known now.
+        if url in self.good_urls:
+            return
+        problem = url_problem(url)
+        if problem:
+            raise self._located(step.flow, problem)
+        if len(self.good_urls) < URL_CACHE_SIZE:
+            self.good_urls.add(url)
 
     def _body(self, step: StepPlan, context: Mapping[str, Any]) -> bytes | None:
         payload = self._render(step.payload, context)

@@ -11,12 +11,14 @@ import pytest
 from owf_runner.failures import FailureClass, classify_status, status_failure
 from owf_runner.http import (
     MAX_JSON_DEPTH,
+    URL_CACHE_SIZE,
     USER_AGENT,
     EmulatorTransport,
     Received,
     TooDeep,
     build_client,
     classify_exception,
+    outgoing,
     parse_json,
     real_transport,
     to_record,
@@ -211,6 +213,47 @@ def test_emulator_transport_keeps_an_existing_forwarded_proto() -> None:
     request, _ = send_via_emulator("https://acme.okta.com/x", headers={"X-Forwarded-Proto": "http"})
 
     assert request.headers["X-Forwarded-Proto"] == "http"
+
+
+def test_emulator_transport_sends_each_of_many_urls_to_its_own_path() -> None:
+    """Rewritten URLs are remembered; past the cache's size it starts over, never mixing them."""
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        return httpx2.Response(200)
+
+    paths = [f"/api/flo/f{n % (URL_CACHE_SIZE + 7)}/invoke" for n in range(2 * URL_CACHE_SIZE)]
+
+    async def main() -> None:
+        transport = EmulatorTransport("http://127.0.0.1:8765", httpx2.MockTransport(handler))
+        async with httpx2.AsyncClient(transport=transport) as client:
+            for path in paths:
+                await client.post(f"https://acme.workflows.okta.com{path}")
+
+    asyncio.run(main())
+
+    assert seen == [f"http://127.0.0.1:8765{path}" for path in paths]
+
+
+@pytest.mark.parametrize(
+    ("query", "sent"),
+    [
+        ({}, "https://acme.okta.com/api/flo/f/invoke#top"),
+        ({"q": "a b"}, "https://acme.okta.com/api/flo/f/invoke?q=a+b#top"),
+    ],
+)
+def test_a_flow_urls_own_query_gives_way_to_the_steps_query(
+    query: dict[str, str], sent: str
+) -> None:
+    client = httpx2.AsyncClient()
+    url = "https://acme.okta.com/api/flo/f/invoke?old=1#top"
+
+    for _ in range(2):  # the second time from the parsed URL kept for it
+        request = outgoing(client, "POST", url, query, {}, b"{}")
+
+        assert str(request.url) == sent
+        assert request.headers["Content-Type"] == "application/json"
 
 
 def test_emulator_transport_closes_inner() -> None:
