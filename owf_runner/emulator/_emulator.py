@@ -9,6 +9,7 @@ import secrets
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,8 +56,20 @@ class Emulator:
     """A loopback HTTP server that answers like Okta's token and Workflows invoke endpoints."""
 
     def __init__(
-        self, token_lifetime: int = 3600, *, clock: Callable[[], float] = time.time
+        self,
+        token_lifetime: int = 3600,
+        *,
+        clock: Callable[[], float] = time.time,
+        keep_calls: int | None = None,
+        on_call: Callable[[RecordedCall], None] | None = None,
     ) -> None:
+        """`keep_calls` bounds `calls` to the latest N (None: all of them, as tests want; a
+        long-running emulator serving 100,000 calls would otherwise grow without end).
+        `on_call` sees every call as it is recorded, kept or not, from the serving threads:
+        it must be thread-safe and quick (a benchmark tallies statuses with it).
+        """
+        if keep_calls is not None and keep_calls < 0:
+            raise ValueError(f"keep_calls must be None or at least 0, not {keep_calls}")
         self.token_lifetime = token_lifetime
         self.require_dpop = False
         # Per-flow cap on invocations in any one-second window (Okta allows about 10/s).
@@ -70,7 +83,8 @@ class Emulator:
         self._stubs: dict[str, FlowStub] = {}
         self._tokens: dict[str, _IssuedToken] = {}
         self._used_jtis: set[tuple[str, str]] = set()
-        self._calls: list[RecordedCall] = []
+        self._calls: deque[RecordedCall] = deque(maxlen=keep_calls)
+        self._on_call = on_call
         self._fault_counts: dict[str, int] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # flow → (tokens, when)
         self._token_faults: tuple[Fault, ...] = ()
@@ -223,6 +237,8 @@ class Emulator:
         )
         with self._lock:
             self._calls.append(call)
+        if self._on_call is not None:
+            self._on_call(call)
 
     # -- token endpoint ----------------------------------------------------------------
 

@@ -63,6 +63,10 @@ class Server(ThreadingHTTPServer):
     # handle_request() is only called once select() says a connection waits; never block.
     timeout = 0
 
+    # socketserver's default backlog of 5 drops connections when a run opens 50 at once
+    # (the kernel caps it at net.core.somaxconn).
+    request_queue_size = 1024
+
     def __init__(
         self,
         address: tuple[str, int],
