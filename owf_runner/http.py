@@ -186,7 +186,9 @@ async def _receive(
         await answer.aclose()
     headers = {name.lower(): value for name, value in answer.headers.items()}
     content_type = headers.get("content-type", "")
-    return Received(answer.status_code, headers, content, content_type, answer.charset_encoding)
+    # httpx2 parses the header with the email package to find it: only when one is named.
+    charset = answer.charset_encoding if "charset" in content_type.lower() else None
+    return Received(answer.status_code, headers, content, content_type, charset)
 
 
 async def _read_capped(answer: httpx2.Response, max_bytes: int) -> bytes:

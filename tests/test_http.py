@@ -13,11 +13,13 @@ from owf_runner.http import (
     MAX_JSON_DEPTH,
     URL_CACHE_SIZE,
     USER_AGENT,
+    Bounds,
     EmulatorTransport,
     Received,
     TooDeep,
     build_client,
     classify_exception,
+    invoke,
     outgoing,
     parse_json,
     real_transport,
@@ -254,6 +256,26 @@ def test_a_flow_urls_own_query_gives_way_to_the_steps_query(
 
         assert str(request.url) == sent
         assert request.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("text/plain; charset=latin-1", "cafÃ©"),
+        ("text/plain; Charset=latin-1", "cafÃ©"),
+        ("text/plain", "café"),  # none named: UTF-8
+    ],
+)
+def test_a_text_answer_is_decoded_by_the_charset_it_names(content_type: str, expected: str) -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"Content-Type": content_type}, content=b"caf\xc3\xa9")
+
+    async def main() -> Response:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as client:
+            request = client.build_request("POST", "https://acme.okta.com/api/flo/f/invoke")
+            return await invoke(client, request, Bounds(5, 1000), httpx2.Auth())
+
+    assert asyncio.run(main()).body == expected
 
 
 def test_emulator_transport_closes_inner() -> None:
