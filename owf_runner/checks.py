@@ -10,24 +10,24 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from owf_runner.context import COMMON_NAMES, FOREACH_NAMES, RESPONSE_NAMES
 from owf_runner.headers import header_problem
-from owf_runner.model import Org, Step
+from owf_runner.model import CsvSource, JsonlSource, JsonSource, Org, Step
 from owf_runner.problems import KeyPath, Problem
+from owf_runner.redaction import escape_controls
 from owf_runner.template_budget import MAX_INT_BITS, MAX_INT_DIGITS
 from owf_runner.templating import (
     ENV,
     MAX_PAYLOAD_BYTES,
     Reference,
     TemplateError,
-    check_syntax,
-    locally_bound,
-    references,
+    Templates,
 )
 from owf_runner.templating import is_template as is_template_text
 from owf_runner.templating import template_strings as strings_in
@@ -52,6 +52,7 @@ class JobParts:
     org_names: frozenset[str]  # as written, valid or not
     credential_names: frozenset[str]
     default_org: str | None  # for steps without `org`
+    templates: Templates = field(default_factory=Templates)  # each parsed once, for the plan too
 
     def problem(self, key_path: KeyPath, message: str) -> Problem:
         return self.document.problem(key_path, message)
@@ -130,6 +131,7 @@ def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[Prob
     for key in ("payload", "query", "foreach"):
         yield from _data_problems(parts, (*at, key), getattr(step, key))
     yield from _payload_size_problems(parts, step, at)
+    yield from _missing_source_problems(parts, step, at)
     scope = TemplateScope(parts, step.id, earlier=frozenset(parts.step_ids[:index]))
     yield from _template_problems(scope, step, at)
 
@@ -157,6 +159,36 @@ def _payload_size_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator
     if size > MAX_PAYLOAD_BYTES:
         message = f"payload is {size} bytes as JSON; the limit is 1 MiB"
         yield parts.problem((*at, "payload"), message)
+
+
+def _missing_source_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[Problem]:
+    """A foreach file named without a template must exist: the run would fail it mid-job.
+
+    Only "missing" is told here, in the run's words; a file that exists but cannot be
+    read (a FIFO, /dev/zero, no permission) still fails its step, as it would then.
+    """
+    key, written = _source_file(step.foreach)
+    if written is None or is_template_text(written):
+        return
+    path = parts.document.path.parent / written
+    try:
+        os.stat(path)
+    except FileNotFoundError as exc:
+        message = f"cannot read {escape_controls(str(path))}: {exc.strerror}"
+        yield parts.problem((*at, "foreach", key), message)
+    except (OSError, ValueError):  # the run says what is wrong with it
+        return
+
+
+def _source_file(source: Any) -> tuple[str, str | None]:
+    """(key, path as written) of a file source; ("", None) for a list or no foreach."""
+    if isinstance(source, CsvSource):
+        return "csv", source.csv
+    if isinstance(source, JsonlSource):
+        return "jsonl", source.jsonl
+    if isinstance(source, JsonSource):
+        return "json", source.json_
+    return "", None
 
 
 def _step_org_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterator[Problem]:
@@ -267,13 +299,13 @@ def _template_problems(scope: TemplateScope, step: Step, at: KeyPath) -> Iterato
 
 
 def _template_message(scope: TemplateScope, text: str, allowed: frozenset[str]) -> str | None:
+    if not is_template_text(text):  # plain text: nothing to compile, nothing it refers to
+        return None
     try:
-        check_syntax(text)
-        refs = references(text)
+        form = scope.parts.templates.form(text)
     except TemplateError as exc:
         return str(exc)
-    bound = locally_bound(text)
-    problems = (_reference_problem(scope, ref, allowed) for ref in refs if ref.root not in bound)
+    problems = (_reference_problem(scope, ref, allowed) for ref in form.free_refs)
     return next((problem for problem in problems if problem), None)
 
 

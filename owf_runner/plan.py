@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from owf_runner.failures import AMBIGUOUS, DEFAULT_RETRY_ON, FailureClass
-from owf_runner.loader import LoadedJob
+from owf_runner.loader import LoadedJob, gc_paused
 from owf_runner.model import (
     ClientTokenCredential,
     Credential,
@@ -30,7 +30,7 @@ from owf_runner.model import (
 )
 from owf_runner.problems import KeyPath, Problem
 from owf_runner.sources import SourceError, SourceKind, file_items
-from owf_runner.templating import Compiled, compile_value
+from owf_runner.templating import Compiled, Templates, compile_value
 from owf_runner.yamlfile import YamlDocument
 
 AuthKind = Literal["oauth2", "client_token", "none"]
@@ -160,6 +160,11 @@ class Plan:
 
 
 def resolve(loaded: LoadedJob) -> Plan:
+    with gc_paused():
+        return _resolve(loaded)
+
+
+def _resolve(loaded: LoadedJob) -> Plan:
     job, document = loaded.job, loaded.document
     orgs = {name: _org(job, name, org) for name, org in job.orgs.items()}
     return Plan(
@@ -169,7 +174,9 @@ def resolve(loaded: LoadedJob) -> Plan:
         vars=loaded.vars,
         orgs=orgs,
         credentials=job.credentials,
-        steps=tuple(_step(job, orgs, index, step) for index, step in enumerate(job.steps)),
+        steps=tuple(
+            _step(job, orgs, index, step, loaded.templates) for index, step in enumerate(job.steps)
+        ),
     )
 
 
@@ -190,8 +197,11 @@ def _auth_kind(credential: Credential) -> AuthKind:
     return "client_token" if isinstance(credential, ClientTokenCredential) else "none"
 
 
-def _step(job: Job, orgs: Mapping[str, OrgPlan], index: int, step: Step) -> StepPlan:
+def _step(
+    job: Job, orgs: Mapping[str, OrgPlan], index: int, step: Step, templates: Templates
+) -> StepPlan:
     at: KeyPath = ("steps", index)
+    _field = _Fields(at, templates)
     org_name = step.org or job.default_org or ""  # the checks made sure there is one
     rate = step.rate_limit or job.orgs[org_name].rate_limit or job.defaults.rate_limit
     retry = job.defaults.retry if step.retry is None else _overlay(job.defaults.retry, step.retry)
@@ -200,19 +210,17 @@ def _step(job: Job, orgs: Mapping[str, OrgPlan], index: int, step: Step) -> Step
         id=step.id,
         org=orgs[org_name],
         method=step.method,
-        flow=_field(at, ("flow",), step.flow),
-        query=_field(at, ("query",), step.query),
-        headers=_field(at, ("headers",), step.headers),
-        payload=_field(at, ("payload",), step.payload),
-        when=None if step.when is None else _field(at, ("when",), step.when),
-        foreach=_foreach(at, step.foreach),
+        flow=_field(("flow",), step.flow),
+        query=_field(("query",), step.query),
+        headers=_field(("headers",), step.headers),
+        payload=_field(("payload",), step.payload),
+        when=None if step.when is None else _field(("when",), step.when),
+        foreach=_foreach(_field, step.foreach),
         concurrency=step.concurrency,
         fail_fast=step.fail_fast,
         expect_status=None if step.expect.status is None else frozenset(step.expect.status),
-        expect_that=tuple(
-            _field(at, ("expect", "that", i), t) for i, t in enumerate(step.expect.that)
-        ),
-        outputs=tuple(_outputs(at, step)),
+        expect_that=tuple(_field(("expect", "that", i), t) for i, t in enumerate(step.expect.that)),
+        outputs=tuple(_outputs(_field, step)),
         continue_on_error=step.continue_on_error,
         idempotent=step.idempotent,
         retry=_policy(retry, step.idempotent),
@@ -223,29 +231,36 @@ def _step(job: Job, orgs: Mapping[str, OrgPlan], index: int, step: Step) -> Step
     )
 
 
-def _field(step_at: KeyPath, key: KeyPath, value: Any) -> Field:
-    return Field((*step_at, *key), compile_value(value), value)
+@dataclass(frozen=True)
+class _Fields:
+    """Makes one step's fields, compiling with the job's templates (the checks parsed them)."""
+
+    step_at: KeyPath
+    templates: Templates
+
+    def __call__(self, key: KeyPath, value: Any) -> Field:
+        return Field((*self.step_at, *key), compile_value(value, self.templates), value)
 
 
-def _foreach(at: KeyPath, source: Any) -> ListSource | FileSource | None:
+def _foreach(field: _Fields, source: Any) -> ListSource | FileSource | None:
     if source is None:
         return None
     if isinstance(source, CsvSource):
-        return FileSource(SourceKind.CSV, _field(at, ("foreach", "csv"), source.csv))
+        return FileSource(SourceKind.CSV, field(("foreach", "csv"), source.csv))
     if isinstance(source, JsonlSource):
-        return FileSource(SourceKind.JSONL, _field(at, ("foreach", "jsonl"), source.jsonl))
+        return FileSource(SourceKind.JSONL, field(("foreach", "jsonl"), source.jsonl))
     if isinstance(source, JsonSource):
-        return FileSource(SourceKind.JSON, _field(at, ("foreach", "json"), source.json_))
-    return ListSource(_field(at, ("foreach",), source))
+        return FileSource(SourceKind.JSON, field(("foreach", "json"), source.json_))
+    return ListSource(field(("foreach",), source))
 
 
-def _outputs(at: KeyPath, step: Step) -> list[OutputPlan]:
+def _outputs(field: _Fields, step: Step) -> list[OutputPlan]:
     outputs = []
     for name, spec in step.outputs.items():
         if isinstance(spec, str):
-            outputs.append(OutputPlan(name, _field(at, ("outputs", name), spec), secret=False))
+            outputs.append(OutputPlan(name, field(("outputs", name), spec), secret=False))
         else:
-            value = _field(at, ("outputs", name, "value"), spec.value)
+            value = field(("outputs", name, "value"), spec.value)
             outputs.append(OutputPlan(name, value, spec.secret))
     return outputs
 

@@ -15,10 +15,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.parser import Parser
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -188,40 +190,171 @@ def is_template(text: str) -> bool:
 
 def check_syntax(text: str) -> None:
     """Parse and compile: compiling also finds unknown filters and tests."""
+    _cached_form(text)
+
+
+@dataclass(eq=False)
+class _Form:
+    """One template, parsed once: what it refers to (taken from that one tree) and its code."""
+
+    lone: bool  # a lone ``{{ expression }}``: keeps its native type
+    refs: tuple[Reference, ...]  # every reference, in the order written
+    bound: frozenset[str]  # names the template binds itself ({% set %}, macro parameters)
+    lookup: tuple[str, ...] | None  # a lone ``a.b.c``: looked up without running Jinja
+    tree: nodes.Node
+    code: Any = None
+
+    @property
+    def compiled(self) -> Any:
+        """Compiled at once, or on first use for a lone ``a.b.c`` (which cannot fail to compile).
+
+        Two threads may both compile it (the emulator renders in its own): the same code.
+        """
+        if self.code is None:
+            self.code = _compile(self.lone, self.tree)
+        return self.code
+
+    @property
+    def free_refs(self) -> tuple[Reference, ...]:
+        return tuple(ref for ref in self.refs if ref.root not in self.bound)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(ref.root for ref in self.free_refs)
+
+
+def _form(text: str) -> _Form:
+    """Parse ``text`` once, analyse that tree, then compile it; TemplateError when it is wrong."""
     try:
-        _compiled(text)
+        lone, tree = _parse(text)
+        analysis = _analysis(tree)  # before compiling: compiling rewrites the tree (_Budgeted)
+        lookup = _lookup_path(tree) if lone else None
+        form = _Form(lone, *(analysis or ((), frozenset())), lookup, tree)
+        if lookup is None:  # compiling is what finds unknown filters and tests
+            form.compiled  # noqa: B018 - compiled now, for its errors
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from None
     except ValueError as exc:  # Python's own limit on the digits of an int literal
         raise TemplateError(f"template syntax error: {str(exc).split(';')[0]}") from None
     except RecursionError:
-        raise TemplateError("template nested too deeply") from None
+        analysis = None
+    if analysis is None:  # compile errors are told first, as when the walk came second
+        raise TemplateError("template nested too deeply")
+    return form
 
 
-@lru_cache(maxsize=4096)
-def _compiled(text: str) -> tuple[bool, Any]:
-    """(is it a lone expression, its compiled form)."""
+_cached_form = lru_cache(maxsize=4096)(_form)  # for templates met outside a job's Templates
+
+
+def _parse(text: str) -> tuple[bool, nodes.Node]:
     match = _LONE_EXPRESSION.match(text)
-    if match:
-        return True, ENV.compile_expression(match.group("expr"), undefined_to_none=False)
-    return False, ENV.from_string(text)
+    if not match:
+        return False, Parser(ENV, text).parse()
+    chain = _ATTRIBUTE_CHAIN.match(match.group("expr"))
+    if chain and chain.group("root") not in _JINJA_WORDS:
+        return True, _chain_tree(chain.group("root"), chain.group("rest"))
+    return True, _parse_expression(match.group("expr"))
+
+
+# `vars.first_name`, `steps.x.outputs.y`: the tree Jinja's parser makes, made without it.
+_ATTRIBUTE_CHAIN = re.compile(
+    r"^\s*(?P<root>[A-Za-z_][A-Za-z0-9_]*)(?P<rest>(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*$"
+)
+_JINJA_WORDS = frozenset(
+    {"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if"}
+)
+
+
+def _chain_tree(root: str, rest: str) -> nodes.Expr:
+    tree: nodes.Expr = nodes.Name(root, "load", lineno=1)
+    for attribute in rest[1:].split("."):
+        tree = nodes.Getattr(tree, attribute, "load", lineno=1)
+    tree.set_environment(ENV)
+    return tree
+
+
+def _parse_expression(source: str) -> nodes.Expr:
+    """As ``Environment.compile_expression`` parses, keeping the tree for the analysis."""
+    parser = Parser(ENV, source, state="variable")
+    expression = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+    expression.set_environment(ENV)
+    return expression
+
+
+def _compile(lone: bool, tree: nodes.Node) -> Any:
+    if not lone:
+        return ENV.from_string(cast(nodes.Template, tree))
+    assign = nodes.Assign(nodes.Name("result", "store"), tree, lineno=1)
+    return TemplateExpression(ENV.from_string(nodes.Template([assign], lineno=1)), False)
+
+
+def _analysis(tree: nodes.Node) -> tuple[tuple[Reference, ...], frozenset[str]] | None:
+    """(references, locally bound names), or None when the tree is too deep to walk."""
+    try:
+        return tuple(_walk(tree, frozenset())), frozenset(_bound(tree))
+    except RecursionError:
+        return None
+
+
+def _lookup_path(tree: nodes.Node) -> tuple[str, ...] | None:
+    """``vars.a.b`` → ("vars", "a", "b"); None for any other expression."""
+    attributes: list[str] = []
+    while isinstance(tree, nodes.Getattr):
+        attributes.append(tree.attr)
+        tree = tree.node
+    if isinstance(tree, nodes.Name) and tree.ctx == "load" and attributes:
+        return (tree.name, *reversed(attributes))
+    return None
+
+
+_MISSING: Any = object()
+
+
+def _looked_up(path: tuple[str, ...], context: Mapping[str, Any]) -> Any:
+    """What the sandbox's ``getattr`` finds along ``path`` through plain dicts, or _MISSING.
+
+    Anything else — an attribute that shadows the key (``d.items``), a missing key (an
+    undefined error to word), a value that is not a dict — is left to Jinja.
+    """
+    value = context.get(path[0], _MISSING)
+    for attribute in path[1:]:
+        if type(value) is not dict or attribute not in value or hasattr(value, attribute):
+            return _MISSING
+        value = value[attribute]
+    return value
+
+
+class Templates:
+    """The templates of one job, each parsed and compiled once: the checks and the plan share it."""
+
+    def __init__(self) -> None:
+        self._forms: dict[str, _Form | TemplateError] = {}
+
+    def form(self, text: str) -> _Form:
+        found = self._forms.get(text)
+        if found is None:
+            try:
+                found = _form(text)
+            except TemplateError as exc:
+                found = exc
+            self._forms[text] = found
+        if isinstance(found, TemplateError):
+            raise TemplateError(str(found))  # a fresh one: callers add their own path
+        return found
 
 
 def render_string(text: str, context: Mapping[str, Any]) -> Any:
     if not is_template(text):
         return text
     with render_budget():
-        return _render_template(text, context)
+        return _render_form(_cached_form(text), context)
 
 
-def _render_template(text: str, context: Mapping[str, Any]) -> Any:
+def _render_form(form: _Form, context: Mapping[str, Any]) -> Any:
     try:
-        lone, compiled = _compiled(text)
-        if lone:
-            return _json_value(compiled(context))
-        return _text(compiled, context)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message}") from None
+        return _evaluate(form, context)
     except UndefinedError as exc:
         raise TemplateError(f"undefined: {exc.message}") from None
     except SecurityError as exc:
@@ -236,6 +369,16 @@ def _render_template(text: str, context: Mapping[str, Any]) -> Any:
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
     except RecursionError:
         raise TemplateError("template nested too deeply") from None
+
+
+def _evaluate(form: _Form, context: Mapping[str, Any]) -> Any:
+    if form.lookup is not None:
+        value = _looked_up(form.lookup, context)
+        if value is not _MISSING:
+            return _json_value(value)
+    if form.lone:
+        return _json_value(form.compiled(context))
+    return _text(form.compiled, context)
 
 
 def _json_value(value: Any) -> Any:
@@ -281,6 +424,9 @@ class Compiled:
 class Constant(Compiled):
     value: Any
 
+    def render(self, context: Mapping[str, Any]) -> Any:
+        return self.value  # nothing to run: no budget to keep
+
     def rendered(self, context: Mapping[str, Any]) -> Any:
         return self.value
 
@@ -291,6 +437,7 @@ class Template(Compiled):
 
     text: str
     names: frozenset[str]
+    form: _Form | None = field(default=None, compare=False, repr=False)  # None: compiled on use
 
     @property
     def is_lone_expression(self) -> bool:
@@ -303,7 +450,7 @@ class Template(Compiled):
         return match.group("expr").strip() if match else self.text
 
     def rendered(self, context: Mapping[str, Any]) -> Any:
-        return _render_template(self.text, context)
+        return _render_form(self.form or _cached_form(self.text), context)
 
 
 @dataclass(frozen=True)
@@ -335,28 +482,33 @@ def _at(key: str | int, value: Compiled, context: Mapping[str, Any]) -> Any:
         raise exc.at(key) from None
 
 
-def compile_value(value: Any) -> Compiled:
-    """Compile every template inside ``value`` (plain strings stay plain)."""
+def compile_value(value: Any, templates: Templates | None = None) -> Compiled:
+    """Compile every template inside ``value`` (plain strings stay plain), each one once."""
+    return _compiled_value(value, Templates() if templates is None else templates)
+
+
+def _compiled_value(value: Any, templates: Templates) -> Compiled:
     if isinstance(value, str):
         if not is_template(value):
             return Constant(value)
-        check_syntax(value)
-        return Template(value, free_names(value))
+        form = templates.form(value)
+        return Template(value, form.names, form)
     if isinstance(value, Mapping):
-        pairs = tuple((compile_value(str(k)), compile_value(v)) for k, v in value.items())
+        pairs = tuple(
+            (_compiled_value(str(k), templates), _compiled_value(v, templates))
+            for k, v in value.items()
+        )
         names = frozenset().union(*(k.names | v.names for k, v in pairs))
         return MappingValue(pairs, tuple(str(k) for k in value), names)
     if isinstance(value, list | tuple):
-        items = tuple(compile_value(item) for item in value)
+        items = tuple(_compiled_value(item, templates) for item in value)
         return SequenceValue(items, frozenset().union(*(item.names for item in items)))
     return Constant(value)
 
 
-@lru_cache(maxsize=4096)
 def free_names(text: str) -> frozenset[str]:
     """The names a template takes from its context (not those it binds itself)."""
-    bound = locally_bound(text)
-    return frozenset(ref.root for ref in references(text) if ref.root not in bound)
+    return _cached_form(text).names if is_template(text) else frozenset()
 
 
 def as_json(value: Any) -> str:
@@ -421,14 +573,7 @@ def template_strings(value: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
 
 def references(text: str) -> list[Reference]:
     """Top-level names and their first attribute, as used in a template."""
-    if not is_template(text):
-        return []
-    match = _LONE_EXPRESSION.match(text)
-    source = "{{ " + match.group("expr") + " }}" if match else text
-    try:
-        return list(_walk(ENV.parse(source), frozenset()))
-    except RecursionError:
-        raise TemplateError("template nested too deeply") from None
+    return list(_cached_form(text).refs) if is_template(text) else []
 
 
 def _walk(node: nodes.Node, guarded: frozenset[Reference]) -> Iterator[Reference]:
@@ -525,10 +670,10 @@ def locally_bound(text: str) -> set[str]:
 
     Loop variables are not here: ``references`` already scopes them to their loop.
     """
-    if not is_template(text):
-        return set()
-    match = _LONE_EXPRESSION.match(text)
-    tree = ENV.parse("{{ " + match.group("expr") + " }}" if match else text)
+    return set(_cached_form(text).bound) if is_template(text) else set()
+
+
+def _bound(tree: nodes.Node) -> set[str]:
     loop_names = {name for loop in tree.find_all(nodes.For) for name in _names(loop.target)}
     stored = {n.name for n in tree.find_all(nodes.Name) if n.ctx in {"store", "param"}}
     return stored - loop_names

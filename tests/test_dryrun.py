@@ -111,8 +111,10 @@ def test_plan_shows_the_first_ten_rows_of_a_csv_and_counts_the_rest(cli: RunCli)
 
 
 def test_plan_of_a_missing_csv_says_what_the_run_would_say(tmp_path: Path, cli: RunCli) -> None:
+    # Named by a template: the checks leave it to the plan (a literal name: test_invalid_jobs).
     job = tmp_path / "job.yaml"
-    job.write_text((PLANS / "csv.yaml").read_text().replace("users.csv", "gone.csv"))
+    named = "\"{{ 'gone' }}.csv\""
+    job.write_text((PLANS / "csv.yaml").read_text().replace("users.csv", named))
 
     result = cli("plan", str(job))
 

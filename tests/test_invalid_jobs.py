@@ -164,6 +164,11 @@ EXPECTED: dict[str, list[str]] = {
         "9:5: steps[0].foreach: expected a list, a template giving a list, "
         "or one of {csv: PATH}, {jsonl: PATH}, {json: PATH}"
     ],
+    # issue 9: a foreach file named without a template is there before anything is sent
+    "foreach_missing_csv.yaml": [
+        f"9:15: steps[0].foreach.csv: cannot read {INVALID / 'new_hires_missing.csv'}: "
+        "No such file or directory"
+    ],
     "header_integer.yaml": ["9:15: steps[0].headers.X-Count: expected a string, found an integer"],
     "when_integer.yaml": [
         "9:5: steps[0].when: expected a string or true or false, found an integer",

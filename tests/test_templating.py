@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import uuid
@@ -401,3 +402,48 @@ def test_compiled_values_render_again_with_another_context() -> None:
 )
 def test_free_names(text: str, names: set[str]) -> None:
     assert free_names(text) == names
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["vars.a", " steps.first.outputs.id ", "x.true.if", "_a1.B_2"],
+)
+def test_an_attribute_chain_is_the_tree_jinja_would_parse(expression: str) -> None:
+    from jinja2.parser import Parser
+
+    from owf_runner import templating
+
+    lone, tree = templating._parse("{{" + expression + "}}")
+
+    assert lone
+    assert tree == Parser(templating.ENV, expression, state="variable").parse_expression()
+
+
+@pytest.mark.parametrize(
+    ("template", "context"),
+    [
+        ("{{ vars.items }}", {"vars": {"items": [1]}}),  # the dict method wins, as in Jinja
+        ("{{ vars.missing }}", {"vars": {}}),
+        ("{{ vars.name.first }}", {"vars": {"name": "Ada"}}),
+        ("{{ vars.n }}", {"vars": {"n": float("nan")}}),
+        ("{{ now.x }}", {}),
+    ],
+)
+def test_a_plain_lookup_fails_as_jinja_does(template: str, context: dict[str, Any]) -> None:
+    fast = compile_value(template)
+    with pytest.raises(TemplateError) as looked_up:
+        fast.render(context)
+    slow = Template(template, fast.names, dataclasses.replace(fast.form, lookup=None))  # type: ignore[attr-defined]
+    with pytest.raises(TemplateError) as rendered:
+        slow.render(context)
+
+    assert str(looked_up.value) == str(rendered.value)
+
+
+def test_a_plain_lookup_returns_the_value_itself() -> None:
+    groups = ["eng", "ops"]
+
+    assert (
+        compile_value("{{ vars.team.groups }}").render({"vars": {"team": {"groups": groups}}})
+        is groups
+    )
