@@ -31,6 +31,7 @@ class Trial:
     span: float  # from the first invocation's arrival to the last's
     throttled: int  # 429 answers
     peak_rss_mb: float
+    wall: float  # the whole process: startup, loading, the token fetch, the run
 
 
 def interleave(runs: Sequence[Callable[[], T]], rounds: int) -> list[list[T]]:
@@ -66,8 +67,14 @@ class Bench:
             arguments += ["--public-key", str(self.key.public_jwk)]
             if rate_limit is not None:
                 arguments += ["--rate-limit", str(rate_limit)]
-            self._emulators[rate_limit] = EmulatorProcess(BENCH / "emulator_server.py", arguments)
+            script = BENCH / "emulator_server.py"
+            self._emulators[rate_limit] = EmulatorProcess(script, arguments, self._emulator_env())
         return self._emulators[rate_limit]
+
+    def _emulator_env(self) -> dict[str, str]:
+        """The emulator is always this checkout's, even when PYTHONPATH points owf-run at
+        another version to compare: only the side being measured changes."""
+        return {**self.env, "PYTHONPATH": str(BENCH.parent)}
 
     def prepare_baselines(self) -> None:
         """The plain loops get a bearer token from the (unthrottled) emulator, fetched once,
@@ -102,7 +109,8 @@ class Bench:
         _check_calls(stats, expected, argv)
         assert stats is not None  # _check_calls refused None
         seconds = finished.ended_at - stats.first
-        return Trial(seconds, stats.span, stats.statuses.get(429, 0), finished.peak_rss_mb)
+        throttled = stats.statuses.get(429, 0)
+        return Trial(seconds, stats.span, throttled, finished.peak_rss_mb, finished.wall)
 
     def close(self) -> list[str]:
         """Stop the emulators; one note a process on how much memory it took."""

@@ -84,9 +84,10 @@ class FlowStats:
 class EmulatorProcess:
     """bench/emulator_server.py in a child process, driven over its stdin/stdout."""
 
-    def __init__(self, script: Path, arguments: Sequence[str]) -> None:
+    def __init__(self, script: Path, arguments: Sequence[str], env: Mapping[str, str]) -> None:
         self._process = subprocess.Popen(
             [sys.executable, str(script), *arguments],
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
