@@ -59,9 +59,13 @@ class StepResult:
     seconds: float = 0.0
     outputs: Mapping[str, Any] = field(default_factory=dict)
     response: Response | None = None
+    # A foreach: how many items ran; every item's result only when a later template reads
+    # `steps.<id>.results` (else none: memory stays flat); the first few failures always.
     results: tuple[ItemResult, ...] = ()
     error: str | None = None
     ignored: bool = False  # failed under continue_on_error: reported, but the run goes on
+    items: int = 0
+    failures: tuple[ItemResult, ...] = ()
 
     @property
     def shown_status(self) -> str:

@@ -51,7 +51,7 @@ class ConsoleReporter:
 
     def step_finished(self, step: StepPlan, result: StepResult) -> None:
         detail = f": {result.error}" if result.error else ""
-        items = f"{len(result.results)} items, " if step.foreach is not None else ""
+        items = f"{result.items} items, " if step.foreach is not None else ""
         timing = f"{items}{_attempts(result.attempts)}, {result.seconds:.2f}s"
         line = f"{step.id}: {result.shown_status} ({timing}){detail}"
         self.say(line, always=result.status is Status.FAILED)

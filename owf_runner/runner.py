@@ -13,7 +13,14 @@ import httpx2
 
 from owf_runner.auth import TokenEndpointUnreachable, ready
 from owf_runner.clock import Clock
-from owf_runner.context import RunInfo, item_context, job_context, response_context, step_context
+from owf_runner.context import (
+    RunInfo,
+    item_context,
+    job_context,
+    response_context,
+    results_read,
+    step_context,
+)
 from owf_runner.errors import OwfError
 from owf_runner.failures import AMBIGUOUS, Failure, FailureClass, status_failure
 from owf_runner.headers import header_problem
@@ -23,8 +30,17 @@ from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR, TooDeep
 from owf_runner.retry import Pacer, with_retries
 from owf_runner.sources import SourceError
-from owf_runner.templating import MAX_PAYLOAD_BYTES, TemplateError, as_json, json_body, truthy
+from owf_runner.templating import (
+    MAX_PAYLOAD_BYTES,
+    TemplateError,
+    as_json,
+    json_body,
+    template_strings,
+    truthy,
+)
 from owf_runner.urls import url_problem
+
+FAILURES_KEPT = 10  # a foreach's first failed items, kept for the summary and reports
 
 
 class Reporter(Protocol):
@@ -75,6 +91,7 @@ class Runner:
         self.states: dict[str, dict[str, Any]] = {}
         self.pacers: dict[str, Pacer] = {}
         self.good_urls: set[str] = set()  # checked once: a step's URL is the same for each item
+        self.results_read = _results_read(plan)
 
     async def run(self) -> RunResult:
         results: list[StepResult] = []
@@ -127,7 +144,7 @@ class Runner:
         self, step: StepPlan, source: ListSource | FileSource, context: dict[str, Any]
     ) -> StepResult:
         items = self._items(source, context)
-        results: list[ItemResult] = []
+        tally = _Tally(keep_all=step.id in self.results_read)
         errors: list[str] = []
         halt = asyncio.Event()
 
@@ -148,13 +165,13 @@ class Runner:
                     if str(exc) not in errors:  # the workers that waited on it share one answer
                         errors.append(str(exc))  # every other item would meet the same silence
                     return halt.set()
-                results.append(result)
+                tally.add(result)
                 self.reporter.item_finished(step, result)
                 if result.status is Status.FAILED and step.fail_fast:
                     halt.set()
 
         await _gather_workers(worker, step.concurrency)
-        return _foreach_result(step, sorted(results, key=lambda r: r.index or 0), errors)
+        return tally.result(step, errors)
 
     def _items(
         self, source: ListSource | FileSource, context: Mapping[str, Any]
@@ -283,15 +300,63 @@ class Runner:
         return outputs
 
 
-def _foreach_result(step: StepPlan, results: list[ItemResult], errors: list[str]) -> StepResult:
-    failed = sum(r.status is Status.FAILED for r in results)
-    if failed:
-        errors = [*errors, f"{failed} of {len(results)} items failed"]
-    status = Status.FAILED if errors else Status.SUCCEEDED
-    attempts = sum(r.attempts for r in results)
-    return StepResult(
-        step.id, status, attempts, results=tuple(results), error="; ".join(errors) or None
-    )
+class _Tally:
+    """What a foreach keeps of its items: counts and the first failures — and every result
+    only when a later template reads them (``keep_all``), so memory does not grow with items."""
+
+    def __init__(self, keep_all: bool) -> None:
+        self.keep_all = keep_all
+        self.done = self.failed = self.attempts = 0
+        self.failures: list[ItemResult] = []
+        self.kept: list[ItemResult] = []
+
+    def add(self, result: ItemResult) -> None:
+        self.done += 1
+        self.attempts += result.attempts
+        if result.status is Status.FAILED:
+            self.failed += 1
+            if len(self.failures) < FAILURES_KEPT:
+                self.failures.append(result)
+        if self.keep_all:
+            self.kept.append(result)
+
+    def result(self, step: StepPlan, errors: list[str]) -> StepResult:
+        if self.failed:
+            errors = [*errors, f"{self.failed} of {self.done} items failed"]
+        return StepResult(
+            step.id,
+            Status.FAILED if errors else Status.SUCCEEDED,
+            self.attempts,
+            results=tuple(sorted(self.kept, key=_by_index)),
+            error="; ".join(errors) or None,
+            items=self.done,
+            failures=tuple(sorted(self.failures, key=_by_index)),
+        )
+
+
+def _by_index(result: ItemResult) -> int:
+    return result.index or 0
+
+
+def _results_read(plan: Plan) -> frozenset[str]:
+    """The foreach steps whose per-item results some template reads (context.results_read)."""
+    foreach_ids = frozenset(step.id for step in plan.steps if step.foreach is not None)
+    if not foreach_ids:
+        return foreach_ids
+    texts = (text for field in _fields(plan.steps) for _, text in template_strings(field.written))
+    return results_read(texts, frozenset(step.id for step in plan.steps), foreach_ids)
+
+
+def _fields(value: Any) -> Iterator[Field]:
+    """Every Field inside ``value`` (steps, their sources and outputs), however nested."""
+    if isinstance(value, Field):
+        yield value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for member in dataclasses.fields(value):
+            yield from _fields(getattr(value, member.name))
+    elif isinstance(value, tuple):
+        for part in value:
+            yield from _fields(part)
 
 
 def _not_resent_note(step: StepPlan, exc: Exception) -> str:

@@ -11,6 +11,7 @@ from owf_runner.context import (
     item_context,
     job_context,
     response_context,
+    results_read,
     step_context,
 )
 
@@ -44,3 +45,38 @@ def test_items_and_responses_are_added_without_changing_the_base() -> None:
     assert with_response["response"] == {"status": 200}
     assert "item" not in base
     assert "response" not in with_item
+
+
+STEPS = frozenset({"user", "apps", "groups"})
+FOREACH = frozenset({"apps", "groups"})
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("{{ steps.apps.results | length }}", {"apps"}),
+        ("{{ steps['apps']['results'][0].outputs }}", {"apps"}),
+        (
+            "n={{ steps.apps.results | selectattr('status', 'eq', 'failed') | list | length }}",
+            {"apps"},
+        ),
+        ("{{ steps.apps.get('results') }}", {"apps"}),
+        ("{{ steps.apps | tojson }}", {"apps"}),  # the whole record, results and all
+        ("{{ steps.apps.status == 'succeeded' and steps.groups.outputs }}", set()),
+        ("{{ steps.apps.response.status }}", set()),
+        ("{{ steps.user.outputs.id }} and {{ steps.user }}", set()),  # not a foreach
+        ("{{ vars.steps }} {{ item.results }}", set()),
+        ("plain text naming steps and results", set()),
+        ("{{ steps }}", FOREACH),
+        ("{{ steps[vars.which].results }}", FOREACH),  # a step named at run time
+        ("{% for s in steps.values() %}{{ s }}{% endfor %}", FOREACH),
+    ],
+)
+def test_results_are_read_only_where_a_template_may_reach_them(text: str, read: set[str]) -> None:
+    assert results_read([text], STEPS, FOREACH) == read
+
+
+def test_results_read_gathers_every_template() -> None:
+    texts = ["{{ steps.user.outputs.id }}", "{{ steps.groups.results }}", "{{ steps.apps }}"]
+
+    assert results_read(texts, STEPS, FOREACH) == FOREACH

@@ -168,7 +168,10 @@ def test_one_failed_item_does_not_stop_the_others(
 
     assert done.code == 1
     assert len(emulator.invocations()) == 3
-    assert [r.status for r in done.result.steps[0].results] == ["failed", "succeeded", "succeeded"]
+    step_result = done.result.steps[0]
+    assert (step_result.items, step_result.error) == (3, "1 of 3 items failed")
+    assert [(r.index, r.status) for r in step_result.failures] == [(0, "failed")]
+    assert step_result.results == ()  # no later template reads them: none kept
     assert [v for kind, v in recorder.events if kind == "item"] == [
         (0, Status.FAILED),
         (1, Status.SUCCEEDED),
@@ -329,3 +332,21 @@ def test_a_step_that_succeeds_at_once_builds_no_retryer(
 
     assert done.code == 0
     assert done.result.steps[0].attempts == 1
+
+
+def test_a_later_template_reading_the_results_gets_every_item_in_order(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    step = '    foreach: "{{ [1, 2, 3] }}"\n    concurrency: 3\n    payload: {n: "{{ item }}"}\n'
+    later = (
+        f"{SECOND}    payload:\n"
+        "      items: \"{{ steps.s.results | map(attribute='item') | list }}\"\n"
+        "      failed: \"{{ steps.s.results | selectattr('status', 'eq', 'failed') | list\n"
+        '        | length }}"\n'
+    )
+
+    done = run(tmp_path, step, emulator, fake_clock, None, more_steps=later)
+
+    assert done.code == 0
+    assert [r.index for r in done.result.steps[0].results] == [0, 1, 2]
+    assert json.loads(emulator.invocations()[-1].body) == {"items": [1, 2, 3], "failed": 0}
