@@ -227,8 +227,9 @@ def _form(text: str) -> _Form:
     """Parse ``text`` once, analyse that tree, then compile it; TemplateError when it is wrong."""
     try:
         lone, tree = _parse(text)
-        analysis = _analysis(tree)  # before compiling: compiling rewrites the tree (_Budgeted)
         lookup = _lookup_path(tree) if lone else None
+        # Before compiling: compiling rewrites the tree (_Budgeted).
+        analysis = _analysis(tree) if lookup is None else _lookup_analysis(lookup)
         form = _Form(lone, *(analysis or ((), frozenset())), lookup, tree)
         if lookup is None:  # compiling is what finds unknown filters and tests
             form.compiled  # noqa: B018 - compiled now, for its errors
@@ -296,6 +297,11 @@ def _analysis(tree: nodes.Node) -> tuple[tuple[Reference, ...], frozenset[str]] 
         return tuple(_walk(tree, frozenset())), frozenset(_bound(tree))
     except RecursionError:
         return None
+
+
+def _lookup_analysis(path: tuple[str, ...]) -> tuple[tuple[Reference, ...], frozenset[str]]:
+    """What ``_walk`` finds in ``a.b.c``: one reference to ``a.b``, and nothing bound."""
+    return (Reference(path[0], path[1]),), frozenset()
 
 
 def _lookup_path(tree: nodes.Node) -> tuple[str, ...] | None:

@@ -447,3 +447,13 @@ def test_a_plain_lookup_returns_the_value_itself() -> None:
         compile_value("{{ vars.team.groups }}").render({"vars": {"team": {"groups": groups}}})
         is groups
     )
+
+
+@pytest.mark.parametrize("text", ["{{ vars.a }}", "{{ steps.first.outputs.id }}", "{{ x.y.z.w }}"])
+def test_a_lookup_has_the_references_a_walk_of_its_tree_finds(text: str) -> None:
+    from owf_runner import templating
+
+    form = templating._form(text)
+
+    assert form.refs == tuple(templating._walk(form.tree, frozenset()))
+    assert form.bound == frozenset()
