@@ -211,7 +211,8 @@ class _Builder:
     def __init__(self, doc: YamlDocument) -> None:
         self.doc = doc
         self.problems: list[Problem] = []
-        self.nodes_seen = 0
+        self.built: set[int] = set()  # id() of every node built once
+        self.copies = 0  # values built again, through an alias
 
     def build(self, node: yaml.Node, key_path: KeyPath) -> Any:
         self._count(node, key_path)
@@ -227,10 +228,13 @@ class _Builder:
 
     def _count(self, node: yaml.Node, key_path: KeyPath) -> None:
         # Aliases make a small file expand into a huge or endless tree ("billion laughs").
-        self.nodes_seen += 1
+        # Only what they copy counts: a long job of plain values is no bomb.
+        if id(node) in self.built:
+            self.copies += 1
+        self.built.add(id(node))
         if len(key_path) > MAX_DEPTH:
             message = f"nested more than {MAX_DEPTH} levels deep (through aliases)"
-        elif self.nodes_seen > MAX_NODES:
+        elif self.copies > MAX_NODES:
             message = f"more than {MAX_NODES} values once aliases are expanded (an alias bomb?)"
         else:
             return

@@ -370,3 +370,22 @@ def test_a_valid_file_is_read_in_one_pass(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(yamlfile, "_compose_exactly", second_pass)
 
     assert load_yaml(write(tmp_path, SAMPLE)).marks[("steps", 0, "payload", "text")] == Mark(9, 7)
+
+
+def test_a_long_file_without_aliases_is_no_alias_bomb(tmp_path: Path) -> None:
+    # A 10,000-step job holds more than 100,000 values, none of them copied by an alias.
+    path = write(tmp_path, "big: [" + "0, " * 120_000 + "0]\n")
+
+    assert len(load_yaml(path).data["big"]) == 120_001
+
+
+def test_values_copied_by_aliases_are_counted(tmp_path: Path) -> None:
+    shared = "shared: &s [" + ", ".join(["x"] * 999) + "]\n"  # the list and its 999 items
+    copies = "\n".join(f"c{i}: *s" for i in range(100)) + "\n"  # 100 copies of 1,000 values
+
+    assert load_yaml(write(tmp_path, shared + copies)).data["c99"] == ["x"] * 999
+    [message] = problems(write(tmp_path, shared + copies + "c100: *s\n", name="more.yaml"))
+    assert message == (  # at the value copied, under the key that copied it
+        f"{tmp_path / 'more.yaml'}:1:9: c100: "
+        "more than 100000 values once aliases are expanded (an alias bomb?)"
+    )
