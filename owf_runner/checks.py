@@ -14,6 +14,7 @@ import os
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from owf_runner.context import COMMON_NAMES, FOREACH_NAMES, RESPONSE_NAMES
@@ -56,6 +57,14 @@ class JobParts:
 
     def problem(self, key_path: KeyPath, message: str) -> Problem:
         return self.document.problem(key_path, message)
+
+    @cached_property
+    def first_index(self) -> Mapping[str, int]:
+        """Where each step id is first written (one dict: not a set of earlier ids per step)."""
+        found: dict[str, int] = {}
+        for index, step_id in enumerate(self.step_ids):
+            found.setdefault(step_id, index)
+        return found
 
 
 def static_problems(parts: JobParts) -> Iterator[Problem]:
@@ -110,12 +119,11 @@ def _is_host_name(domain: str) -> bool:
 
 
 def _step_problems(parts: JobParts) -> Iterator[Problem]:
-    first_index: dict[str, int] = {}
     for index, raw_id in enumerate(parts.step_ids):
-        if raw_id in first_index:
-            message = f"duplicate step id {raw_id!r} (see steps[{first_index[raw_id]}])"
+        first = parts.first_index[raw_id]
+        if first < index:
+            message = f"duplicate step id {raw_id!r} (see steps[{first}])"
             yield parts.problem(("steps", index, "id"), message)
-        first_index.setdefault(raw_id, index)
     for index, step in parts.steps:
         yield from _one_step_problems(parts, index, step)
 
@@ -132,7 +140,7 @@ def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[Prob
         yield from _data_problems(parts, (*at, key), getattr(step, key))
     yield from _payload_size_problems(parts, step, at)
     yield from _missing_source_problems(parts, step, at)
-    scope = TemplateScope(parts, step.id, earlier=frozenset(parts.step_ids[:index]))
+    scope = TemplateScope(parts, step.id, index)
     yield from _template_problems(scope, step, at)
 
 
@@ -264,7 +272,10 @@ class TemplateScope:
 
     parts: JobParts
     step_id: str
-    earlier: frozenset[str]
+    index: int
+
+    def is_earlier(self, step_id: str) -> bool:
+        return self.parts.first_index.get(step_id, self.index) < self.index
 
 
 def _template_fields(step: Step) -> Iterator[tuple[KeyPath, Any, frozenset[str]]]:
@@ -315,7 +326,7 @@ def _reference_problem(scope: TemplateScope, ref: Reference, allowed: frozenset[
         if where:
             return f"{ref.root!r} is only available {where}"
         return f"unknown name {ref.root!r} in template (available: {', '.join(sorted(allowed))})"
-    if ref.root == "steps" and ref.name is not None and ref.name not in scope.earlier:
+    if ref.root == "steps" and ref.name is not None and not scope.is_earlier(ref.name):
         return _step_reference_problem(scope, ref.name)
     variables = scope.parts.vars
     unsafe_var = ref.root == "vars" and ref.name is not None and not ref.guarded
