@@ -29,7 +29,7 @@ from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepRes
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR, TooDeep
 from owf_runner.retry import Pacer, with_retries
-from owf_runner.sources import SourceError
+from owf_runner.sources import BadItem, SourceError
 from owf_runner.templating import (
     MAX_PAYLOAD_BYTES,
     TemplateError,
@@ -158,9 +158,7 @@ class Runner:
                     errors.append(str(self._located(source.field, str(exc))))
                     return halt.set()
                 try:
-                    result = await self._invoke(
-                        step, item_context(context, item, index), index, item
-                    )
+                    result = await self._item(step, context, index, item)
                 except TokenEndpointUnreachable as exc:
                     if str(exc) not in errors:  # the workers that waited on it share one answer
                         errors.append(str(exc))  # every other item would meet the same silence
@@ -172,6 +170,13 @@ class Runner:
 
         await _gather_workers(worker, step.concurrency)
         return tally.result(step, errors)
+
+    async def _item(
+        self, step: StepPlan, context: dict[str, Any], index: int, item: Any
+    ) -> ItemResult:
+        if isinstance(item, BadItem):  # a row the source could not read fails alone, unsent
+            return ItemResult(index, None, Status.FAILED, 0, error=item.message)
+        return await self._invoke(step, item_context(context, item, index), index, item)
 
     def _items(
         self, source: ListSource | FileSource, context: Mapping[str, Any]

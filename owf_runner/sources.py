@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -42,6 +43,16 @@ class SourceKind(StrEnum):
 
 class SourceError(TemplateError):
     """A foreach source could not be read; it fails the step before that item is sent."""
+
+
+@dataclass(frozen=True)
+class BadItem:
+    """An item the source could not make (a CSV row with missing or extra fields).
+
+    It fails alone, named by ``file:line``; the items around it still run.
+    """
+
+    message: str
 
 
 class _Line(NamedTuple):
@@ -90,25 +101,40 @@ def _decoded(raw: bytes, path: Path, first_line: int, kind: FileKind) -> str:
 
 
 def _csv_rows(handle: BinaryIO, path: Path) -> Iterator[Any]:
+    """Each row a dict keyed by the header, as csv.DictReader makes it; a row with missing
+    or extra fields is a BadItem (DictReader would file extras under None, fill gaps with None)."""
     record = _RecordSize(path)
-    reader = csv.DictReader(record.counted(_lines(handle, path)))
+    reader = csv.reader(record.counted(_lines(handle, path)))
     with handle:  # closed here, when reading ends for any reason, not whenever GC gets to it
         try:
-            _ = reader.fieldnames  # the header: a record of its own
+            header = next(reader, [])  # the header: a record of its own
             record.ended()
             for row in reader:
+                first = record.first
                 record.ended()
-                yield row
-        except csv.Error as exc:  # the DictReader's own line_num lags a failed row
-            raise SourceError(f"{_at(path, reader.reader.line_num)}: {exc}") from None
+                if row:  # a blank line is no row
+                    yield _row(row, header, path, first)
+        except csv.Error as exc:  # csv's line_num counts the lines of the failed row too
+            raise SourceError(f"{_at(path, reader.line_num)}: {exc}") from None
+
+
+def _row(row: list[str], header: list[str], path: Path, line: int) -> dict[str, str] | BadItem:
+    if len(row) == len(header):
+        return dict(zip(header, row, strict=True))
+    fields = "1 field" if len(row) == 1 else f"{len(row)} fields"
+    return BadItem(f"{_at(path, line)}: {fields}, but the header names {len(header)}")
 
 
 class _RecordSize:
-    """Bounds one CSV record: quoted newlines let a record run over many (bounded) lines."""
+    """Bounds one CSV record: quoted newlines let a record run over many (bounded) lines.
+
+    Also notes the line a record starts on (``first``): blank lines before it are skipped.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.size = 0
+        self.first = 0
 
     def counted(self, lines: Iterator[_Line]) -> Iterator[str]:
         for line in lines:
@@ -116,10 +142,13 @@ class _RecordSize:
             if self.size > MAX_LINE_BYTES:
                 limit = size_text(MAX_LINE_BYTES)
                 raise SourceError(f"{_at(self.path, line.number)}: record longer than {limit}")
+            if not self.first and line.text.strip("\r\n"):
+                self.first = line.number
             yield line.text
 
     def ended(self) -> None:
         self.size = 0  # csv reads no further than the end of the record it returns
+        self.first = 0
 
 
 def _jsonl_items(handle: BinaryIO, path: Path) -> Iterator[Any]:

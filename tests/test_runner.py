@@ -350,3 +350,30 @@ def test_a_later_template_reading_the_results_gets_every_item_in_order(
     assert done.code == 0
     assert [r.index for r in done.result.steps[0].results] == [0, 1, 2]
     assert json.loads(emulator.invocations()[-1].body) == {"items": [1, 2, 3], "failed": 0}
+
+
+def test_a_csv_row_with_missing_or_extra_fields_fails_alone_naming_its_line(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    csv_path = tmp_path / "hires.csv"
+    csv_path.write_text("login,app\nada,slack\ngrace\nlin,zoom\nbob,git,extra\n")
+    step = '    foreach: {csv: hires.csv}\n    payload: {who: "{{ item.login }}"}\n'
+
+    recorder = Recorder()
+
+    done = run(tmp_path, step, emulator, fake_clock, recorder)
+
+    assert done.code == 1
+    assert [json.loads(c.body) for c in emulator.invocations()] == [{"who": "ada"}, {"who": "lin"}]
+    result = done.result.steps[0]
+    assert (result.items, result.error) == (4, "2 of 4 items failed")
+    assert [(r.index, r.attempts, r.error) for r in result.failures] == [
+        (1, 0, f"{csv_path}:3: 1 field, but the header names 2"),
+        (3, 0, f"{csv_path}:5: 3 fields, but the header names 2"),
+    ]
+    assert [v for kind, v in recorder.events if kind == "item"] == [
+        (0, Status.SUCCEEDED),
+        (1, Status.FAILED),
+        (2, Status.SUCCEEDED),
+        (3, Status.FAILED),
+    ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import owf_runner.sources
-from owf_runner.sources import SourceError, SourceKind, file_items
+from owf_runner.sources import BadItem, SourceError, SourceKind, file_items
 
 
 def test_csv_rows_are_dicts_keyed_by_the_header_without_a_bom(tmp_path: Path) -> None:
@@ -18,6 +18,36 @@ def test_csv_rows_are_dicts_keyed_by_the_header_without_a_bom(tmp_path: Path) ->
     rows = list(file_items(SourceKind.CSV, path))
 
     assert rows == [{"email": "a@x.io", "app": "slack"}, {"email": "b@x.io", "app": "github"}]
+
+
+def test_a_csv_row_with_missing_or_extra_fields_is_a_bad_item_naming_its_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text('email,app\na@x.io\n\nb@x.io,slack,extra,more\n"c@x.io\n",zoom\nd@x.io,\n')
+
+    rows = list(file_items(SourceKind.CSV, path))
+
+    assert rows == [
+        BadItem(f"{path}:2: 1 field, but the header names 2"),
+        BadItem(f"{path}:4: 4 fields, but the header names 2"),  # line 3 is blank: no row
+        {"email": "c@x.io\n", "app": "zoom"},  # a quoted newline: one record over two lines
+        {"email": "d@x.io", "app": ""},  # an empty field is still a field
+    ]
+
+
+def test_a_bad_row_after_a_multi_line_record_names_the_line_it_starts_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text('a,b\n"1\n\n2",x\n\n\n3\n')
+
+    rows = list(file_items(SourceKind.CSV, path))
+
+    assert rows == [
+        {"a": "1\n\n2", "b": "x"},
+        BadItem(f"{path}:7: 1 field, but the header names 2"),
+    ]
 
 
 def test_jsonl_skips_blank_lines_and_names_the_bad_one(tmp_path: Path) -> None:
