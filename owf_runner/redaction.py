@@ -42,18 +42,27 @@ class _Needle:
     alone: bool  # masked only where it stands as a whole word
 
 
+# Needles kept in compiled patterns; past this many, new ones go to the _Index (a `secret: true`
+# output per item of a 20,000-item foreach makes ~70,000: one regex of them took 8 s and 300 MB).
+COMPILED_NEEDLES = 1024
+
+
 class Redactor:
     """Masks every registered secret, and its common encodings, in text.
 
     Needles are kept in a few compiled regular expressions (one trie-shaped alternation each):
     a new batch gets its own, and two of similar size are merged, so that registering secrets
     one by one costs O(n log n) compiling in all and a redaction scans with O(log n) of them.
+    Past ``compiled_needles``, new needles go to an index instead, which costs nothing to add
+    to and a dict look-up per character of text to scan, however many needles it holds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, compiled_needles: int = COMPILED_NEEDLES) -> None:
         self._known: set[_Needle] = set()
         self._pending: set[_Needle] = set()
         self._tiers: list[_Tier] = []
+        self._index = _Index()
+        self._compiled_needles = compiled_needles
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
@@ -74,6 +83,8 @@ class Redactor:
 
     def redact(self, text: str) -> str:
         spans = [span for pattern in self._patterns() for span in _matches(pattern, text)]
+        if self._index:
+            spans += self._index.spans(text)
         return _masked(text, spans) if spans else text
 
     def _register(self, forms: Iterable[str], alone: bool) -> None:
@@ -81,7 +92,14 @@ class Redactor:
         with self._lock:
             new = needles - self._known
             self._known |= new
-            self._pending |= new
+            if len(self._known) <= self._compiled_needles:
+                self._pending |= new
+                return
+            for needle in new:
+                if needle.alone or len(needle.text) < _ANCHOR:  # word rules: patterns only
+                    self._pending.add(needle)
+                else:
+                    self._index.add(needle.text)
 
     def _patterns(self) -> list[re.Pattern[str]]:
         with self._lock:
@@ -96,6 +114,38 @@ class Redactor:
         while len(tiers) >= 2 and 2 * len(tiers[-1].needles) >= len(tiers[-2].needles):
             last = tiers.pop()
             tiers[-1] = _Tier(tiers[-1].needles | last.needles)
+
+
+_ANCHOR = SHORT  # an indexed needle is looked up by its first characters
+
+
+class _Index:
+    """Needles by their first _ANCHOR characters, then by length: at each position of a text
+    one dict look-up, and a set look-up per length of needle sharing that start."""
+
+    def __init__(self) -> None:
+        self._by_start: dict[str, dict[int, set[str]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_start)
+
+    def add(self, needle: str) -> None:
+        lengths = self._by_start.setdefault(needle[:_ANCHOR], {})
+        lengths.setdefault(len(needle), set()).add(needle)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where needles are, the longest at each position (as a trie pattern finds them)."""
+        found = []
+        starting = self._by_start.get
+        for start in range(len(text) - _ANCHOR + 1):
+            lengths = starting(text[start : start + _ANCHOR])
+            if lengths is None:
+                continue
+            for length in sorted(lengths, reverse=True):
+                if text[start : start + length] in lengths[length]:
+                    found.append((start, start + length))
+                    break
+        return found
 
 
 class _Tier:

@@ -208,3 +208,50 @@ def test_a_secret_json_encoded_twice_shows_none_of_its_long_runs() -> None:
     assert (
         shown == f'HTTP 200 "\\"\\\\u00fcn\\\\u00ef-{MASK}+/{MASK}-\\\\u00e7\\\\u00f8d\\\\u00e9\\""'
     )
+
+
+# -- past COMPILED_NEEDLES: the index --------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [TOKEN, NON_ASCII], ids=["ascii", "non-ascii"])
+@pytest.mark.parametrize("form", list(encoded_forms(TOKEN)))
+def test_the_index_masks_every_encoding_of_a_secret(secret: str, form: str) -> None:
+    redactor = Redactor(compiled_needles=0)
+    redactor.add(secret)
+
+    assert redactor.redact(f"before {encoded_forms(secret)[form]} after") == f"before {MASK} after"
+
+
+def test_the_index_masks_the_longest_secret_at_a_place_and_merges_overlaps() -> None:
+    redactor = Redactor(compiled_needles=0)
+    for secret in ["canary-prefix", "canary-prefix-and-more", "alpha-secret-1", "secret-1-beta"]:
+        redactor.add(secret)
+
+    assert redactor.redact("x canary-prefix-and-more y") == f"x {MASK} y"
+    assert redactor.redact("<alpha-secret-1-beta> canary-prefix!") == f"<{MASK}> {MASK}!"
+
+
+def test_a_short_secret_past_the_limit_is_still_masked_only_as_a_word() -> None:
+    redactor = Redactor(compiled_needles=0)
+    redactor.add("ab1")
+
+    assert redactor.redact("ab1 cab1 ab12 (ab1)") == f"{MASK} cab1 ab12 ({MASK})"
+
+
+def test_secrets_in_patterns_and_in_the_index_overlapping_are_one_mask() -> None:
+    redactor = Redactor(compiled_needles=20)
+    redactor.add("alpha-secret-1")  # its forms fill the compiled patterns
+    redactor.add("secret-1-beta")  # indexed
+
+    assert redactor.redact("<alpha-secret-1-beta>") == f"<{MASK}>"
+
+
+def test_thousands_of_secret_outputs_are_each_masked() -> None:
+    """A `secret: true` output per item of a large foreach: past the limit none is compiled."""
+    redactor = Redactor(compiled_needles=64)
+    tokens = [f"tok_{n:06}_{'k' * 12}" for n in range(3_000)]
+    for token in tokens:
+        redactor.add_value({"token": token})
+
+    line = f"item 2999: {{'token': '{tokens[-1]}'}}, then {tokens[1234]}, tok_0x"
+    assert redactor.redact(line) == f"item 2999: {MASK}, then {MASK}, tok_0x"
