@@ -26,7 +26,9 @@ class Response:
     body: Any
 
     def as_context(self) -> dict[str, Any]:
-        return {"status": self.status, "headers": dict(self.headers), "body": self.body}
+        # Shared, not copied: templates run in an immutable sandbox, and a foreach whose
+        # results a later step reads holds one of these per item.
+        return {"status": self.status, "headers": self.headers, "body": self.body}
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class ItemResult:
             "item": self.item,
             "index": self.index,
             "status": str(self.status),
-            "outputs": dict(self.outputs),
+            "outputs": self.outputs,
             "response": self.response.as_context() if self.response else None,
         }
 
@@ -74,7 +76,7 @@ class StepResult:
     def as_context(self) -> dict[str, Any]:
         return {
             "status": str(self.status),
-            "outputs": dict(self.outputs),
+            "outputs": self.outputs,
             "response": self.response.as_context() if self.response else None,
             "results": [item.as_context() for item in self.results],
         }
