@@ -3,17 +3,20 @@ emulator, on a fake clock: every wait is recorded, none is slept."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from owf_runner import runner
 from owf_runner.auth import TOKEN_ATTEMPTS
 from owf_runner.emulator import Emulator, Fault, FlowStub
 from owf_runner.failures import Failure
 from owf_runner.outcomes import ItemResult, Status, StepResult
 from owf_runner.plan import StepPlan
+from owf_runner.report import ConsoleReporter
 from tests.fakes import FakeClock, Run, run_job
 
 # Backoff capped at its start: every wait it picks is exactly 2 s, jitter or not.
@@ -377,3 +380,45 @@ def test_a_csv_row_with_missing_or_extra_fields_fails_alone_naming_its_line(
         (2, Status.SUCCEEDED),
         (3, Status.FAILED),
     ]
+
+
+def test_quiet_prints_nothing_for_steps_and_items_that_succeed(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    (tmp_path / "job.yaml").write_text(
+        "version: 1\n"
+        "orgs: {acme: {domain: acme.okta.com, credential: jwt}}\n"
+        "credentials:\n"
+        "  jwt: {type: private_key_jwt, client_id: 0oaR, key_id: k, private_key: {env: NOPE_KEY}}\n"
+        "steps:\n"
+        "  - id: s\n"
+        "    flow: https://acme.workflows.okta.com/api/flo/f/invoke\n"
+        '    foreach: "{{ [1, 2, 3] }}"\n'
+        f"{SECOND}"
+    )
+    out = io.StringIO()
+
+    done = run_job(tmp_path / "job.yaml", emulator, fake_clock, ConsoleReporter(out, quiet=True))
+
+    assert done.code == 0
+    assert len(emulator.invocations()) == 4
+    assert out.getvalue() == ""
+
+
+def test_the_environment_is_copied_once_per_run_not_per_step(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contexts: list[dict[str, Any]] = []
+    original = runner.job_context
+
+    def counted(*args: Any) -> dict[str, Any]:
+        contexts.append(original(*args))
+        return contexts[-1]
+
+    monkeypatch.setattr(runner, "job_context", counted)
+    step = '    foreach: "{{ [1, 2, 3] }}"\n    payload: {home: "{{ env.HOME }}"}\n'
+
+    done = run(tmp_path, step, emulator, fake_clock, more_steps=SECOND)
+
+    assert done.code == 0
+    assert len(contexts) == 1
