@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from owf_runner import runner
+from owf_runner import context, runner
 from owf_runner.auth import TOKEN_ATTEMPTS
 from owf_runner.emulator import Emulator, Fault, FlowStub
 from owf_runner.failures import Failure
@@ -409,7 +409,7 @@ def test_the_environment_is_copied_once_per_run_not_per_step(
     tmp_path: Path, emulator: Emulator, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     contexts: list[dict[str, Any]] = []
-    original = runner.job_context
+    original = context.job_context
 
     def counted(*args: Any) -> dict[str, Any]:
         contexts.append(original(*args))
