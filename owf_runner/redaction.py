@@ -91,15 +91,13 @@ class Redactor:
         needles = {_Needle(form, alone) for form in forms if form}
         with self._lock:
             new = needles - self._known
-            self._known |= new
-            if len(self._known) <= self._compiled_needles:
-                self._pending |= new
-                return
-            for needle in new:
-                if needle.alone or len(needle.text) < _ANCHOR:  # word rules: patterns only
-                    self._pending.add(needle)
-                else:
+            if len(self._known) + len(new) > self._compiled_needles:
+                indexed = {n for n in new if not n.alone and len(n.text) >= _ANCHOR}
+                for needle in indexed:  # the index knows its own: no _Needle kept for them
                     self._index.add(needle.text)
+                new -= indexed  # word rules (alone) and the shortest stay with the patterns
+            self._known |= new
+            self._pending |= new
 
     def _patterns(self) -> list[re.Pattern[str]]:
         with self._lock:
@@ -120,29 +118,42 @@ _ANCHOR = SHORT  # an indexed needle is looked up by its first characters
 
 
 class _Index:
-    """Needles by their first _ANCHOR characters, then by length: at each position of a text
-    one dict look-up, and a set look-up per length of needle sharing that start."""
+    """Needles by their first _ANCHOR characters: at each position of a text, one dict look-up.
+
+    A start most needles have alone holds the needle itself; one shared holds its needles by
+    length, a set look-up per length (kept small: 20,000 secret outputs make 70,000 needles).
+    """
 
     def __init__(self) -> None:
-        self._by_start: dict[str, dict[int, set[str]]] = {}
+        self._by_start: dict[str, str | dict[int, set[str]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._by_start)
 
     def add(self, needle: str) -> None:
-        lengths = self._by_start.setdefault(needle[:_ANCHOR], {})
-        lengths.setdefault(len(needle), set()).add(needle)
+        start = needle[:_ANCHOR]
+        bucket = self._by_start.get(start)
+        if bucket is None or bucket == needle:
+            self._by_start[start] = needle
+            return
+        if isinstance(bucket, str):
+            bucket = self._by_start[start] = {len(bucket): {bucket}}
+        bucket.setdefault(len(needle), set()).add(needle)
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where needles are, the longest at each position (as a trie pattern finds them)."""
         found = []
         starting = self._by_start.get
         for start in range(len(text) - _ANCHOR + 1):
-            lengths = starting(text[start : start + _ANCHOR])
-            if lengths is None:
+            bucket = starting(text[start : start + _ANCHOR])
+            if bucket is None:
                 continue
-            for length in sorted(lengths, reverse=True):
-                if text[start : start + length] in lengths[length]:
+            if isinstance(bucket, str):
+                if text.startswith(bucket, start):
+                    found.append((start, start + len(bucket)))
+                continue
+            for length in sorted(bucket, reverse=True):
+                if text[start : start + length] in bucket[length]:
                     found.append((start, start + length))
                     break
         return found
