@@ -352,16 +352,15 @@ def _results_read(plan: Plan) -> frozenset[str]:
     return results_read(texts, frozenset(step.id for step in plan.steps), foreach_ids)
 
 
-def _fields(value: Any) -> Iterator[Field]:
-    """Every Field inside ``value`` (steps, their sources and outputs), however nested."""
-    if isinstance(value, Field):
-        yield value
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for member in dataclasses.fields(value):
-            yield from _fields(getattr(value, member.name))
-    elif isinstance(value, tuple):
-        for part in value:
-            yield from _fields(part)
+def _fields(steps: tuple[StepPlan, ...]) -> Iterator[Field]:
+    """Every Field of the steps: their own, and those of their sources and outputs."""
+    for step in steps:
+        for value in vars(step).values():
+            for part in value if isinstance(value, tuple) else (value,):
+                if isinstance(part, Field):
+                    yield part
+                elif dataclasses.is_dataclass(part):  # a source, an output: one level down
+                    yield from (v for v in vars(part).values() if isinstance(v, Field))
 
 
 def _not_resent_note(step: StepPlan, exc: Exception) -> str:

@@ -62,6 +62,7 @@ FOREACH = frozenset({"apps", "groups"})
         ),
         ("{{ steps.apps.get('results') }}", {"apps"}),
         ("{{ steps.apps | tojson }}", {"apps"}),  # the whole record, results and all
+        ("{{ steps .apps. results }}", {"apps"}),  # spaced as Jinja allows
         ("{{ steps.apps.status == 'succeeded' and steps.groups.outputs }}", set()),
         ("{{ steps.apps.response.status }}", set()),
         ("{{ steps.user.outputs.id }} and {{ steps.user }}", set()),  # not a foreach
