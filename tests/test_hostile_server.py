@@ -370,8 +370,10 @@ def test_cookies_are_never_kept_nor_sent_back(
     job: WriteJob, hostile: HostileServer, fake_clock: FakeClock
 ) -> None:
     cookies = [("Set-Cookie", "session=abc; Path=/"), ("Set-Cookie", "n=²")]
-    hostile.script("/token", raw(head("HTTP/1.1 503 Busy", [*cookies, ("Content-Length", "0")])))
-    hostile.script("/flow", raw(head("HTTP/1.1 503 Busy", [*cookies, ("Content-Length", "0")])))
+    # The raw answer's socket is closed after it: said so, or the retry may race to reuse it.
+    busy = [*cookies, ("Content-Length", "0"), ("Connection", "close")]
+    hostile.script("/token", raw(head("HTTP/1.1 503 Busy", busy)))
+    hostile.script("/flow", raw(head("HTTP/1.1 503 Busy", busy)))
 
     done = run(job(), fake_clock)
 
