@@ -22,6 +22,7 @@ from owf_runner.loader import gc_paused
 from owf_runner.model import PrivateKeyJwtCredential
 from owf_runner.plan import Field, FileSource, ListSource, Plan, RetryPolicy, StepPlan
 from owf_runner.redaction import REDACTOR
+from owf_runner.sources import BadItem
 from owf_runner.templating import (
     Compiled,
     MappingValue,
@@ -167,6 +168,9 @@ def _request_lines(scope: _Scope, step: StepPlan, note: str) -> list[str]:
     prefix = f"   [{note}] " if note else "   "
     if note.startswith("..."):
         return [f"   {note}"]
+    item = scope.context.get("item")
+    if isinstance(item, BadItem):  # a row the run fails unsent
+        return [f"{prefix}fails before sending: {item.message}"]
     try:  # in the order the run builds a request, so the first failure is the same
         url = scope.show(step.flow)
         if isinstance(step.flow.value, Template) and scope.known(step.flow):

@@ -231,3 +231,19 @@ def test_plan_escapes_control_characters_in_what_it_prints(tmp_path: Path, cli: 
     assert (result.code, result.err) == (0, "")
     # JSON escapes BEL itself; the sink escapes the bidi override, which JSON leaves as is.
     assert '       "note": "a\\u202eb\\u0007"\n' in result.out
+
+
+def test_plan_shows_a_csv_row_the_run_fails_unsent(tmp_path: Path, cli: RunCli) -> None:
+    (tmp_path / "rows.csv").write_text("login,name\nada,Ada\nbob\n")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        ONE_STEP.format(
+            step=FLOW + "    foreach: {csv: rows.csv}\n    payload: {login: '{{ item.login }}'}\n"
+        )
+    )
+
+    result = cli("plan", str(job))
+
+    assert result.code == 0
+    assert f"   [item 1] fails before sending: {tmp_path / 'rows.csv'}:3: 1 field, " in result.out
+    assert "but the header names 2\n" in result.out
