@@ -352,9 +352,14 @@ def printable(text: str) -> str:
 
 def escape_controls(text: str, keep: str = "") -> str:
     """ESC, BEL, CR, bidi overrides… → visible ``\\x1b``; ``keep`` names the ones left as is."""
-    if text.isprintable():
+    if text.isprintable() or (keep and _printable_but(text, keep)):
         return text
     return "".join(
         ch if ch in keep or ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
         for ch in text
     )
+
+
+def _printable_but(text: str, keep: str) -> bool:
+    """Printable once the ``keep`` characters are taken out: a plan's many lines, checked in C."""
+    return text.translate({ord(ch): None for ch in keep}).isprintable()
