@@ -34,6 +34,10 @@ EmulatorOpt = Annotated[
     str | None,
     typer.Option("--emulator", help="Send requests to an emulator serving at this URL"),
 ]
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, help="Run only the first N items of each foreach (a trial run)"),
+]
 StubsOpt = Annotated[
     Path | None, typer.Option("--stubs", help="Emulator stub file (default: stubs/JOB.yaml)")
 ]
@@ -53,6 +57,7 @@ def run(
     emulate: EmulateOpt = False,
     emulator: EmulatorOpt = None,
     stubs: StubsOpt = None,
+    limit: LimitOpt = None,
 ) -> None:
     """Run JOB (also: `owf-run JOB`)."""
     from owf_runner import commands
@@ -60,7 +65,9 @@ def run(
 
     boundary.configure_logging(verbose)
     reporter = ConsoleReporter(quiet=quiet, verbose=verbose)
-    _finish(lambda: commands.run(job, reporter, var, vars_file, emulate, emulator, stubs))
+    _finish(
+        lambda: commands.run(job, reporter, var, vars_file, emulate, emulator, stubs, limit=limit)
+    )
 
 
 @app.command()

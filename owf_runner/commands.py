@@ -48,11 +48,12 @@ def run(
     emulator_url: str | None,
     stubs: Path | None,
     clock: Clock = SYSTEM_CLOCK,
+    limit: int | None = None,
 ) -> int:
     _check_target(emulate, emulator_url, stubs)
     plan = load_plan(job, parse_vars(var, vars_file))
     with _wiring(plan, reporter, emulate, emulator_url, stubs) as (resolved, transport):
-        result = run_async(_execute(plan, resolved, transport, reporter, clock))
+        result = run_async(_execute(plan, resolved, transport, reporter, clock, limit))
     reporter.summary(result)
     return result.exit_code
 
@@ -88,11 +89,12 @@ async def _execute(
     transport: httpx2.AsyncBaseTransport,
     reporter: ConsoleReporter,
     clock: Clock,
+    limit: int | None,
 ) -> RunResult:
     redirected = isinstance(transport, EmulatorTransport)
     async with build_client(transport, redirected=redirected) as client:
         auths = build_auths(plan, resolved, client, clock)
-        return await execute(plan, client, auths, reporter, clock)
+        return await execute(plan, client, auths, reporter, clock, limit)
 
 
 def validate(jobs: Sequence[Path], var: Sequence[str], vars_file: Path | None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import itertools
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol
@@ -65,8 +66,10 @@ async def execute(
     auths: Mapping[str, httpx2.Auth],
     reporter: Reporter,
     clock: Clock,
+    limit: int | None = None,
 ) -> RunResult:
-    return await Runner(plan, client, auths, reporter, clock).run()
+    """Run ``plan``; ``limit``: only the first N items of each foreach (a trial run)."""
+    return await Runner(plan, client, auths, reporter, clock, limit).run()
 
 
 def new_run(clock: Clock) -> RunInfo:
@@ -83,8 +86,9 @@ class Runner:
         auths: Mapping[str, httpx2.Auth],
         reporter: Reporter,
         clock: Clock,
+        limit: int | None = None,
     ) -> None:
-        self.plan, self.client, self.auths = plan, client, auths
+        self.plan, self.client, self.auths, self.limit = plan, client, auths, limit
         self.reporter, self.clock = reporter, clock
         self.info = new_run(clock)
         self.base = job_context(plan.vars, plan.name, self.info)
@@ -183,9 +187,10 @@ class Runner:
     ) -> Iterator[tuple[int, Any]]:
         rendered = self._render(source.field, context)
         try:
-            return enumerate(source.open(rendered, self.plan.base_dir))
+            items = enumerate(source.open(rendered, self.plan.base_dir))
         except SourceError as exc:
             raise self._located(source.field, str(exc)) from None
+        return itertools.islice(items, self.limit)  # a file is not read past the limit
 
     # -- one invocation --------------------------------------------------------
 

@@ -989,3 +989,30 @@ def test_a_content_type_the_step_sets_is_the_one_sent(
     (call,) = emulator.calls
     assert call.headers["content-type"] == "application/json; charset=utf-8"
     assert call.body == b'{"n":1}'  # compact UTF-8 JSON, as without the header
+
+
+@pytest.mark.parametrize(
+    "foreach",
+    ["foreach: [1, 2, 3, 4, 5]", "foreach: {csv: rows.csv}"],
+    ids=["list", "csv"],
+)
+def test_limit_runs_only_the_first_items_of_each_foreach(
+    tmp_path: Path, emulator: Emulator, cli: RunCli, foreach: str
+) -> None:
+    (tmp_path / "rows.csv").write_text("n\n1\n2\n3\n4\n5\n")
+    emulator.set_stub("one", FlowStub(security="none"))
+    job = _none_job(tmp_path, foreach)
+
+    result = cli(str(job), "--emulator", emulator.base_url, "--limit", "2")
+
+    assert result.code == 0
+    assert len(emulator.calls) == 2
+    assert "one: succeeded (2 items, 2 attempts, " in result.out
+
+
+def test_limit_must_be_at_least_one(tmp_path: Path, emulator: Emulator, cli: RunCli) -> None:
+    result = cli(str(_none_job(tmp_path, "")), "--emulator", emulator.base_url, "--limit", "0")
+
+    assert result.code == 2
+    assert "Invalid value for '--limit'" in result.err
+    assert emulator.calls == []
