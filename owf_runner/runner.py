@@ -46,6 +46,7 @@ FAILURES_KEPT = 10  # a foreach's first failed items, kept for the summary and r
 
 class Reporter(Protocol):
     def step_started(self, step: StepPlan) -> None: ...
+    def foreach_started(self, step: StepPlan, total: int | None) -> None: ...
     def item_finished(self, step: StepPlan, result: ItemResult) -> None: ...
     def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None: ...
     def step_finished(self, step: StepPlan, result: StepResult) -> None: ...
@@ -147,7 +148,8 @@ class Runner:
     async def _foreach(
         self, step: StepPlan, source: ListSource | FileSource, context: dict[str, Any]
     ) -> StepResult:
-        items = self._items(source, context)
+        items, total = self._items(source, context)
+        self.reporter.foreach_started(step, total)
         tally = _Tally(keep_all=step.id in self.results_read)
         errors: list[str] = []
         halt = asyncio.Event()
@@ -184,13 +186,17 @@ class Runner:
 
     def _items(
         self, source: ListSource | FileSource, context: Mapping[str, Any]
-    ) -> Iterator[tuple[int, Any]]:
+    ) -> tuple[Iterator[tuple[int, Any]], int | None]:
+        """The items, and how many there are when that is known without reading a file."""
         rendered = self._render(source.field, context)
         try:
             items = enumerate(source.open(rendered, self.plan.base_dir))
         except SourceError as exc:
             raise self._located(source.field, str(exc)) from None
-        return itertools.islice(items, self.limit)  # a file is not read past the limit
+        total = len(rendered) if isinstance(source, ListSource) else None
+        if total is not None and self.limit is not None:
+            total = min(total, self.limit)
+        return itertools.islice(items, self.limit), total  # a file is not read past the limit
 
     # -- one invocation --------------------------------------------------------
 

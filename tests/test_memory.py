@@ -39,6 +39,9 @@ class LiveCounter:
     def step_started(self, step: StepPlan) -> None:
         pass
 
+    def foreach_started(self, step: StepPlan, total: int | None) -> None:
+        pass
+
     def item_finished(self, step: StepPlan, result: ItemResult) -> None:
         self.finished += 1
         if self.finished % self.every == 0:

@@ -33,6 +33,9 @@ class Recorder:
     def step_started(self, step: StepPlan) -> None:
         self.events.append(("started", step.id))
 
+    def foreach_started(self, step: StepPlan, total: int | None) -> None:
+        pass
+
     def item_finished(self, step: StepPlan, result: ItemResult) -> None:
         self.events.append(("item", (result.index, result.status)))
 
