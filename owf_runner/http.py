@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.cookiejar
-import json
-import math
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from typing import Any
 
 import httpx2
 
-from owf_runner import __version__
+from owf_runner import __version__, jsonstrict
 from owf_runner.failures import EXCERPT, Failure, FailureClass
 from owf_runner.files import CA_BUNDLE, read_text
 from owf_runner.outcomes import Response
@@ -131,8 +129,11 @@ class BodyTooLarge(Exception):
         self.status = status
 
 
-class TooDeep(Exception):
-    """JSON nested deeper than MAX_JSON_DEPTH (or deeper than Python can parse)."""
+class TooDeep(jsonstrict.TooDeep):
+    """An answer's JSON nested deeper than MAX_JSON_DEPTH."""
+
+    def __str__(self) -> str:
+        return f"the response JSON is {super().__str__()}"
 
 
 async def exchange(
@@ -307,43 +308,7 @@ def parse_json(content: bytes, lenient_numbers: bool = False) -> Any:
     Strict by default: NaN, Infinity and numbers beyond a float are not JSON values we can
     carry. ``lenient_numbers`` reads every number as a float (inf when huge) instead.
     """
-    number = float if lenient_numbers else _finite
     try:
-        value = json.loads(
-            content,
-            parse_float=number,
-            parse_int=float if lenient_numbers else None,
-            parse_constant=float if lenient_numbers else _not_json,
-        )
-    except RecursionError:
-        raise TooDeep(_too_deep()) from None
-    if content.count(b"[") + content.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value):
-        raise TooDeep(_too_deep())
-    return value
-
-
-def _too_deep() -> str:
-    return f"the response JSON is nested more than {MAX_JSON_DEPTH} levels deep"
-
-
-def _deeper_than(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    level = [value] if isinstance(value, dict | list) else []
-    for _ in range(limit):  # one level of containers at a time: no recursion
-        level = [child for node in level for child in _containers_in(node)]
-    return bool(level)
-
-
-def _containers_in(node: Any) -> list[Any]:
-    children = node.values() if isinstance(node, dict) else node
-    return [child for child in children if isinstance(child, dict | list)]
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:20]} is beyond a float")
-    return value
-
-
-def _not_json(text: str) -> None:
-    raise ValueError(f"{text} is not a JSON value")
+        return jsonstrict.loads(content, MAX_JSON_DEPTH, lenient_numbers)
+    except jsonstrict.TooDeep as exc:
+        raise TooDeep(exc.limit) from None

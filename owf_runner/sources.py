@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
+from owf_runner import jsonstrict
 from owf_runner.files import (
     JSON_SOURCE,
     MAX_LINE_BYTES,
@@ -174,49 +175,19 @@ def _json(text: str, path: Path, line: int | None) -> Any:
     """One JSON value, strict: no NaN or Infinity, finite numbers, at most MAX_NESTING deep."""
     where = _at(path, line)
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        return jsonstrict.loads(text, MAX_NESTING)
     except json.JSONDecodeError as exc:
         raise SourceError(
             f"{_at(path, line or exc.lineno)}:{exc.colno}: invalid JSON: {exc.msg}"
         ) from None
-    except _NotJson as exc:
+    except jsonstrict.NotJsonNumber as exc:
         raise SourceError(f"{where}: invalid JSON: {exc}") from None
     except ValueError:  # json reads any digits; Python refuses an int of over 4300
         raise SourceError(f"{where}: invalid JSON: a number too long to read") from None
-    except RecursionError:
-        raise SourceError(f"{where}: nested more than {MAX_NESTING} levels deep") from None
-    if _deeper_than(value, MAX_NESTING):
-        raise SourceError(f"{where}: nested more than {MAX_NESTING} levels deep")
-    return value
+    except jsonstrict.TooDeep as exc:
+        raise SourceError(f"{where}: {exc}") from None
 
 
 def _at(path: Path, line: int | None = None) -> str:
     """``file`` or ``file:line``; a name from a template may hold escape codes, shown escaped."""
     return escape_controls(f"{path}:{line}" if line else str(path))
-
-
-class _NotJson(ValueError):
-    """What Python's json accepts but JSON does not."""
-
-
-def _no_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if number in (float("inf"), float("-inf")):
-        raise _NotJson(f"{text[:20]} is too large for a number")
-    return number
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Without recursion: the value may be as deep as Python's stack allows."""
-    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
