@@ -44,7 +44,7 @@ class ConsoleReporter:
         if self.live is None:
             self.live = _is_terminal(self.stream)
         self.bars: _Bars | None = None
-        self.tallies: dict[str, _Tally] = {}
+        self.heartbeats: dict[str, _Heartbeat] = {}
 
     def say(self, text: str, *, always: bool = False) -> None:
         if self.quiet and not always:
@@ -59,7 +59,7 @@ class ConsoleReporter:
         self.say(f"{step.id}: started ({step.method} on org {step.org.name})")
 
     def foreach_started(self, step: StepPlan, total: int | None) -> None:
-        self.tallies[step.id] = _Tally(total, self.clock())
+        self.heartbeats[step.id] = _Heartbeat(total, self.clock())
         if self.live and not self.quiet and self.stream is not None:
             self.bars = self.bars or _Bars(self.stream)
             self.bars.start(step.id, total)
@@ -73,15 +73,15 @@ class ConsoleReporter:
         self._progress(step, failed)
 
     def _progress(self, step: StepPlan, failed: bool) -> None:
-        tally = self.tallies.get(step.id)
-        if tally is None:
+        beat = self.heartbeats.get(step.id)
+        if beat is None:
             return
         now = self.clock()
-        tally.add(failed)
+        beat.add(failed)
         if self.bars is not None:
-            self.bars.advance(step.id, tally.failed)
-        elif tally.beat_due(now):
-            self.say(f"{step.id}: {tally.describe(now)}")
+            self.bars.advance(step.id, beat.failed)
+        elif beat.beat_due(now):
+            self.say(f"{step.id}: {beat.describe(now)}")
 
     def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None:
         reason = str(failure)
@@ -90,7 +90,7 @@ class ConsoleReporter:
         self.say(f"{step.id}: attempt {attempt} failed ({reason}); retrying in {wait:.1f}s")
 
     def step_finished(self, step: StepPlan, result: StepResult) -> None:
-        self.tallies.pop(step.id, None)
+        self.heartbeats.pop(step.id, None)
         if self.bars is not None:
             self.bars.stop()
             self.bars = None
@@ -133,7 +133,7 @@ def _table(steps: tuple[StepResult, ...]) -> list[str]:
 
 
 @dataclass
-class _Tally:
+class _Heartbeat:
     """One foreach step's progress, for its heartbeat lines."""
 
     total: int | None
