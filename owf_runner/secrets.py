@@ -95,11 +95,11 @@ def _without_newline(value: str) -> str:
 
 
 def _from_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value or not _without_newline(value):
+    value = _without_newline(os.environ.get(name, ""))
+    if not value:
         message = f"environment variable {_name(name)} is not set (to rehearse: --emulate)"
         raise SecretMissing(message)
-    return _without_newline(value)
+    return value
 
 
 def _from_file(path: Path) -> str:
