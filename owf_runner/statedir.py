@@ -9,6 +9,7 @@ refused: they could plant a lock (blocking every run) or a doctored journal.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from owf_runner.redaction import escape_controls
 
 APP = "owf-runner"
 PRIVATE = 0o700
+PATH_MAX = 4096  # Linux's; macOS allows 1024, and its own error comes first there
 
 Setting = Literal["--state-dir", "OWF_STATE_DIR", "XDG_STATE_HOME", "default"]
 
@@ -92,8 +94,11 @@ def prepare_state_dir(option: Path | None, environ: Mapping[str, str]) -> Path:
 def _make_dirs(path: Path) -> None:
     """Like ``mkdir -p -m 0700``, but every directory it makes is 0700, parents included.
 
-    A loop, not recursion: a path can have 2,000 components before it is too long.
+    A loop, not recursion: a path can have 2,000 components before it is too long. One that
+    is too long makes nothing: not 2,000 directories before the kernel says so.
     """
+    if len(os.fsencode(os.path.abspath(path))) >= PATH_MAX:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
     missing = []
     for candidate in (path, *path.parents):
         if os.path.lexists(candidate):

@@ -190,6 +190,16 @@ def test_a_path_too_long_made_of_many_short_names(tmp_path: Path) -> None:
     deep = tmp_path.joinpath(*["d"] * 2100)  # more names than Python's recursion limit
     message = refusal(StateDir(deep, "--state-dir"))
     assert message.endswith(": cannot create or open it: File name too long")
+    assert list(tmp_path.iterdir()) == []  # not 2,000 directories made before the kernel said so
+
+
+def test_many_short_names_are_made_without_recursion(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["d"] * 1200)  # more names than Python's recursion limit
+    try:
+        assert ensure_state_dir(StateDir(deep, "--state-dir")) == deep
+    finally:
+        for directory in [deep, *deep.parents][:1200]:  # rmtree itself recurses too deep
+            directory.rmdir()
 
 
 def test_an_embedded_nul_byte(tmp_path: Path) -> None:
