@@ -15,6 +15,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import stat
 import time
@@ -93,15 +94,22 @@ def hold_run_lock(
     """Holds the job's run lock for the ``with`` block, waiting up to ``wait`` seconds for it.
 
     RunLocked (exit 5) when another run holds it past then; UsageError (exit 2) when the lock
-    file cannot be used (a planted link, not a regular file, no permission).
+    file cannot be used (a planted link, not a regular file, no permission, no locking).
     """
-    with _lock_file(lock_path(state_dir, job_path)) as descriptor:
-        _acquire(descriptor, job_path, wait, sleep, monotonic)
-        _write_holder(descriptor, job_path, now())
+    if not math.isfinite(wait) or wait < 0:  # NaN would wait forever, and quietly
+        raise UsageError(f"--lock-wait expects seconds (0 or more), got {wait}")
+    with _LockFile.open(lock_path(state_dir, job_path)) as lock:
+        deadline = monotonic() + wait
+        while not lock.try_lock():
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise RunLocked(job_path, lock.holder(), waited=wait)
+            sleep(min(POLL_SECONDS, remaining))
+        lock.write_holder(_resolved(job_path), now())
         try:
             yield
         finally:
-            _release(descriptor)
+            lock.release()
 
 
 def _resolved(job_path: Path) -> str:
@@ -111,20 +119,63 @@ def _resolved(job_path: Path) -> str:
         return str(job_path.absolute())
 
 
-@contextlib.contextmanager
-def _lock_file(path: Path) -> Iterator[int]:
-    """The lock file, open; closing it drops any lock taken through it."""
-    _ensure_locks_dir(path.parent)
-    try:
-        descriptor = os.open(path, _OPEN_FLAGS, 0o600)
-    except OSError as exc:
-        raise UsageError(f"lock file {shown(str(path))}: {_open_problem(exc)}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise UsageError(f"lock file {shown(str(path))}: not a regular file; remove it")
-        yield descriptor
-    finally:
-        os.close(descriptor)
+@dataclass(frozen=True)
+class _LockFile:
+    path: Path
+    descriptor: int
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: Path) -> Iterator[_LockFile]:
+        """The lock file, open; closing it drops any lock taken through it."""
+        _ensure_locks_dir(path.parent)
+        try:
+            descriptor = os.open(path, _OPEN_FLAGS, 0o600)
+        except OSError as exc:
+            raise UsageError(f"lock file {shown(str(path))}: {_open_problem(exc)}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise UsageError(f"lock file {shown(str(path))}: not a regular file; remove it")
+            yield cls(path, descriptor)
+        finally:
+            os.close(descriptor)
+
+    def try_lock(self) -> bool:
+        try:
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:  # ENOLCK: a file system without locks
+            raise UsageError(
+                f"lock file {shown(str(self.path))}: cannot lock it: {exc.strerror or exc}"
+            ) from None
+        return True
+
+    def write_holder(self, job: str, started: float) -> None:
+        """Best effort: a full disk must not stop a run that holds its lock."""
+        since = datetime.datetime.fromtimestamp(started, datetime.UTC)
+        record = {"pid": os.getpid(), "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"), "job": job}
+        data = (json.dumps(record) + "\n").encode()  # ASCII: json escapes the rest
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.descriptor, 0)
+            os.pwrite(self.descriptor, data, 0)
+
+    def holder(self) -> Holder:
+        """Whatever the file holds (empty, garbage, huge): a Holder, with what could be read."""
+        try:
+            text = os.pread(self.descriptor, MAX_HOLDER_BYTES, 0).decode("utf-8", "replace")
+            record, _ = json.JSONDecoder().raw_decode(text.lstrip())  # what follows: not ours
+        except (OSError, ValueError, RecursionError):
+            return Holder()
+        return _holder_from(record) if isinstance(record, dict) else Holder()
+
+    def release(self) -> None:
+        """Emptied while still held, so no one reads a holder that is gone; then unlocked (for
+        every copy of the descriptor, should a forked process have inherited one)."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.descriptor, 0)
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.descriptor, fcntl.LOCK_UN)
 
 
 def _ensure_locks_dir(locks: Path) -> None:
@@ -148,55 +199,6 @@ def _open_problem(exc: OSError) -> str:
     return f"cannot open it: {exc.strerror or exc}"
 
 
-def _acquire(
-    descriptor: int,
-    job_path: Path,
-    wait: float,
-    sleep: Callable[[float], None],
-    monotonic: Callable[[], float],
-) -> None:
-    deadline = monotonic() + wait
-    while not _try_lock(descriptor):
-        remaining = deadline - monotonic()
-        if remaining <= 0:
-            raise RunLocked(job_path, _read_holder(descriptor), waited=wait)
-        sleep(min(POLL_SECONDS, remaining))
-
-
-def _try_lock(descriptor: int) -> bool:
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as exc:  # ENOLCK: a file system without locks
-        raise UsageError(f"cannot lock a run lock file: {exc.strerror or exc}") from None
-    return True
-
-
-def _write_holder(descriptor: int, job_path: Path, started: float) -> None:
-    """Best effort: a full disk must not stop a run that holds its lock."""
-    since = datetime.datetime.fromtimestamp(started, datetime.UTC)
-    record = {
-        "pid": os.getpid(),
-        "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "job": _resolved(job_path),
-    }
-    data = (json.dumps(record) + "\n").encode()  # ASCII: json escapes the rest
-    with contextlib.suppress(OSError):
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, data, 0)
-
-
-def _read_holder(descriptor: int) -> Holder:
-    """Whatever the file holds (empty, garbage, huge): a Holder, with what could be read."""
-    try:
-        text = os.pread(descriptor, MAX_HOLDER_BYTES, 0).decode("utf-8", "replace")
-        record, _ = json.JSONDecoder().raw_decode(text.lstrip())  # what follows is not ours
-    except (OSError, ValueError, RecursionError):
-        return Holder()
-    return _holder_from(record) if isinstance(record, dict) else Holder()
-
-
 def _holder_from(record: dict[str, Any]) -> Holder:
     pid = record.get("pid")
     since = record.get("since")
@@ -206,11 +208,3 @@ def _holder_from(record: dict[str, Any]) -> Holder:
         since=since if isinstance(since, str) else None,
         job=job if isinstance(job, str) else None,
     )
-
-
-def _release(descriptor: int) -> None:
-    """Emptied while still held, so no one reads a holder that is gone; then unlocked (for
-    every copy of the descriptor, should a forked process have inherited one)."""
-    with contextlib.suppress(OSError):
-        os.ftruncate(descriptor, 0)
-        fcntl.flock(descriptor, fcntl.LOCK_UN)

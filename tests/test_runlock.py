@@ -316,3 +316,26 @@ def test_a_locks_entry_that_is_not_a_directory_is_refused(
     assert refused(state, job) == (
         f"{state}/locks: not a directory; remove it (owf-run keeps its run locks there)"
     )
+
+
+def test_a_process_started_by_the_holder_does_not_keep_the_lock(state: Path, job: Path) -> None:
+    # A `{command: ...}` secret could leave a daemon behind: it must not inherit the lock.
+    command = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+    with held(state, job):
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, close_fds=False)
+    try:
+        assert first_line(child, timeout=10) == "up\n"
+        with held(state, job):
+            pass
+    finally:
+        child.kill()
+        child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
+
+
+@pytest.mark.parametrize("wait", [float("nan"), float("inf"), -1.0])
+def test_a_wait_that_is_not_a_number_of_seconds(state: Path, job: Path, wait: float) -> None:
+    with pytest.raises(UsageError) as raised, hold_run_lock(state, job, wait):
+        pass
+    assert str(raised.value) == f"--lock-wait expects seconds (0 or more), got {wait}"
