@@ -1,0 +1,572 @@
+"""The run journal: runs, steps and each invocation of a step, in SQLite (DESIGN §6).
+
+``runs.sqlite3`` in the state directory, shared by every job (two cron jobs may write at once:
+WAL mode, a busy timeout). The durability rule: an invocation is recorded ``sending`` — committed,
+``synchronous=FULL``, so it survives a power cut, not only a killed process — before its request
+goes out. ``sending()`` and ``finished()`` only queue their row; ``await durable()`` commits the
+queue, and every caller that awaits it in the same event-loop tick shares that one commit. A
+``finished`` row rides along with the next commit: losing it in a crash leaves the item
+``sending`` (outcome unknown), the safe direction.
+
+What is stored passes the one redactor first: labels, errors, execution ids, and the JSON text of
+outputs, bodies and responses (a JSON value that cannot be redacted as a whole could not be
+redacted at all). Outputs are stored whole: they are what a resume restores. A body or response
+whose JSON is larger than ``BODY_LIMIT`` bytes is stored as the marker
+``{"truncated": true, "bytes": N, "head": "<its first HEAD_CHARS characters>"}``, N the size of
+its redacted JSON text in UTF-8 (the head is cut after redaction, so it cannot hold part of a
+secret). A value that cannot be written as JSON at all (a circular one) is stored as NULL.
+
+Reading tolerates what was written: a JSON column that does not parse reads as None (outputs as
+``{}``). Reads commit the queue first, so they see every write made before them.
+
+A Journal belongs to one thread (its event loop's); the commit runs in that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from owf_runner.errors import ExitCode, OwfError
+from owf_runner.redaction import REDACTOR, escape_controls, shown
+
+FILENAME: Final = "runs.sqlite3"
+SCHEMA_VERSION: Final = 1
+BODY_LIMIT: Final = 64 * 1024  # bytes of JSON text: larger bodies are stored as a marker
+HEAD_CHARS: Final = 1024
+STEP_INVOCATION: Final = -1  # the index of a step's one invocation when it has no foreach
+BUSY_TIMEOUT: Final = 10.0  # seconds another process may hold the write lock
+MAX_PENDING: Final = 10_000  # queued rows past which a write commits at once (memory stays flat)
+PAGE: Final = 1_000  # rows read per query when streaming items
+
+# Statuses as stored (the journal counts by them).
+RUNNING: Final = "running"
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+INTERRUPTED: Final = "interrupted"
+SKIPPED: Final = "skipped"
+NOT_RUN: Final = "not run"
+SENDING: Final = "sending"
+
+
+class JournalError(OwfError):
+    """The journal cannot be opened, read or written; the message names the file."""
+
+    exit_code = ExitCode.INVALID_JOB
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    id: str
+    job_path: str
+    job_sha256: str
+    job_name: str
+    started_at: str  # ISO 8601, UTC
+    status: str
+    finished_at: str | None = None
+    exit_code: int | None = None
+    sessions: int = 1  # 1 + the number of resumes
+    # Counted when read (ignored by begin_run).
+    steps_succeeded: int = 0
+    steps_failed: int = 0
+    items_succeeded: int = 0
+    items_failed: int = 0
+    items_unknown: int = 0  # still `sending`
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRecord:
+    run_id: str
+    step_id: str
+    position: int
+    status: str
+    attempts: int = 0
+    seconds: float = 0.0
+    items: int = 0
+    failed_items: int = 0
+    outputs: dict[str, Any] = field(default_factory=dict)  # secret outputs already dropped
+    response: dict[str, Any] | None = None  # {status, headers, body}
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemRecord:
+    run_id: str
+    step_id: str
+    index: int  # STEP_INVOCATION for a step without foreach
+    status: str
+    label: str | None = None
+    digest: str | None = None
+    attempts: int = 0
+    http_status: int | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    error: str | None = None
+    execution_id: str | None = None
+
+
+def new_run_id(now: float | None = None) -> str:
+    """``20261129T140000Z-ab12cd``: sorts by start time, unique enough to type."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+_SCHEMA: Final = (
+    """CREATE TABLE runs (
+        id TEXT PRIMARY KEY, job_path TEXT NOT NULL, job_sha256 TEXT NOT NULL,
+        job_name TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+        status TEXT NOT NULL, exit_code INTEGER, sessions INTEGER NOT NULL)""",
+    "CREATE INDEX runs_by_job ON runs (job_path, started_at, id)",
+    "CREATE INDEX runs_by_start ON runs (started_at, id)",
+    """CREATE TABLE steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, position INTEGER NOT NULL,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL, seconds REAL NOT NULL,
+        items INTEGER NOT NULL, failed_items INTEGER NOT NULL,
+        outputs TEXT, response TEXT, error TEXT,
+        PRIMARY KEY (run_id, step_id))""",
+    """CREATE TABLE items (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, idx INTEGER NOT NULL,
+        label TEXT, digest TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+        http_status INTEGER, outputs TEXT, body TEXT, error TEXT, execution_id TEXT,
+        PRIMARY KEY (run_id, step_id, idx))""",
+    # Counts by status, and a step's failed or unknown items, without reading the others.
+    "CREATE INDEX items_by_status ON items (run_id, status, step_id, idx)",
+)
+
+_SELECT_RUN: Final = (
+    "SELECT id, job_path, job_sha256, job_name, started_at, finished_at, status, exit_code,"
+    " sessions FROM runs"
+)
+_SELECT_STEP: Final = (
+    "SELECT run_id, step_id, position, status, attempts, seconds, items, failed_items, outputs,"
+    " response, error FROM steps"
+)
+_SELECT_ITEM: Final = (
+    "SELECT run_id, step_id, idx, label, digest, status, attempts, http_status, outputs, body,"
+    " error, execution_id FROM items"
+)
+_INSERT_RUN: Final = (
+    "INSERT INTO runs (id, job_path, job_sha256, job_name, started_at, finished_at, status,"
+    " exit_code, sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STEP: Final = (
+    "INSERT INTO steps (run_id, step_id, position, status, attempts, seconds, items,"
+    " failed_items, outputs, response, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, step_id) DO UPDATE SET position = excluded.position,"
+    " status = excluded.status, attempts = excluded.attempts, seconds = excluded.seconds,"
+    " items = excluded.items, failed_items = excluded.failed_items,"
+    " outputs = excluded.outputs, response = excluded.response, error = excluded.error"
+)
+# `sending` and `finished` are one statement, so that a batch of both is one executemany.
+_UPSERT_ITEM: Final = (
+    "INSERT INTO items (run_id, step_id, idx, label, digest, status, attempts, http_status,"
+    " outputs, body, error, execution_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, step_id, idx) DO UPDATE SET label = excluded.label,"
+    " digest = excluded.digest, status = excluded.status, attempts = excluded.attempts,"
+    " http_status = excluded.http_status, outputs = excluded.outputs, body = excluded.body,"
+    " error = excluded.error, execution_id = excluded.execution_id"
+)
+_STEP_STARTED: Final = (
+    "INSERT INTO steps (run_id, step_id, position, status, attempts, seconds, items, failed_items)"
+    " VALUES (?, ?, ?, 'running', 0, 0, 0, 0)"
+    " ON CONFLICT (run_id, step_id) DO UPDATE SET position = excluded.position, status = 'running'"
+)
+_REOPEN_RUN: Final = (
+    "UPDATE runs SET sessions = sessions + 1, status = 'running', finished_at = NULL,"
+    " exit_code = NULL WHERE id = ?"
+)
+_FINISH_RUN: Final = "UPDATE runs SET status = ?, exit_code = ?, finished_at = ? WHERE id = ?"
+_ABANDON_RUNS: Final = (
+    "UPDATE runs SET status = 'interrupted' WHERE job_path = ? AND status = 'running'"
+)
+_NEWEST_FIRST: Final = " ORDER BY started_at DESC, id DESC"
+_OLDER_RUNS: Final = (
+    "SELECT id FROM runs WHERE job_path = ? ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET ?"
+)
+_PRUNE: Final = (
+    "DELETE FROM items WHERE run_id = ?",
+    "DELETE FROM steps WHERE run_id = ?",
+    "DELETE FROM runs WHERE id = ?",
+)
+
+_Write = tuple[str, tuple[Any, ...]]
+
+
+class Journal:
+    """The journal in one state directory; see the module docstring for the rules."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._pending: list[_Write] = []
+        self._batch: asyncio.Future[None] | None = None
+        self.commits = 0  # transactions committed by this Journal (tests count batching)
+
+    @classmethod
+    def open(cls, state_dir: Path, busy_timeout: float = BUSY_TIMEOUT) -> Journal:
+        path = state_dir / FILENAME
+        _create_private(state_dir, path)
+        with _errors(path):
+            db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        journal = cls(db, path)
+        try:
+            with _errors(path):
+                journal._prepare()
+        except BaseException:
+            db.close()
+            raise
+        return journal
+
+    def _prepare(self) -> None:
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")  # a `sending` row outlives a power cut
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(_newer_schema(self.path, version))
+            if version == 0:
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def begin_run(self, run: RunRecord) -> None:
+        row = (run.id, _storable(run.job_path), run.job_sha256, run.job_name, run.started_at,
+               run.finished_at, run.status, run.exit_code, run.sessions)  # fmt: skip
+        self._write_now(_INSERT_RUN, row)
+
+    def reopen_run(self, run_id: str) -> None:
+        """A resume continues the run: one more session, `running` again."""
+        self._write_now(_REOPEN_RUN, (run_id,))
+
+    def finish_run(self, run_id: str, status: str, exit_code: int, finished_at: str) -> None:
+        self._write_now(_FINISH_RUN, (status, exit_code, finished_at, run_id))
+
+    def abandon_running(self, job_path: str) -> int:
+        """Runs of this job still `running` become `interrupted`: call it holding the job's
+        lock, so none of them is alive (their process died). How many there were."""
+        self.flush()
+        with _errors(self.path), self._transaction():
+            cursor = self._db.execute(_ABANDON_RUNS, (_storable(job_path),))
+        self.commits += 1
+        return cursor.rowcount
+
+    def step_started(self, run_id: str, step_id: str, position: int) -> None:
+        self._write_now(_STEP_STARTED, (run_id, step_id, position))
+
+    def step_finished(self, record: StepRecord) -> None:
+        row = (record.run_id, record.step_id, record.position, record.status, record.attempts,
+               record.seconds, record.items, record.failed_items, _json(record.outputs),
+               _capped(_json(record.response)), _text(record.error))  # fmt: skip
+        self._write_now(_UPSERT_STEP, row)
+
+    def sending(
+        self, run_id: str, step_id: str, index: int, label: str | None, digest: str | None
+    ) -> None:
+        """Queue the `sending` row (a resume re-sending an item overwrites its old outcome);
+        ``await durable()`` before the request goes out."""
+        item = ItemRecord(
+            run_id=run_id, step_id=step_id, index=index, label=label, digest=digest, status=SENDING
+        )
+        self.finished(item)
+
+    def finished(self, record: ItemRecord) -> None:
+        """Queue the outcome; it is committed with the next batch (or ``flush()``)."""
+        row = (record.run_id, record.step_id, record.index, _text(record.label), record.digest,
+               record.status, record.attempts, record.http_status, _json(record.outputs),
+               _capped(_json(record.body)), _text(record.error),
+               _text(record.execution_id))  # fmt: skip
+        self._queue(_UPSERT_ITEM, row)
+
+    async def durable(self) -> None:
+        """Returns once every queued write is committed; callers in one tick share a commit.
+
+        JournalError (to every caller sharing it) when the commit fails."""
+        if self._batch is None:
+            if not self._pending:
+                return
+            loop = asyncio.get_running_loop()
+            self._batch = loop.create_future()
+            loop.call_soon(self._commit_batch, self._batch)
+        # Shielded: one waiter cancelled must not cancel the commit the others wait for.
+        await asyncio.shield(self._batch)
+
+    def flush(self) -> None:
+        """Commit the queue now (step end, run end, shutdown)."""
+        writes, self._pending = self._pending, []
+        if not writes:
+            return
+        with _errors(self.path), self._transaction():
+            for sql, group in itertools.groupby(writes, key=lambda write: write[0]):
+                self._db.executemany(sql, [params for _, params in group])
+        self.commits += 1
+
+    def _commit_batch(self, batch: asyncio.Future[None]) -> None:
+        self._batch = None
+        try:
+            self.flush()
+        except JournalError as error:
+            batch.set_exception(error)
+        else:
+            batch.set_result(None)
+
+    def _queue(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._pending.append((sql, params))
+        if len(self._pending) >= MAX_PENDING:  # nobody awaits durable(): keep memory flat
+            self.flush()
+
+    def _write_now(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._pending.append((sql, params))
+        self.flush()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # IMMEDIATE: take the write lock up front, waiting (busy timeout) for another process.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunRecord | None:
+        return self._one_run(_SELECT_RUN + " WHERE id = ?", (run_id,))
+
+    def latest_run(self, job_path: str) -> RunRecord | None:
+        """The newest run of the job (by start time)."""
+        sql = _SELECT_RUN + " WHERE job_path = ?" + _NEWEST_FIRST + " LIMIT 1"
+        return self._one_run(sql, (_storable(job_path),))
+
+    def latest_unfinished(self, job_path: str) -> RunRecord | None:
+        """The newest run of the job that did not succeed (what ``--resume`` continues)."""
+        sql = _SELECT_RUN + " WHERE job_path = ? AND status != 'succeeded'"
+        return self._one_run(sql + _NEWEST_FIRST + " LIMIT 1", (_storable(job_path),))
+
+    def runs(self, job_path: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """The newest runs first, of one job or of all."""
+        if job_path is None:
+            rows = self._fetch(_SELECT_RUN + _NEWEST_FIRST + " LIMIT ?", (limit,))
+        else:
+            sql = _SELECT_RUN + " WHERE job_path = ?" + _NEWEST_FIRST + " LIMIT ?"
+            rows = self._fetch(sql, (_storable(job_path), limit))
+        return [self._counted(row) for row in rows]
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        sql = _SELECT_STEP + " WHERE run_id = ? ORDER BY position, step_id"
+        return [_step(row) for row in self._fetch(sql, (run_id,))]
+
+    def item(self, run_id: str, step_id: str, index: int) -> ItemRecord | None:
+        sql = _SELECT_ITEM + " WHERE run_id = ? AND step_id = ? AND idx = ?"
+        rows = self._fetch(sql, (run_id, step_id, index))
+        return _item(rows[0]) if rows else None
+
+    def items(
+        self, run_id: str, step_id: str, statuses: Collection[str] | None = None
+    ) -> Iterator[ItemRecord]:
+        """The step's invocations in index order, only those in ``statuses`` when given;
+        streamed a page at a time (no statement stays open between pages, so the caller may
+        write while it reads)."""
+        sql = _SELECT_ITEM + " WHERE run_id = ? AND step_id = ? AND idx > ?"
+        chosen = tuple(statuses) if statuses is not None else ()
+        if statuses is not None:
+            sql += " AND status IN (" + ", ".join("?" * len(chosen)) + ")"
+        sql += f" ORDER BY idx LIMIT {PAGE}"
+        after = STEP_INVOCATION - 1
+        while page := self._fetch(sql, (run_id, step_id, after, *chosen)):
+            yield from map(_item, page)
+            after = page[-1][2]
+
+    def prune(self, job_path: str, keep: int) -> int:
+        """Delete the job's runs older than its newest ``keep`` (at least 1: the current run is
+        the newest), with their steps and items; how many runs went."""
+        old = [(row[0],) for row in self._fetch(_OLDER_RUNS, (_storable(job_path), max(keep, 1)))]
+        if old:
+            with _errors(self.path), self._transaction():
+                for delete in _PRUNE:
+                    self._db.executemany(delete, old)
+            self.commits += 1
+        return len(old)
+
+    def _one_run(self, sql: str, params: tuple[Any, ...]) -> RunRecord | None:
+        rows = self._fetch(sql, params)
+        return self._counted(rows[0]) if rows else None
+
+    def _counted(self, row: tuple[Any, ...]) -> RunRecord:
+        run_id = row[0]
+        steps = self._counts("SELECT status, count(*) FROM steps WHERE run_id = ?", run_id)
+        items = self._counts("SELECT status, count(*) FROM items WHERE run_id = ?", run_id)
+        return RunRecord(
+            id=run_id, job_path=row[1], job_sha256=row[2], job_name=row[3], started_at=row[4],
+            finished_at=row[5], status=row[6], exit_code=row[7], sessions=row[8],
+            steps_succeeded=steps.get(SUCCEEDED, 0), steps_failed=steps.get(FAILED, 0),
+            items_succeeded=items.get(SUCCEEDED, 0), items_failed=items.get(FAILED, 0),
+            items_unknown=items.get(SENDING, 0),
+        )  # fmt: skip
+
+    def _counts(self, sql: str, run_id: str) -> dict[str, int]:
+        return dict(self._fetch(sql + " GROUP BY status", (run_id,)))
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        self.flush()
+        with _errors(self.path):
+            return self._db.execute(sql, params).fetchall()
+
+
+def _step(row: tuple[Any, ...]) -> StepRecord:
+    return StepRecord(
+        run_id=row[0], step_id=row[1], position=row[2], status=row[3], attempts=row[4],
+        seconds=row[5], items=row[6], failed_items=row[7], outputs=_outputs(row[8]),
+        response=_dict_or_none(_parsed(row[9])), error=row[10],
+    )  # fmt: skip
+
+
+def _item(row: tuple[Any, ...]) -> ItemRecord:
+    return ItemRecord(
+        run_id=row[0], step_id=row[1], index=row[2], label=row[3], digest=row[4], status=row[5],
+        attempts=row[6], http_status=row[7], outputs=_outputs(row[8]), body=_parsed(row[9]),
+        error=row[10], execution_id=row[11],
+    )  # fmt: skip
+
+
+# -- values in and out ------------------------------------------------------------------------
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else _storable(REDACTOR.redact(value))
+
+
+def _storable(text: str) -> str:
+    """Text SQLite can hold: a lone surrogate (a file name's undecodable byte, a server's
+    ``"\\ud800"``) is not UTF-8, and would fail the whole batch; it is kept as its escape."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _json(value: Any) -> str | None:
+    """The value's JSON text, redacted; None for None, or for a value JSON cannot hold."""
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, default=str)  # ASCII: no lone surrogate reaches SQLite
+    except (ValueError, RecursionError):  # circular, or nested past Python's stack
+        return None
+    return REDACTOR.redact(text)
+
+
+def _capped(text: str | None) -> str | None:
+    if text is None or len(text) <= BODY_LIMIT:  # the JSON is ASCII: a byte a character
+        return text
+    return json.dumps({"truncated": True, "bytes": len(text), "head": text[:HEAD_CHARS]})
+
+
+def _parsed(text: Any) -> Any:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _dict_or_none(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _outputs(text: Any) -> dict[str, Any]:
+    return _dict_or_none(_parsed(text)) or {}
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+_STATE_DIR_HINT: Final = "pass another --state-dir (or OWF_STATE_DIR)"
+
+
+def _create_private(state_dir: Path, path: Path) -> None:
+    """The directory 0700 and the file 0600 when they are new: bodies live there."""
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except FileExistsError:  # mkdir found a file where the directory should be
+        raise JournalError(_cannot_write(path, f"{_named(state_dir)} is not a directory")) from None
+    except OSError as error:
+        raise JournalError(_cannot_write(path, error.strerror or str(error))) from None
+
+
+@contextlib.contextmanager
+def _errors(path: Path) -> Iterator[None]:
+    """SQLite's errors about the file, as a message that names it and what to do; a misuse of
+    the API (ProgrammingError, IntegrityError) is a bug and passes through."""
+    try:
+        yield
+    except (sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.InterfaceError):
+        raise
+    except sqlite3.Error as error:
+        raise JournalError(_message(path, error)) from None
+
+
+def _message(path: Path, error: sqlite3.Error) -> str:
+    name = getattr(error, "sqlite_errorname", "")
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return (
+            f"{_named(path)}: not a run journal (not an SQLite database, or damaged):"
+            f" move it aside or {_STATE_DIR_HINT}"
+        )
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return _cannot_write(path, shown(str(error), 200))
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return f"{_named(path)}: the run journal stayed locked by another owf-run: try again later"
+    if name.startswith("SQLITE_FULL"):
+        return f"{_named(path)}: the disk is full: free some space, then resume the run"
+    return f"{_named(path)}: the run journal failed: {shown(str(error), 200)}"
+
+
+def _cannot_write(path: Path, reason: str) -> str:
+    return (
+        f"{_named(path)}: cannot write the run journal ({reason}):"
+        f" fix the permissions or {_STATE_DIR_HINT}"
+    )
+
+
+def _newer_schema(path: Path, version: int) -> str:
+    return (
+        f"{_named(path)}: written by a newer owf-run (journal schema {version}, this one knows"
+        f" up to {SCHEMA_VERSION}): upgrade owf-run or {_STATE_DIR_HINT}"
+    )
+
+
+def _named(path: Path) -> str:
+    return escape_controls(str(path))
