@@ -19,7 +19,7 @@ from typing import Any
 
 from owf_runner.context import COMMON_NAMES, FOREACH_NAMES, RESPONSE_NAMES
 from owf_runner.headers import header_problem
-from owf_runner.model import CsvSource, JsonlSource, JsonSource, Org, Step
+from owf_runner.model import CsvSource, FileSourceRecord, JsonlSource, JsonSource, Org, Step
 from owf_runner.problems import KeyPath, Problem
 from owf_runner.redaction import escape_controls
 from owf_runner.template_budget import MAX_INT_BITS, MAX_INT_DIGITS
@@ -38,8 +38,8 @@ from owf_runner.yamlfile import YamlDocument
 CREDENTIAL_HEADERS = {"authorization", "x-api-client-token"}
 _ONLY_IN = {
     "response": "in `outputs` and `expect.that`, once the flow has answered",
-    "item": "in a step with `foreach` (not in its `when` or `foreach`)",
-    "index": "in a step with `foreach` (not in its `when` or `foreach`)",
+    "item": "in a step with `foreach` (not in its `when`, nor in the list or file it names)",
+    "index": "in a step with `foreach` (not in its `when`, nor in the list or file it names)",
 }
 
 
@@ -140,6 +140,10 @@ def _one_step_problems(parts: JobParts, index: int, step: Step) -> Iterator[Prob
         yield from _data_problems(parts, (*at, key), getattr(step, key))
     yield from _payload_size_problems(parts, step, at)
     yield from _missing_source_problems(parts, step, at)
+    if step.label is not None and step.foreach is None:
+        yield parts.problem(
+            (*at, "label"), "`label` names the items of a `foreach`; this step has none"
+        )
     scope = TemplateScope(parts, step.id, index)
     yield from _template_problems(scope, step, at)
 
@@ -287,18 +291,24 @@ def _template_fields(step: Step) -> Iterator[tuple[KeyPath, Any, frozenset[str]]
     yield ("payload",), step.payload, extra
     if isinstance(step.when, str):
         yield ("when",), step.when, frozenset()
-    if step.foreach is not None and not isinstance(step.foreach, list):
-        yield ("foreach",), _foreach_text(step.foreach), frozenset()
+    yield from _source_fields(step.foreach)
+    if step.label is not None:
+        yield ("label",), step.label, FOREACH_NAMES  # without foreach: one problem, said above
     yield ("expect", "that"), list(step.expect.that), extra | RESPONSE_NAMES
     for name, spec in step.outputs.items():
         key = ("outputs", name) if isinstance(spec, str) else ("outputs", name, "value")
         yield key, spec if isinstance(spec, str) else spec.value, extra | RESPONSE_NAMES
 
 
-def _foreach_text(source: Any) -> Any:
+def _source_fields(source: Any) -> Iterator[tuple[KeyPath, Any, frozenset[str]]]:
+    """The foreach source's templates: its list or path sees no item; ``where`` sees each."""
     if isinstance(source, str):
-        return source
-    return source.model_dump(by_alias=True)
+        yield ("foreach",), source, frozenset()
+    key, path = _source_file(source)
+    if path is not None:
+        yield ("foreach", key), path, frozenset()
+    if isinstance(source, FileSourceRecord) and isinstance(source.where, str):
+        yield ("foreach", "where"), source.where, FOREACH_NAMES
 
 
 def _template_problems(scope: TemplateScope, step: Step, at: KeyPath) -> Iterator[Problem]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from owf_runner.loader import gc_paused
 from owf_runner.model import PrivateKeyJwtCredential
 from owf_runner.plan import Field, FileSource, ListSource, Plan, RetryPolicy, StepPlan
 from owf_runner.redaction import REDACTOR
-from owf_runner.sources import BadItem
+from owf_runner.sources import LEFT_OUT, BadItem, Filtered
 from owf_runner.templating import (
     Compiled,
     MappingValue,
@@ -75,6 +75,10 @@ class _Scope:
 
     def known(self, field: Field) -> bool:
         return not field.value.names & self.run_time
+
+    def within(self, item: Any, index: int) -> _Scope:
+        """This scope inside a foreach, at one item."""
+        return _Scope(self.plan, item_context(self.context, item, index), self.run_time)
 
 
 def plan_text(plan: Plan) -> str:
@@ -143,25 +147,56 @@ def _items(scope: _Scope, step: StepPlan) -> Iterator[tuple[str, _Scope]]:
         )
         yield f"for each item of {of}", _Scope(scope.plan, scope.context, run_time)
         return
-    items, total = _first_items(scope, source)
-    for index, item in enumerate(items):
-        yield (
-            f"item {index}",
-            _Scope(scope.plan, item_context(scope.context, item, index), scope.run_time),
-        )
+    where = source.where if isinstance(source, FileSource) else None
+    if where is not None and not scope.known(where):
+        yield f"... only the items for which the run finds {where.written} true", scope
+        where = None
+    items, total, left_out = _first_items(scope, source, where)
+    for index, item in items:
+        yield _labelled_item(scope.within(item, index), step, index)
     if total > len(items):
         yield f"... and {total - len(items)} more items", scope
+    if left_out:
+        yield f"... {left_out} left out by where", scope
 
 
-def _first_items(scope: _Scope, source: ListSource | FileSource) -> tuple[list[Any], int]:
-    """The first items the run would send, and how many there are in all."""
+def _labelled_item(scope: _Scope, step: StepPlan, index: int) -> tuple[str, _Scope]:
+    """``item 3: ada@example.com``; a label that fails to render fails the item, as in a run."""
+    unlabelled = isinstance(scope.context["item"], BadItem)  # a row the run fails unsent
+    if unlabelled or step.label is None or not scope.known(step.label):
+        return f"item {index}", scope
+    try:
+        return f"item {index}: {scope.show(step.label)}", scope
+    except _Fails as exc:
+        return f"item {index}", scope.within(BadItem(str(exc)), index)
+
+
+def _first_items(
+    scope: _Scope, source: ListSource | FileSource, where: Field | None
+) -> tuple[list[tuple[int, Any]], int, int]:
+    """The first items the run would send, how many there are in all, and how many
+    ``where`` leaves out."""
     rendered = scope.show(source.field)
     try:
-        stream = source.open(rendered, scope.plan.base_dir)
+        stream: Iterator[tuple[int, Any]] = enumerate(source.open(rendered, scope.plan.base_dir))
+        filtered = None if where is None else Filtered(stream, _keep(scope, where))
+        stream = stream if filtered is None else filtered
         shown = list(itertools.islice(stream, MAX_ITEMS_SHOWN))
-        return shown, len(shown) + sum(1 for _ in stream)
+        total = len(shown) + sum(1 for _ in stream)
     except TemplateError as exc:  # a missing file, a bad row, not a list: as in the run
         raise _Fails(str(scope.plan.problem(source.field.at, str(exc)))) from None
+    return shown, total, 0 if filtered is None else filtered.left_out
+
+
+def _keep(scope: _Scope, where: Field) -> Callable[[int, Any], Any]:
+    def keep(index: int, item: Any) -> Any:
+        try:
+            kept = truthy(scope.within(item, index).show(where))
+        except _Fails as exc:
+            return BadItem(str(exc))
+        return item if kept else LEFT_OUT
+
+    return keep
 
 
 def _request_lines(scope: _Scope, step: StepPlan, note: str) -> list[str]:

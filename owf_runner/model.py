@@ -281,7 +281,17 @@ class Defaults(Record):
     )
 
 
-class CsvSource(Record):
+class FileSourceRecord(Record):
+    where: str | Bool | None = Field(
+        None,
+        description="Run only the items for which this template renders truthy; it sees "
+        "`item` and `index` (the item's place in the file, counted before filtering). "
+        "Default: every item.",
+        examples=["{{ item.status == 'active' }}"],
+    )
+
+
+class CsvSource(FileSourceRecord):
     csv: str = Field(
         description="CSV file, relative to the job file (may be a template). Each row is one "
         "`item`: a mapping keyed by the header row. Read as the items run.",
@@ -289,7 +299,7 @@ class CsvSource(Record):
     )
 
 
-class JsonlSource(Record):
+class JsonlSource(FileSourceRecord):
     jsonl: str = Field(
         description="JSON Lines file, relative to the job file (may be a template). Each "
         "non-blank line is one `item`. Read as the items run.",
@@ -297,7 +307,7 @@ class JsonlSource(Record):
     )
 
 
-class JsonSource(Record):
+class JsonSource(FileSourceRecord):
     json_: str = Field(
         alias="json",
         description="JSON file holding one list, relative to the job file (may be a template). "
@@ -414,6 +424,12 @@ class Step(Record):
         None,
         description="Run the step once per item of a list, a template giving a list, "
         "`{csv: PATH}`, `{jsonl: PATH}` or `{json: PATH}`; templates see `item` and `index`.",
+    )
+    label: Annotated[str, Field(min_length=1)] | None = Field(
+        None,
+        description="Template naming each `foreach` item in progress lines, retries and "
+        "failures; it sees `item` and `index`. Default: the item's index.",
+        examples=["{{ item.email }}"],
     )
     concurrency: Annotated[Int, Field(ge=1, le=100)] = Field(
         1, description="Items of a `foreach` in flight at once, 1 to 100. Default: 1."

@@ -42,11 +42,18 @@ class ItemResult:
     outputs: Mapping[str, Any] = field(default_factory=dict)
     response: Response | None = None
     error: str | None = None
+    label: str | None = None  # the step's `label:` rendered for this item
+
+    @property
+    def name(self) -> str:
+        """How lines name the item: its label, else its index."""
+        return str(self.index) if self.label is None else self.label
 
     def as_context(self) -> dict[str, Any]:
         return {
             "item": self.item,
             "index": self.index,
+            "label": self.label,
             "status": str(self.status),
             "outputs": self.outputs,
             "response": self.response.as_context() if self.response else None,
@@ -68,6 +75,7 @@ class StepResult:
     ignored: bool = False  # failed under continue_on_error: reported, but the run goes on
     items: int = 0
     failures: tuple[ItemResult, ...] = ()
+    left_out: int = 0  # items a file source's `where` filtered out
 
     @property
     def shown_status(self) -> str:

@@ -18,6 +18,7 @@ from owf_runner.model import (
     ClientTokenCredential,
     Credential,
     CsvSource,
+    FileSourceRecord,
     Job,
     JsonlSource,
     JsonSource,
@@ -91,6 +92,7 @@ class ListSource:
 class FileSource:
     kind: SourceKind
     path: Field  # relative to the job file
+    where: Field | None = None  # a per-item filter: items rendering it falsy are left out
 
     @property
     def field(self) -> Field:
@@ -120,6 +122,7 @@ class StepPlan:
     payload: Field
     when: Field | None
     foreach: ListSource | FileSource | None
+    label: Field | None  # names each foreach item; None: its index
     concurrency: int
     fail_fast: bool
     expect_status: frozenset[int] | None  # None: any 2xx
@@ -216,6 +219,7 @@ def _step(
         payload=_field(("payload",), step.payload),
         when=None if step.when is None else _field(("when",), step.when),
         foreach=_foreach(_field, step.foreach),
+        label=None if step.label is None else _field(("label",), step.label),
         concurrency=step.concurrency,
         fail_fast=step.fail_fast,
         expect_status=None if step.expect.status is None else frozenset(step.expect.status),
@@ -246,12 +250,19 @@ def _foreach(field: _Fields, source: Any) -> ListSource | FileSource | None:
     if source is None:
         return None
     if isinstance(source, CsvSource):
-        return FileSource(SourceKind.CSV, field(("foreach", "csv"), source.csv))
+        return _file_source(field, SourceKind.CSV, source, source.csv)
     if isinstance(source, JsonlSource):
-        return FileSource(SourceKind.JSONL, field(("foreach", "jsonl"), source.jsonl))
+        return _file_source(field, SourceKind.JSONL, source, source.jsonl)
     if isinstance(source, JsonSource):
-        return FileSource(SourceKind.JSON, field(("foreach", "json"), source.json_))
+        return _file_source(field, SourceKind.JSON, source, source.json_)
     return ListSource(field(("foreach",), source))
+
+
+def _file_source(
+    field: _Fields, kind: SourceKind, source: FileSourceRecord, path: str
+) -> FileSource:
+    where = None if source.where is None else field(("foreach", "where"), source.where)
+    return FileSource(kind, field(("foreach", str(kind)), path), where)
 
 
 def _outputs(field: _Fields, step: Step) -> list[OutputPlan]:

@@ -67,9 +67,9 @@ class ConsoleReporter:
     def item_finished(self, step: StepPlan, result: ItemResult) -> None:
         failed = result.status is Status.FAILED
         if failed:
-            self.say(f"{step.id}[{result.index}]: failed: {result.error}", always=True)
+            self.say(f"{step.id}[{result.name}]: failed: {result.error}", always=True)
         elif self.verbose:
-            self.say(f"{step.id}[{result.index}]: {result.status} ({_attempts(result.attempts)})")
+            self.say(f"{step.id}[{result.name}]: {result.status} ({_attempts(result.attempts)})")
         self._progress(step, failed)
 
     def _progress(self, step: StepPlan, failed: bool) -> None:
@@ -83,11 +83,14 @@ class ConsoleReporter:
         elif beat.beat_due(now):
             self.say(f"{step.id}: {beat.describe(now)}")
 
-    def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None:
+    def retrying(
+        self, step: StepPlan, item: str | None, failure: Failure, attempt: int, wait: float
+    ) -> None:
         reason = str(failure)
         if not reason.startswith(f"{failure.failure_class}: "):  # transport messages name it
             reason = f"{failure.failure_class}: {reason}"
-        self.say(f"{step.id}: attempt {attempt} failed ({reason}); retrying in {wait:.1f}s")
+        who = step.id if item is None else f"{step.id}[{item}]"
+        self.say(f"{who}: attempt {attempt} failed ({reason}); retrying in {wait:.1f}s")
 
     def step_finished(self, step: StepPlan, result: StepResult) -> None:
         self.heartbeats.pop(step.id, None)
@@ -96,6 +99,8 @@ class ConsoleReporter:
             self.bars = None
         detail = f": {result.error}" if result.error else ""
         items = f"{result.items} items, " if step.foreach is not None else ""
+        if result.left_out:
+            items += f"{result.left_out} left out by where, "
         timing = f"{items}{_attempts(result.attempts)}, {result.seconds:.2f}s"
         line = f"{step.id}: {result.shown_status} ({timing}){detail}"
         self.say(line, always=result.status is Status.FAILED)

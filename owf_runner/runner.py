@@ -30,7 +30,7 @@ from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepRes
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
 from owf_runner.redaction import REDACTOR, TooDeep
 from owf_runner.retry import Pacer, with_retries
-from owf_runner.sources import BadItem, SourceError
+from owf_runner.sources import LEFT_OUT, BadItem, Filtered, SourceError
 from owf_runner.templating import (
     MAX_PAYLOAD_BYTES,
     TemplateError,
@@ -42,13 +42,16 @@ from owf_runner.templating import (
 from owf_runner.urls import url_problem
 
 FAILURES_KEPT = 10  # a foreach's first failed items, kept for the summary and reports
+MAX_LABEL = 200  # characters of an item's label in lines; a label is a name, not a payload
 
 
 class Reporter(Protocol):
     def step_started(self, step: StepPlan) -> None: ...
     def foreach_started(self, step: StepPlan, total: int | None) -> None: ...
     def item_finished(self, step: StepPlan, result: ItemResult) -> None: ...
-    def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None: ...
+    def retrying(
+        self, step: StepPlan, item: str | None, failure: Failure, attempt: int, wait: float
+    ) -> None: ...
     def step_finished(self, step: StepPlan, result: StepResult) -> None: ...
 
 
@@ -148,7 +151,7 @@ class Runner:
     async def _foreach(
         self, step: StepPlan, source: ListSource | FileSource, context: dict[str, Any]
     ) -> StepResult:
-        items, total = self._items(source, context)
+        items, total, filtered = self._items(source, context)
         self.reporter.foreach_started(step, total)
         tally = _Tally(keep_all=step.id in self.results_read)
         errors: list[str] = []
@@ -175,35 +178,66 @@ class Runner:
                     halt.set()
 
         await _gather_workers(worker, step.concurrency)
-        return tally.result(step, errors)
+        return tally.result(step, errors, 0 if filtered is None else filtered.left_out)
 
     async def _item(
         self, step: StepPlan, context: dict[str, Any], index: int, item: Any
     ) -> ItemResult:
         if isinstance(item, BadItem):  # a row the source could not read fails alone, unsent
             return ItemResult(index, None, Status.FAILED, 0, error=item.message)
-        return await self._invoke(step, item_context(context, item, index), index, item)
+        with_item = item_context(context, item, index)
+        try:
+            label = None if step.label is None else self._label(step.label, with_item)
+        except TemplateError as exc:  # as any template's error: the item fails, unsent
+            return ItemResult(index, item, Status.FAILED, 0, error=str(exc))
+        return await self._invoke(step, with_item, index, item, label)
+
+    def _label(self, field: Field, context: Mapping[str, Any]) -> str:
+        value = self._render(field, context)
+        text = value if isinstance(value, str) else self._json(field, value)
+        return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
 
     def _items(
         self, source: ListSource | FileSource, context: Mapping[str, Any]
-    ) -> tuple[Iterator[tuple[int, Any]], int | None]:
-        """The items, and how many there are when that is known without reading a file."""
+    ) -> tuple[Iterator[tuple[int, Any]], int | None, Filtered | None]:
+        """The items (the first ``limit`` that ``where`` keeps), how many there are when that
+        is known without reading a file, and the filter, which counts what it left out."""
         rendered = self._render(source.field, context)
         try:
-            items = enumerate(source.open(rendered, self.plan.base_dir))
+            items: Iterator[tuple[int, Any]] = enumerate(source.open(rendered, self.plan.base_dir))
         except SourceError as exc:
             raise self._located(source.field, str(exc)) from None
+        filtered = None
+        if isinstance(source, FileSource) and source.where is not None:
+            items = filtered = Filtered(items, self._where(source.where, context))
         total = len(rendered) if isinstance(source, ListSource) else None
         if total is not None and self.limit is not None:
             total = min(total, self.limit)
-        return itertools.islice(items, self.limit), total  # a file is not read past the limit
+        return itertools.islice(items, self.limit), total, filtered  # not read past the limit
+
+    def _where(self, where: Field, context: Mapping[str, Any]) -> Callable[[int, Any], Any]:
+        def keep(index: int, item: Any) -> Any:
+            """The item, LEFT_OUT, or a BadItem when ``where`` fails for it (it fails alone)."""
+            try:
+                kept = truthy(self._render(where, item_context(context, item, index)))
+            except TemplateError as exc:
+                return BadItem(str(exc))
+            return item if kept else LEFT_OUT
+
+        return keep
 
     # -- one invocation --------------------------------------------------------
 
     async def _invoke(
-        self, step: StepPlan, context: dict[str, Any], index: int | None = None, item: Any = None
+        self,
+        step: StepPlan,
+        context: dict[str, Any],
+        index: int | None = None,
+        item: Any = None,
+        label: str | None = None,
     ) -> ItemResult:
         attempts = 0
+        name = None if index is None else str(index) if label is None else label
 
         async def attempt() -> Response:
             nonlocal attempts
@@ -212,17 +246,22 @@ class Runner:
 
         try:
             request = self._build_request(step, context)
-            response = await with_retries(attempt, step.retry, self._retry_hook(step), self.clock)
+            hook = self._retry_hook(step, name)
+            response = await with_retries(attempt, step.retry, hook, self.clock)
             outputs = self._check(step, context, response)
         except (Failure, TemplateError) as exc:
             failed = exc.response if isinstance(exc, Failure) else None
             error = str(exc) + _not_resent_note(step, exc)
-            return ItemResult(index, item, Status.FAILED, attempts, response=failed, error=error)
-        return ItemResult(index, item, Status.SUCCEEDED, attempts, outputs, response)
+            return ItemResult(
+                index, item, Status.FAILED, attempts, response=failed, error=error, label=label
+            )
+        return ItemResult(index, item, Status.SUCCEEDED, attempts, outputs, response, label=label)
 
-    def _retry_hook(self, step: StepPlan) -> Callable[[Failure, int, float], None]:
+    def _retry_hook(
+        self, step: StepPlan, item: str | None
+    ) -> Callable[[Failure, int, float], None]:
         def hook(failure: Failure, attempt: int, wait: float) -> None:
-            self.reporter.retrying(step, failure, attempt, wait)
+            self.reporter.retrying(step, item, failure, attempt, wait)
 
         return hook
 
@@ -336,7 +375,7 @@ class _Tally:
         if self.keep_all:
             self.kept.append(result)
 
-    def result(self, step: StepPlan, errors: list[str]) -> StepResult:
+    def result(self, step: StepPlan, errors: list[str], left_out: int) -> StepResult:
         if self.failed:
             errors = [*errors, f"{self.failed} of {self.done} items failed"]
         return StepResult(
@@ -347,6 +386,7 @@ class _Tally:
             error="; ".join(errors) or None,
             items=self.done,
             failures=tuple(sorted(self.failures, key=_by_index)),
+            left_out=left_out,
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -54,6 +54,32 @@ class BadItem:
     """
 
     message: str
+
+
+LEFT_OUT = object()  # what a `where` filter returns for an item it leaves out
+
+
+class Filtered:
+    """The (index, item) pairs ``keep`` keeps — it returns the item to send (a BadItem when
+    the filter fails for it), or LEFT_OUT — counting those it left out. Indexes stay the
+    file's own: an item is named the same whatever the filter."""
+
+    def __init__(self, items: Iterator[tuple[int, Any]], keep: Callable[[int, Any], Any]) -> None:
+        self.items, self.keep = items, keep
+        self.left_out = 0
+
+    def __iter__(self) -> Filtered:
+        return self
+
+    def __next__(self) -> tuple[int, Any]:
+        for index, item in self.items:
+            if isinstance(item, BadItem):  # a row that could not be read fails, unfiltered
+                return index, item
+            kept = self.keep(index, item)
+            if kept is not LEFT_OUT:
+                return index, kept
+            self.left_out += 1
+        raise StopIteration
 
 
 class _Line(NamedTuple):

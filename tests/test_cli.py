@@ -1010,6 +1010,22 @@ def test_limit_runs_only_the_first_items_of_each_foreach(
     assert "one: succeeded (2 items, 2 attempts, " in result.out
 
 
+def test_limit_counts_the_items_where_keeps(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    (tmp_path / "rows.csv").write_text("n\n1\n2\n3\n4\n5\n6\n")
+    emulator.set_stub("one", FlowStub(security="none"))
+    where = 'foreach: {csv: rows.csv, where: "{{ item.n | int is even }}"}'
+    job = _none_job(tmp_path, where + '\n    headers: {x-n: "{{ item.n }}"}')
+
+    result = cli(str(job), "--emulator", emulator.base_url, "--limit", "2")
+
+    assert result.code == 0
+    assert [call.headers["x-n"] for call in emulator.calls] == ["2", "4"]
+    # Rows 1 and 3 were left out on the way; the file was not read past row 4.
+    assert "one: succeeded (2 items, 2 left out by where, 2 attempts, " in result.out
+
+
 def test_limit_must_be_at_least_one(tmp_path: Path, emulator: Emulator, cli: RunCli) -> None:
     result = cli(str(_none_job(tmp_path, "")), "--emulator", emulator.base_url, "--limit", "0")
 

@@ -215,7 +215,7 @@ TEMPLATE_CONTEXT = [
     "steps.<id>.response",
     "steps.<id>.status",
     "steps.<id>.results",
-    "{item, index, status, outputs, response}",
+    "{item, index, label, status, outputs, response}",
     "item",
     "index",
     "response",

@@ -247,3 +247,51 @@ def test_plan_shows_a_csv_row_the_run_fails_unsent(tmp_path: Path, cli: RunCli) 
     assert result.code == 0
     assert f"   [item 1] fails before sending: {tmp_path / 'rows.csv'}:3: 1 field, " in result.out
     assert "but the header names 2\n" in result.out
+
+
+def test_plan_names_items_by_label_and_leaves_out_what_where_filters(
+    tmp_path: Path, cli: RunCli
+) -> None:
+    (tmp_path / "rows.csv").write_text("login,on\nada,yes\nbob,no\ncy\ndee,yes\n")
+    step = (
+        FLOW
+        + "    foreach: {csv: rows.csv, where: \"{{ item.on == 'yes' }}\"}\n"
+        + '    label: "{{ item.login }}"\n'
+        + "    payload: {login: '{{ item.login }}'}\n"
+    )
+    job = tmp_path / "job.yaml"
+    job.write_text(ONE_STEP.format(step=step))
+
+    result = cli("plan", str(job))
+
+    assert result.code == 0
+    shown = [line for line in result.out.splitlines() if line.startswith("   [") or "..." in line]
+    assert shown == [
+        "   [item 0: ada] POST https://acme.workflows.okta.com/api/flo/f/invoke",
+        f"   [item 2] fails before sending: {tmp_path / 'rows.csv'}:4: 1 field, "
+        "but the header names 2",
+        "   [item 3: dee] POST https://acme.workflows.okta.com/api/flo/f/invoke",
+        "   ... 1 left out by where",
+    ]
+
+
+def test_plan_says_a_where_that_needs_the_run_and_shows_every_item(
+    tmp_path: Path, cli: RunCli
+) -> None:
+    (tmp_path / "rows.csv").write_text("login\nada\nbob\n")
+    step = (
+        FLOW
+        + '    foreach: {csv: rows.csv, where: "{{ item.login != run.id }}"}\n'
+        + "    payload: {login: '{{ item.login }}'}\n"
+    )
+    job = tmp_path / "job.yaml"
+    job.write_text(ONE_STEP.format(step=step))
+
+    result = cli("plan", str(job))
+
+    assert result.code == 0
+    assert "   ... only the items for which the run finds {{ item.login != run.id }} true\n" in (
+        result.out
+    )
+    assert "fails before sending" not in result.out
+    assert "   [item 1] POST " in result.out

@@ -51,9 +51,24 @@ EXPECTED: dict[str, list[str]] = {
         "12:7: steps[0].payload.name: unknown variable 'frist_name'; "
         "did you mean 'first_name'? (define it under `vars` or pass --var)"
     ],
+    "label_without_foreach.yaml": [
+        "9:5: steps[0].label: `label` names the items of a `foreach`; this step has none"
+    ],
+    "item_in_source_path.yaml": [
+        "9:15: steps[0].foreach.csv: 'item' is only available in a step with `foreach` "
+        "(not in its `when`, nor in the list or file it names)"
+    ],
+    "where_unknown_name.yaml": [
+        "9:47: steps[0].foreach.where: unknown name 'itme' in template "
+        "(available: env, index, item, job, run, steps, vars)"
+    ],
+    "where_on_a_list.yaml": [
+        "9:5: steps[0].foreach: expected a list, a template giving a list, or one of "
+        "{csv: PATH}, {jsonl: PATH}, {json: PATH}"
+    ],
     "unknown_template_name.yaml": [
         "10:7: steps[0].payload.app: 'item' is only available in a step with `foreach` "
-        "(not in its `when` or `foreach`)",
+        "(not in its `when`, nor in the list or file it names)",
     ],
     "template_syntax_error.yaml": [
         "10:7: steps[0].payload.name: template syntax error: "

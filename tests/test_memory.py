@@ -48,7 +48,9 @@ class LiveCounter:
             alive = Counter(type(o).__name__ for o in gc.get_objects() if isinstance(o, PER_ITEM))
             self.most |= alive  # the largest count of each type seen so far
 
-    def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None:
+    def retrying(
+        self, step: StepPlan, item: str | None, failure: Failure, attempt: int, wait: float
+    ) -> None:
         pass
 
     def step_finished(self, step: StepPlan, result: StepResult) -> None:

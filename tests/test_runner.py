@@ -39,7 +39,9 @@ class Recorder:
     def item_finished(self, step: StepPlan, result: ItemResult) -> None:
         self.events.append(("item", (result.index, result.status)))
 
-    def retrying(self, step: StepPlan, failure: Failure, attempt: int, wait: float) -> None:
+    def retrying(
+        self, step: StepPlan, item: str | None, failure: Failure, attempt: int, wait: float
+    ) -> None:
         self.events.append(("retry", (failure.failure_class, attempt, wait)))
 
     def step_finished(self, step: StepPlan, result: StepResult) -> None:
@@ -425,3 +427,120 @@ def test_the_environment_is_copied_once_per_run_not_per_step(
 
     assert done.code == 0
     assert len(contexts) == 1
+
+
+# -- where: and label: ------------------------------------------------------------------
+
+PEOPLE = (
+    "email,status\nada@x.org,active\nbob@x.org,gone\ncy@x.org,active\nbad-row\ndee@x.org,active\n"
+)
+
+
+def test_where_sends_only_the_items_it_keeps_and_counts_the_rest(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    (tmp_path / "people.csv").write_text(PEOPLE)
+    step = (
+        "    foreach: {csv: people.csv, where: \"{{ item.status == 'active' }}\"}\n"
+        '    payload: {who: "{{ item.email }}", i: "{{ index }}"}\n'
+    )
+
+    done = run(tmp_path, step, emulator, fake_clock)
+
+    sent = [json.loads(c.body) for c in emulator.invocations()]
+    assert sent == [
+        {"who": "ada@x.org", "i": 0},
+        {"who": "cy@x.org", "i": 2},
+        {"who": "dee@x.org", "i": 4},
+    ]
+    result = done.result.steps[0]
+    # The unreadable row is not filtered: it fails, named by its line, and the step with it.
+    assert (result.items, result.left_out, result.error) == (4, 1, "1 of 4 items failed")
+    assert [(r.index, r.error) for r in result.failures] == [
+        (3, f"{tmp_path / 'people.csv'}:5: 1 field, but the header names 2")
+    ]
+
+
+def test_where_failing_for_one_item_fails_that_item_alone(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    (tmp_path / "people.jsonl").write_text(
+        '{"active": true, "n": 1}\n{"n": 2}\n{"active": true, "n": 3}\n'
+    )
+    step = (
+        '    foreach: {jsonl: people.jsonl, where: "{{ item.active }}"}\n'
+        '    payload: {n: "{{ item.n }}"}\n'
+    )
+
+    done = run(tmp_path, step, emulator, fake_clock)
+
+    assert [json.loads(c.body) for c in emulator.invocations()] == [{"n": 1}, {"n": 3}]
+    (failed,) = done.result.steps[0].failures
+    assert (failed.index, failed.attempts) == (1, 0)
+    assert failed.error == (
+        f"{tmp_path / 'job.yaml'}:8:36: steps[0].foreach.where: "
+        "undefined: 'dict object' has no attribute 'active'"
+    )
+
+
+def test_label_names_items_in_failures_retries_and_lines(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    (tmp_path / "people.csv").write_text("email\nada@x.org\nbob@x.org\n")
+    step = (
+        "    foreach: {csv: people.csv}\n"
+        '    label: "{{ item.email }} (#{{ index }})"\n'
+        '    payload: {who: "{{ item.email }}"}\n'
+        f"{RETRY}"
+    )
+    out = io.StringIO()
+    fault = Fault(times=3, status=503)
+
+    done = run(tmp_path, step, emulator, fake_clock, ConsoleReporter(out, live=False), fault)
+
+    printed = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()[:4]]
+    assert printed[1:4] == [
+        "s[ada@x.org (#0)]: attempt 1 failed (unavailable: HTTP 503 (expected 2xx): "
+        '{"error": "injected fault 503"}); retrying in 2.0s',
+        "s[ada@x.org (#0)]: attempt 2 failed (unavailable: HTTP 503 (expected 2xx): "
+        '{"error": "injected fault 503"}); retrying in 2.0s',
+        's[ada@x.org (#0)]: failed: HTTP 503 (expected 2xx): {"error": "injected fault 503"}',
+    ]
+    assert [(r.index, r.label) for r in done.result.steps[0].failures] == [(0, "ada@x.org (#0)")]
+
+
+def test_a_label_that_fails_to_render_fails_its_item_unsent(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    step = (
+        "    foreach: \"{{ [{'email': 'ada@x.org'}, {'name': 'Bob'}] }}\"\n"
+        '    label: "{{ item.email }}"\n'
+        '    payload: {n: "{{ index }}"}\n'
+    )
+
+    done = run(tmp_path, step, emulator, fake_clock)
+
+    assert [json.loads(c.body) for c in emulator.invocations()] == [{"n": 0}]
+    (failed,) = done.result.steps[0].failures
+    assert (failed.index, failed.label, failed.attempts) == (1, None, 0)
+    assert failed.error == (
+        f"{tmp_path / 'job.yaml'}:9:5: steps[0].label: "
+        "undefined: 'dict object' has no attribute 'email'"
+    )
+
+
+def test_a_long_label_is_cut_and_a_value_label_is_json(
+    tmp_path: Path, emulator: Emulator, fake_clock: FakeClock
+) -> None:
+    step = (
+        '    foreach: "{{ [1, 2] }}"\n'
+        "    label: \"{{ {'n': item, 'pad': 'x' * 300} if item == 2 else [item] }}\"\n"
+        "    expect: {status: [599]}\n"
+    )
+
+    done = run(tmp_path, step, emulator, fake_clock)
+
+    first, second = (str(r.label) for r in done.result.steps[0].failures)
+    assert first == "[1]"
+    assert len(second) == runner.MAX_LABEL
+    assert second == '{"n": 2, "pad": "' + "x" * (runner.MAX_LABEL - 18) + "…"
