@@ -294,10 +294,9 @@ class Journal:
     ) -> None:
         """Queue the `sending` row (a resume re-sending an item overwrites its old outcome);
         ``await durable()`` before the request goes out."""
-        item = ItemRecord(
-            run_id=run_id, step_id=step_id, index=index, label=label, digest=digest, status=SENDING
-        )
-        self.finished(item)
+        # The row built directly, not through an ItemRecord: this runs once per item.
+        row = (run_id, step_id, index, _text(label), digest, SENDING, 0)
+        self._queue(_UPSERT_ITEM, (*row, None, None, None, None, None))
 
     def finished(self, record: ItemRecord) -> None:
         """Queue the outcome; it is committed with the next batch (or ``flush()``)."""
