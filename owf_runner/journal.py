@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import json
 import os
@@ -190,6 +191,13 @@ _FINISH_RUN: Final = "UPDATE runs SET status = ?, exit_code = ?, finished_at = ?
 _ABANDON_RUNS: Final = (
     "UPDATE runs SET status = 'interrupted' WHERE job_path = ? AND status = 'running'"
 )
+_ITEMS_PAGE: Final = (
+    _SELECT_ITEM + f" WHERE run_id = ? AND step_id = ? AND idx > ? ORDER BY idx LIMIT {PAGE}"
+)
+_ITEMS_PAGE_OF_STATUS: Final = (
+    _SELECT_ITEM + " WHERE run_id = ? AND status = ? AND step_id = ? AND idx > ?"
+    f" ORDER BY idx LIMIT {PAGE}"
+)
 _NEWEST_FIRST: Final = " ORDER BY started_at DESC, id DESC"
 _OLDER_RUNS: Final = (
     "SELECT id FROM runs WHERE job_path = ? ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET ?"
@@ -310,10 +318,10 @@ class Journal:
         """Returns once every queued write is committed; callers in one tick share a commit.
 
         JournalError (to every caller sharing it) when the commit fails."""
-        if self._batch is None:
+        loop = asyncio.get_running_loop()
+        if self._batch is None or self._batch.get_loop() is not loop:  # (a closed loop's: gone)
             if not self._pending:
                 return
-            loop = asyncio.get_running_loop()
             self._batch = loop.create_future()
             loop.call_soon(self._commit_batch, self._batch)
         # Shielded: one waiter cancelled must not cancel the commit the others wait for.
@@ -330,10 +338,11 @@ class Journal:
         self.commits += 1
 
     def _commit_batch(self, batch: asyncio.Future[None]) -> None:
-        self._batch = None
+        if self._batch is batch:
+            self._batch = None
         try:
             self.flush()
-        except JournalError as error:
+        except Exception as error:  # to every waiter; a bug too: raised here, it would hang them
             batch.set_exception(error)
         else:
             batch.set_result(None)
@@ -395,16 +404,21 @@ class Journal:
     def items(
         self, run_id: str, step_id: str, statuses: Collection[str] | None = None
     ) -> Iterator[ItemRecord]:
-        """The step's invocations in index order, only those in ``statuses`` when given;
-        streamed a page at a time (no statement stays open between pages, so the caller may
-        write while it reads)."""
-        sql = _SELECT_ITEM + " WHERE run_id = ? AND step_id = ? AND idx > ?"
-        chosen = tuple(statuses) if statuses is not None else ()
-        if statuses is not None:
-            sql += " AND status IN (" + ", ".join("?" * len(chosen)) + ")"
-        sql += f" ORDER BY idx LIMIT {PAGE}"
+        """The step's invocations in index order, only those in ``statuses`` when given.
+
+        Streamed a page at a time, and no statement stays open between pages (the caller may
+        write while it reads); each status is a range of an index, merged here by index."""
+        if statuses is None:
+            return self._pages(_ITEMS_PAGE, (run_id, step_id))
+        streams = [
+            self._pages(_ITEMS_PAGE_OF_STATUS, (run_id, status, step_id))
+            for status in sorted(set(statuses))
+        ]
+        return heapq.merge(*streams, key=lambda item: item.index)
+
+    def _pages(self, sql: str, key: tuple[str, ...]) -> Iterator[ItemRecord]:
         after = STEP_INVOCATION - 1
-        while page := self._fetch(sql, (run_id, step_id, after, *chosen)):
+        while page := self._fetch(sql, (*key, after)):
             yield from map(_item, page)
             after = page[-1][2]
 

@@ -18,6 +18,7 @@ from owf_runner.journal import (
     BODY_LIMIT,
     FILENAME,
     HEAD_CHARS,
+    MAX_PENDING,
     STEP_INVOCATION,
     ItemRecord,
     Journal,
@@ -60,8 +61,20 @@ def item(index: int, status: str = "succeeded", **kw: object) -> ItemRecord:
     return ItemRecord(**{**fields, "index": index, "status": status, **kw})  # type: ignore[arg-type]
 
 
-def other_connection(state: Path) -> sqlite3.Connection:
-    return sqlite3.connect(state / FILENAME)
+def peek(state: Path, sql: str) -> list[tuple[object, ...]]:
+    """What another process (a resume after a crash) reads this very moment."""
+    db = sqlite3.connect(state / FILENAME, isolation_level=None)  # a write commits at once
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def hold_write_lock(state: Path) -> sqlite3.Connection:
+    """Another process in the middle of a write."""
+    holder = sqlite3.connect(state / FILENAME, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
 
 
 # -- opening ------------------------------------------------------------------------------------
@@ -83,13 +96,12 @@ def test_open_again_keeps_what_was_written(state: Path) -> None:
 
 
 def test_the_journal_is_in_wal_mode(state: Path, journal: Journal) -> None:
-    assert other_connection(state).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert peek(state, "PRAGMA journal_mode") == [("wal",)]
 
 
 def test_a_newer_schema_is_refused(state: Path) -> None:
     Journal.open(state).close()
-    with sqlite3.connect(state / FILENAME) as db:
-        db.execute("PRAGMA user_version = 99")
+    peek(state, "PRAGMA user_version = 99")
     with pytest.raises(JournalError) as caught:
         Journal.open(state)
     assert caught.value.exit_code == ExitCode.INVALID_JOB
@@ -137,11 +149,10 @@ def test_an_unwritable_directory_is_refused(tmp_path: Path) -> None:
 
 def test_a_database_locked_by_another_process_is_a_clear_error(state: Path) -> None:
     Journal.open(state).close()
-    holder = sqlite3.connect(state / FILENAME, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = hold_write_lock(state)
     with pytest.raises(JournalError) as caught:
         Journal.open(state, busy_timeout=0)
-    holder.execute("ROLLBACK")
+    holder.close()
     assert str(caught.value) == (
         f"{state / FILENAME}: the run journal stayed locked by another owf-run: try again later"
     )
@@ -264,9 +275,7 @@ def test_sending_rows_are_on_disk_when_durable_returns(state: Path, journal: Jou
 
     async def main() -> None:
         await asyncio.gather(*(_send(journal, index) for index in range(5)))
-        # What another process (a resume after a crash) would read, this very moment:
-        query = "SELECT count(*) FROM items WHERE status = 'sending'"
-        seen.append(other_connection(state).execute(query).fetchone()[0])
+        seen.append(peek(state, "SELECT count(*) FROM items WHERE status = 'sending'")[0][0])
 
     asyncio.run(main())
     assert seen == [5]
@@ -281,25 +290,31 @@ def test_durable_with_nothing_queued_returns_at_once(journal: Journal) -> None:
 def test_finished_rows_ride_along_with_the_next_commit(state: Path, journal: Journal) -> None:
     journal.begin_run(a_run())
     journal.finished(item(0))
-    count = "SELECT count(*) FROM items"
-    assert other_connection(state).execute(count).fetchone() == (0,)
-
+    assert peek(state, "SELECT count(*) FROM items") == [(0,)]
     asyncio.run(_send(journal, 1))
-    assert other_connection(state).execute(count).fetchone() == (2,)
+    assert peek(state, "SELECT count(*) FROM items") == [(2,)]
+
+
+def test_rows_nobody_awaits_are_committed_before_they_pile_up(
+    state: Path, journal: Journal
+) -> None:
+    journal.begin_run(a_run())
+    for index in range(MAX_PENDING):
+        journal.finished(item(index))
+    assert peek(state, "SELECT count(*) FROM items") == [(MAX_PENDING,)]
 
 
 def test_a_commit_error_reaches_every_waiter(state: Path) -> None:
     journal = Journal.open(state, busy_timeout=0)
     journal.begin_run(a_run())
-    holder = sqlite3.connect(state / FILENAME, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    holder = hold_write_lock(state)
 
     async def main() -> list[BaseException | None]:
         tasks = (_send(journal, index) for index in range(3))
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     outcomes = asyncio.run(main())
-    holder.execute("ROLLBACK")
+    holder.close()
     journal.close()
     message = (
         f"{state / FILENAME}: the run journal stayed locked by another owf-run: try again later"
@@ -319,8 +334,7 @@ def test_a_cancelled_waiter_does_not_cancel_the_others(state: Path, journal: Jou
         await second
 
     asyncio.run(main())
-    count = "SELECT count(*) FROM items"
-    assert other_connection(state).execute(count).fetchone() == (2,)
+    assert peek(state, "SELECT count(*) FROM items") == [(2,)]
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -328,12 +342,15 @@ def test_a_cancelled_waiter_does_not_cancel_the_others(state: Path, journal: Jou
 
 def test_items_are_streamed_in_index_order_and_filtered(journal: Journal) -> None:
     journal.begin_run(a_run())
+    statuses = {7: "failed", 8: "sending", 1007: "sending", 2007: "failed"}
     for index in reversed(range(2_500)):
-        journal.finished(item(index, "failed" if index % 1000 == 7 else "succeeded"))
+        journal.finished(item(index, statuses.get(index, "succeeded")))
     streamed = journal.items("20261129T140000Z-aaaaaa", "users")
     assert [i.index for i in streamed] == list(range(2_500))
-    failed = journal.items("20261129T140000Z-aaaaaa", "users", {"failed", "sending"})
-    assert [i.index for i in failed] == [7, 1007, 2007]
+    problems = journal.items("20261129T140000Z-aaaaaa", "users", ["failed", "sending"])
+    assert [(i.index, i.status) for i in problems] == list(statuses.items())
+    failed = journal.items("20261129T140000Z-aaaaaa", "users", {"failed"})
+    assert [i.index for i in failed] == [7, 2007]
     assert list(journal.items("20261129T140000Z-aaaaaa", "other")) == []
 
 
@@ -359,11 +376,8 @@ def test_prune_keeps_the_newest_runs_of_that_job_only(state: Path, journal: Jour
 
     assert journal.prune(JOB, keep=2) == 3
     assert [run.id for run in journal.runs(None, limit=10)] == ["r5", "r4", "other"]
-    db = other_connection(state)
-    assert db.execute("SELECT DISTINCT run_id FROM items ORDER BY run_id").fetchall() == [
-        ("r4",), ("r5",),
-    ]  # fmt: skip
-    assert db.execute("SELECT count(*) FROM steps").fetchone() == (2,)
+    assert peek(state, "SELECT DISTINCT run_id FROM items ORDER BY run_id") == [("r4",), ("r5",)]
+    assert peek(state, "SELECT count(*) FROM steps") == [(2,)]
     assert journal.prune(JOB, keep=0) == 1  # the newest run is always kept
     assert journal.prune(JOB, keep=2) == 0
 
@@ -381,8 +395,7 @@ def test_json_that_does_not_parse_reads_as_none(state: Path, journal: Journal) -
     journal.begin_run(a_run())
     journal.finished(item(0, outputs={"a": 1}, body={"b": 2}))
     journal.flush()
-    with other_connection(state) as db:
-        db.execute("UPDATE items SET outputs = '{broken', body = '[1,'")
+    peek(state, "UPDATE items SET outputs = '{broken', body = '[1,'")
     assert journal.item("20261129T140000Z-aaaaaa", "users", 0) == item(0)
 
 
