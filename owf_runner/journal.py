@@ -244,6 +244,8 @@ class Journal:
             if version > SCHEMA_VERSION:
                 raise JournalError(_newer_schema(self.path, version))
             if version == 0:
+                if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    raise JournalError(_not_a_journal(self.path))  # another program's database
                 for statement in _SCHEMA:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -332,9 +334,15 @@ class Journal:
         writes, self._pending = self._pending, []
         if not writes:
             return
-        with _errors(self.path), self._transaction():
-            for sql, group in itertools.groupby(writes, key=lambda write: write[0]):
-                self._db.executemany(sql, [params for _, params in group])
+        try:
+            with _errors(self.path), self._transaction():
+                for sql, group in itertools.groupby(writes, key=lambda write: write[0]):
+                    self._db.executemany(sql, [params for _, params in group])
+        except BaseException:
+            # Kept for the next commit: a later durable() must not return with them unwritten,
+            # and outcomes kept may still be saved (at close) once the lock is free again.
+            self._pending[:0] = writes
+            raise
         self.commits += 1
 
     def _commit_batch(self, batch: asyncio.Future[None]) -> None:
@@ -554,10 +562,7 @@ def _errors(path: Path) -> Iterator[None]:
 def _message(path: Path, error: sqlite3.Error) -> str:
     name = getattr(error, "sqlite_errorname", "")
     if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
-        return (
-            f"{_named(path)}: not a run journal (not an SQLite database, or damaged):"
-            f" move it aside or {_STATE_DIR_HINT}"
-        )
+        return _not_a_journal(path)
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
         return _cannot_write(path, shown(str(error), 200))
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
@@ -565,6 +570,13 @@ def _message(path: Path, error: sqlite3.Error) -> str:
     if name.startswith("SQLITE_FULL"):
         return f"{_named(path)}: the disk is full: free some space, then resume the run"
     return f"{_named(path)}: the run journal failed: {shown(str(error), 200)}"
+
+
+def _not_a_journal(path: Path) -> str:
+    return (
+        f"{_named(path)}: not a run journal (another database, or damaged):"
+        f" move it aside or {_STATE_DIR_HINT}"
+    )
 
 
 def _cannot_write(path: Path, reason: str) -> str:

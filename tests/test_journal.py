@@ -8,7 +8,7 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,15 +111,28 @@ def test_a_newer_schema_is_refused(state: Path) -> None:
     )
 
 
-def test_a_file_that_is_not_sqlite_is_refused(state: Path) -> None:
+def a_text_file(path: Path) -> None:
+    path.write_bytes(b"this is not a database, it is a text file\n" * 100)
+
+
+def another_programs_database(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (text TEXT)")
+    db.close()
+
+
+@pytest.mark.parametrize("write", [a_text_file, another_programs_database])
+def test_a_file_that_is_not_a_journal_is_refused(
+    state: Path, write: Callable[[Path], None]
+) -> None:
     state.mkdir()
-    (state / FILENAME).write_bytes(b"this is not a database, it is a text file\n" * 100)
+    write(state / FILENAME)
     with pytest.raises(JournalError) as caught:
         Journal.open(state)
     assert caught.value.exit_code == ExitCode.INVALID_JOB
     assert str(caught.value) == (
-        f"{state / FILENAME}: not a run journal (not an SQLite database, or damaged): move it"
-        " aside or pass another --state-dir (or OWF_STATE_DIR)"
+        f"{state / FILENAME}: not a run journal (another database, or damaged): move it aside"
+        " or pass another --state-dir (or OWF_STATE_DIR)"
     )
 
 
@@ -314,13 +327,17 @@ def test_a_commit_error_reaches_every_waiter(state: Path) -> None:
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     outcomes = asyncio.run(main())
-    holder.close()
-    journal.close()
     message = (
         f"{state / FILENAME}: the run journal stayed locked by another owf-run: try again later"
     )
     assert [str(outcome) for outcome in outcomes] == [message] * 3
     assert all(isinstance(outcome, JournalError) for outcome in outcomes)
+    assert peek(state, "SELECT count(*) FROM items") == [(0,)]
+
+    holder.close()  # the lock is free again: what failed is written with the next commit
+    asyncio.run(_send(journal, 3))
+    assert peek(state, "SELECT idx FROM items ORDER BY idx") == [(0,), (1,), (2,), (3,)]
+    journal.close()
 
 
 def test_a_cancelled_waiter_does_not_cancel_the_others(state: Path, journal: Journal) -> None:
