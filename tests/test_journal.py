@@ -499,3 +499,13 @@ def assert_absent(files: list[Path]) -> None:
     assert raw  # the check reads something
     for name, form in encoded_forms(CANARY).items():
         assert form.encode() not in raw, name
+
+
+def test_items_are_read_a_page_at_a_time_while_the_caller_writes(journal: Journal) -> None:
+    journal.begin_run(a_run())
+    for index in range(250):
+        journal.finished(item(index))
+    streamed = journal.items("20261129T140000Z-aaaaaa", "users")
+    first = next(streamed)
+    journal.finished(item(250))  # written after the reading began: a later page holds it
+    assert [first.index, *(i.index for i in streamed)] == list(range(251))
