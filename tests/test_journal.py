@@ -8,6 +8,8 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -509,3 +511,43 @@ def test_items_are_read_a_page_at_a_time_while_the_caller_writes(journal: Journa
     first = next(streamed)
     journal.finished(item(250))  # written after the reading began: a later page holds it
     assert [first.index, *(i.index for i in streamed)] == list(range(251))
+
+
+_CRASHING_RUN = """
+import asyncio, sys
+from pathlib import Path
+from owf_runner.journal import ItemRecord, Journal, RunRecord
+
+journal = Journal.open(Path(sys.argv[1]))
+journal.begin_run(RunRecord(id="r", job_path="/j.yaml", job_sha256="0", job_name="j",
+                            started_at="2026-11-29T14:00:00Z", status="running"))
+
+async def main():
+    journal.sending("r", "users", 0, "user-0", None)
+    await journal.durable()
+    journal.finished(ItemRecord(run_id="r", step_id="users", index=0, status="succeeded"))
+    journal.sending("r", "users", 1, "user-1", None)  # queued: its request has not gone out
+    print("in flight", flush=True)
+    sys.stdin.read()  # until killed
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_process_leaves_its_in_flight_item_sending(state: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_RUN, str(state)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert child.stdin is not None
+    assert child.stdout is not None
+    with child.stdin, child.stdout:
+        assert child.stdout.readline() == "in flight\n"
+        child.kill()  # SIGKILL: nothing runs after this
+        child.wait()
+    with Journal.open(state) as journal:
+        run = journal.run("r")
+        assert run is not None
+        assert (run.status, run.items_unknown, run.items_succeeded) == ("running", 1, 0)
+        assert journal.item("r", "users", 1) is None
