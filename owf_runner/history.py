@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from owf_runner.journal import RUNNING, SENDING, STEP_INVOCATION, ItemRecord, RunRecord, StepRecord
+from owf_runner.journal import (
+    RUNNING,
+    SENDING,
+    STEP_INVOCATION,
+    UNKNOWN,
+    ItemRecord,
+    RunRecord,
+    StepRecord,
+)
 from owf_runner.redaction import escape_controls, shown
 
 NO_RUNS = "no runs recorded yet"
@@ -48,7 +56,8 @@ def show_lines(
     limit: int = 20,
 ) -> list[str]:
     """One run: its header, its steps, then each step's failed and unknown items (the first
-    ``limit`` of them; ``problems(step_id)`` yields them in index order)."""
+    ``limit`` of them): ``problems(step_id)`` yields them in index order, as
+    ``journal.items(run.id, step_id, PROBLEMS)`` does."""
     lines = _header(run)
     if steps:
         lines += ["", *_steps_table(steps)]
@@ -114,7 +123,7 @@ def _problem_lines(step_id: str, items: Iterable[ItemRecord], limit: int) -> lis
 def _problem(item: ItemRecord) -> str:
     if item.status == SENDING:
         return f"{_item_name(item)}: {UNKNOWN_OUTCOME}"
-    parts = [escape_controls(item.status)]
+    parts = ["outcome unknown" if item.status == UNKNOWN else escape_controls(item.status)]
     if item.http_status is not None:
         parts.append(f"HTTP {item.http_status}")
     if item.error:

@@ -58,7 +58,9 @@ FAILED: Final = "failed"
 INTERRUPTED: Final = "interrupted"
 SKIPPED: Final = "skipped"
 NOT_RUN: Final = "not run"
-SENDING: Final = "sending"
+SENDING: Final = "sending"  # recorded before the request went out; no outcome since
+UNKNOWN: Final = "unknown"  # an outcome that may or may not have run the flow (a timeout)
+PROBLEMS: Final = frozenset({FAILED, SENDING, UNKNOWN})  # the items `owf-run show` lists
 
 
 class JournalError(OwfError):
@@ -80,10 +82,10 @@ class RunRecord:
     sessions: int = 1  # 1 + the number of resumes
     # Counted when read (ignored by begin_run).
     steps_succeeded: int = 0
-    steps_failed: int = 0
+    steps_failed: int = 0  # `failed` or `unknown`
     items_succeeded: int = 0
     items_failed: int = 0
-    items_unknown: int = 0  # still `sending`
+    items_unknown: int = 0  # still `sending`, or `unknown`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -452,9 +454,10 @@ class Journal:
         return RunRecord(
             id=run_id, job_path=row[1], job_sha256=row[2], job_name=row[3], started_at=row[4],
             finished_at=row[5], status=row[6], exit_code=row[7], sessions=row[8],
-            steps_succeeded=steps.get(SUCCEEDED, 0), steps_failed=steps.get(FAILED, 0),
+            steps_succeeded=steps.get(SUCCEEDED, 0),
+            steps_failed=steps.get(FAILED, 0) + steps.get(UNKNOWN, 0),
             items_succeeded=items.get(SUCCEEDED, 0), items_failed=items.get(FAILED, 0),
-            items_unknown=items.get(SENDING, 0),
+            items_unknown=items.get(SENDING, 0) + items.get(UNKNOWN, 0),
         )  # fmt: skip
 
     def _counts(self, sql: str, run_id: str) -> dict[str, int]:

@@ -113,14 +113,15 @@ def test_show_a_run_with_its_problems() -> None:
             problem(17, label="alice@example.com", http_status=500,
                     error="Internal error: canary-secret-value-123", execution_id="ex\x1b-17"),
             problem(1203, "sending"),
-            problem(1999, "failed", error="timed out after 30 s"),
+            problem(1500, "unknown", error="timed out after 30 s"),
+            problem(1999, "failed", error="HTTP 502"),
         ],
     }  # fmt: skip
 
     def lookup(step_id: str) -> Iterable[ItemRecord]:
         return iter(problems[step_id])
 
-    lines = show_lines(a_run(sessions=2), steps, lookup, limit=2)
+    lines = show_lines(a_run(sessions=2), steps, lookup, limit=3)
     assert lines == [
         "run 20261129T140000Z-ab12cd",
         "  job:       nightly",
@@ -140,6 +141,7 @@ def test_show_a_run_with_its_problems() -> None:
         "users: items that did not succeed",
         f"  alice@example.com: failed, HTTP 500, Internal error: {MASK}, execution ex\\x1b-17",
         "  #1203: outcome unknown (the run stopped while it was in flight)",
+        "  #1500: outcome unknown, timed out after 30 s",
         "  ... and 1 more",
     ]
 

@@ -195,10 +195,11 @@ def test_a_run_from_start_to_finish(journal: Journal) -> None:
         )
     )
     journal.step_started(run_id, "users", 1)
-    for index in range(3):
+    for index in range(4):
         journal.sending(run_id, "users", index, f"user-{index}", f"digest-{index}")
     journal.finished(item(0, label="user-0", outputs={"id": "u0"}, execution_id="ex-0"))
     journal.finished(item(1, "failed", label="user-1", http_status=500, error="HTTP 500"))
+    journal.finished(item(3, "unknown", label="user-3", error="timed out"))  # may have run
     journal.step_finished(
         StepRecord(
             run_id=run_id,
@@ -221,7 +222,7 @@ def test_a_run_from_start_to_finish(journal: Journal) -> None:
         steps_failed=1,
         items_succeeded=2,
         items_failed=1,
-        items_unknown=1,
+        items_unknown=2,  # one in flight, one that timed out
     )
     assert [(s.step_id, s.status, s.outputs) for s in journal.steps(run_id)] == [
         ("login", "succeeded", {"token_id": 7}),
