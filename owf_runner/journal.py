@@ -8,13 +8,14 @@ queue, and every caller that awaits it in the same event-loop tick shares that o
 ``finished`` row rides along with the next commit: losing it in a crash leaves the item
 ``sending`` (outcome unknown), the safe direction.
 
-What is stored passes the one redactor first: labels, errors, execution ids, and the JSON text of
-outputs, bodies and responses (a JSON value that cannot be redacted as a whole could not be
-redacted at all). Outputs are stored whole: they are what a resume restores. A body or response
-whose JSON is larger than ``BODY_LIMIT`` bytes is stored as the marker
-``{"truncated": true, "bytes": N, "head": "<its first HEAD_CHARS characters>"}``, N the size of
-its redacted JSON text in UTF-8 (the head is cut after redaction, so it cannot hold part of a
-secret). A value that cannot be written as JSON at all (a circular one) is stored as NULL.
+What is stored passes the one redactor first: labels, errors, execution ids, and the JSON text
+of outputs, bodies and responses (ASCII: non-ASCII characters and lone surrogates escaped;
+``default=str`` for what JSON has no type for, bytes or sets). Outputs are stored whole: they are
+what a resume restores. A body or response whose JSON text is longer than ``BODY_LIMIT`` bytes
+is stored as the marker ``{"truncated": true, "bytes": N, "head": "<its first HEAD_CHARS
+characters>"}``, N the length of its redacted JSON text (the head is cut after redaction, so it
+cannot hold part of a secret). A value JSON cannot hold at all (a circular one) is stored as
+NULL.
 
 Reading tolerates what was written: a JSON column that does not parse reads as None (outputs as
 ``{}``). Reads commit the queue first, so they see every write made before them.
