@@ -13,7 +13,7 @@ import typer
 
 from owf_runner import __version__, boundary
 
-COMMANDS = {"run", "validate", "plan", "schema", "emulate"}
+COMMANDS = {"run", "validate", "plan", "schema", "emulate", "history", "show"}
 
 app = typer.Typer(
     add_completion=False,
@@ -41,6 +41,42 @@ LimitOpt = Annotated[
 StubsOpt = Annotated[
     Path | None, typer.Option("--stubs", help="Emulator stub file (default: stubs/JOB.yaml)")
 ]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the journal and locks live (env OWF_STATE_DIR; default the XDG state dir)",
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume", help="Finish the latest run of JOB: send only what did not succeed"),
+]
+RunIdOpt = Annotated[
+    str | None, typer.Option("--run", help="With --resume: the run to finish (see history)")
+]
+RetryUnknownOpt = Annotated[
+    bool,
+    typer.Option(
+        "--retry-unknown", help="With --resume: also send again what may have run (outcome unknown)"
+    ),
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="With --resume: resume even though the job file changed")
+]
+LockWaitOpt = Annotated[
+    float,
+    typer.Option("--lock-wait", min=0, help="Seconds to wait for another run of JOB to end"),
+]
+GraceOpt = Annotated[
+    float,
+    typer.Option(
+        "--grace", min=0, help="On SIGTERM/SIGINT, seconds in-flight requests get to finish"
+    ),
+]
+KeepOpt = Annotated[
+    int, typer.Option("--keep", min=1, help="Runs of JOB kept in the journal (older ones pruned)")
+]
 
 
 def _finish(action: Callable[[], int]) -> None:
@@ -58,6 +94,14 @@ def run(
     emulator: EmulatorOpt = None,
     stubs: StubsOpt = None,
     limit: LimitOpt = None,
+    state_dir: StateDirOpt = None,
+    resume: ResumeOpt = False,
+    run_id: RunIdOpt = None,
+    retry_unknown: RetryUnknownOpt = False,
+    force: ForceOpt = False,
+    lock_wait: LockWaitOpt = 0.0,
+    grace: GraceOpt = 10.0,
+    keep: KeepOpt = 100,
 ) -> None:
     """Run JOB (also: `owf-run JOB`)."""
     from owf_runner import commands
@@ -65,9 +109,11 @@ def run(
 
     boundary.configure_logging(verbose)
     reporter = ConsoleReporter(quiet=quiet, verbose=verbose)
-    _finish(
-        lambda: commands.run(job, reporter, var, vars_file, emulate, emulator, stubs, limit=limit)
-    )
+    options = commands.RunOptions(
+        var, vars_file, emulate, emulator, stubs, limit,
+        state_dir, resume, run_id, retry_unknown, force, lock_wait, grace, keep,
+    )  # fmt: skip
+    _finish(lambda: commands.run(job, reporter, options))
 
 
 @app.command()
@@ -88,6 +134,32 @@ def plan(job: JobArg, var: VarOpt = [], vars_file: VarsFileOpt = None) -> None: 
     from owf_runner import commands
 
     _finish(lambda: commands.plan(job, var, vars_file))
+
+
+@app.command()
+def history(
+    job: Annotated[
+        Path | None, typer.Argument(help="Only the runs of this job file", show_default=False)
+    ] = None,
+    state_dir: StateDirOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs")] = 20,
+) -> None:
+    """Recent runs from the journal: id, job, start, duration, status, counts."""
+    from owf_runner import commands
+
+    _finish(lambda: commands.history(job, state_dir, limit))
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="A run id (see history)", show_default=False)],
+    state_dir: StateDirOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Failed items shown per step")] = 20,
+) -> None:
+    """One run: its steps, and its failed items with labels, reasons and execution ids."""
+    from owf_runner import commands
+
+    _finish(lambda: commands.show(run_id, state_dir, limit))
 
 
 @app.command()

@@ -8,27 +8,39 @@ run:       load → check → resolve → credentials + transport → execute �
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
-from owf_runner.boundary import Output, run_async
+from owf_runner.boundary import Output, run_async, to_stderr
 from owf_runner.clock import SYSTEM_CLOCK, Clock
 from owf_runner.credentials import Resolved, build_auths, mask_env_secrets, resolve_credentials
 from owf_runner.errors import ExitCode, JobError, UsageError
 from owf_runner.files import VARS_FILE, is_utf8
 from owf_runner.http import EmulatorTransport, build_client, real_transport
+from owf_runner.journal import Journal
 from owf_runner.loader import load_job
 from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan, resolve
 from owf_runner.problems import Problem
 from owf_runner.report import ConsoleReporter
-from owf_runner.runner import execute
+from owf_runner.resume import ResumeChoice
+from owf_runner.runlock import hold_run_lock
+from owf_runner.runner import Session, execute
+from owf_runner.sessions import Recorded, continuation, recorded
+from owf_runner.statedir import prepare_state_dir
+from owf_runner.stopping import Stop, on_signals
 from owf_runner.urls import emulator_url_problem
 from owf_runner.yamlfile import load_yaml
+
+MAX_SECONDS = 86400.0  # a day: --lock-wait and --grace longer than that are typos
 
 Wiring = tuple[Mapping[str, Resolved], httpx2.AsyncBaseTransport]
 
@@ -39,23 +51,84 @@ def load_plan(job: Path, variables: Mapping[str, Any] | None = None) -> Plan:
     return plan
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """`owf-run JOB`'s options, as plain values."""
+
+    var: Sequence[str] = ()
+    vars_file: Path | None = None
+    emulate: bool = False
+    emulator_url: str | None = None
+    stubs: Path | None = None
+    limit: int | None = None
+    state_dir: Path | None = None
+    resume: bool = False
+    run_id: str | None = None
+    retry_unknown: bool = False
+    force: bool = False
+    lock_wait: float = 0.0
+    grace: float = 10.0
+    keep: int = 100
+
+
 def run(
-    job: Path,
-    reporter: ConsoleReporter,
-    var: Sequence[str],
-    vars_file: Path | None,
-    emulate: bool,
-    emulator_url: str | None,
-    stubs: Path | None,
-    clock: Clock = SYSTEM_CLOCK,
-    limit: int | None = None,
+    job: Path, reporter: ConsoleReporter, options: RunOptions, clock: Clock = SYSTEM_CLOCK
 ) -> int:
-    _check_target(emulate, emulator_url, stubs)
-    plan = load_plan(job, parse_vars(var, vars_file))
-    with _wiring(plan, reporter, emulate, emulator_url, stubs) as (resolved, transport):
-        result = run_async(_execute(plan, resolved, transport, reporter, clock, limit))
-    reporter.summary(result)
-    return result.exit_code
+    _check_options(options)
+    plan = load_plan(job, parse_vars(options.var, options.vars_file))
+    state = prepare_state_dir(options.state_dir, os.environ)
+    job_path = str(plan.identity.path)
+    stop = Stop()
+    with (
+        hold_run_lock(state, plan.identity.path, options.lock_wait),
+        Journal.open(state) as journal,
+    ):
+        journal.abandon_running(job_path)  # we hold the job's lock: whoever left them died
+        with continuation(journal, state, plan, _resume_choice(options), clock) as cont:
+            if cont is None:
+                reporter.say(f"nothing to resume: the latest run of {job} succeeded", always=True)
+                return ExitCode.OK
+            if cont.resumed is not None:
+                reporter.say(f"resuming run {cont.info.id}: only what did not succeed is sent")
+            with recorded(journal, plan, cont, stop, options.limit) as record:
+                result = _run_recorded(plan, reporter, options, clock, record)
+        journal.prune(job_path, options.keep)
+    reporter.summary(result, str(job))
+    if record.ending.stopped:
+        how = "terminated" if record.ending.exit_code == ExitCode.TERMINATED else "interrupted"
+        to_stderr(f"owf-run: {how}; finish the job with: owf-run {job} --resume")
+    return record.ending.exit_code
+
+
+def _run_recorded(
+    plan: Plan, reporter: ConsoleReporter, options: RunOptions, clock: Clock, record: Recorded
+) -> RunResult:
+    target = (options.emulate, options.emulator_url, options.stubs)
+    with _wiring(plan, reporter, *target) as (resolved, transport):
+        main = _execute(plan, resolved, transport, reporter, clock, record.session, options.grace)
+        result = run_async(main)
+    record.ending.ran(result, record.session.stop)
+    return result
+
+
+def _resume_choice(options: RunOptions) -> ResumeChoice | None:
+    if not options.resume:
+        return None
+    return ResumeChoice(options.run_id, options.retry_unknown, options.force)
+
+
+def _check_options(options: RunOptions) -> None:
+    _check_target(options.emulate, options.emulator_url, options.stubs)
+    for flag, seconds in (("--lock-wait", options.lock_wait), ("--grace", options.grace)):
+        if not 0 <= seconds <= MAX_SECONDS:  # NaN fails this too
+            raise UsageError(f"{flag} expects seconds, 0 to {MAX_SECONDS:g}; got {seconds:g}")
+    for flag, given in (
+        ("--run", options.run_id),
+        ("--retry-unknown", options.retry_unknown),
+        ("--force", options.force),
+    ):
+        if given and not options.resume:
+            raise UsageError(f"{flag} goes with --resume")
 
 
 def _check_target(emulate: bool, emulator_url: str | None, stubs: Path | None) -> None:
@@ -89,12 +162,14 @@ async def _execute(
     transport: httpx2.AsyncBaseTransport,
     reporter: ConsoleReporter,
     clock: Clock,
-    limit: int | None,
+    session: Session,
+    grace: float,
 ) -> RunResult:
     redirected = isinstance(transport, EmulatorTransport)
     async with build_client(transport, redirected=redirected) as client:
         auths = build_auths(plan, resolved, client, clock)
-        return await execute(plan, client, auths, reporter, clock, limit)
+        with on_signals(session.stop, grace):
+            return await execute(plan, client, auths, reporter, clock, session)
 
 
 def validate(jobs: Sequence[Path], var: Sequence[str], vars_file: Path | None) -> int:
@@ -117,6 +192,29 @@ def plan(job: Path, var: Sequence[str], vars_file: Path | None) -> int:
     from owf_runner.dryrun import plan_text
 
     Output(sys.stdout).write(plan_text(load_plan(job, parse_vars(var, vars_file))) + "\n")
+    return ExitCode.OK
+
+
+def history(job: Path | None, state_dir: Path | None, limit: int) -> int:
+    from owf_runner.history import history_lines
+
+    with Journal.open(prepare_state_dir(state_dir, os.environ)) as journal:
+        runs = journal.runs(None if job is None else str(job.resolve()), limit)
+        Output(sys.stdout).write("\n".join(history_lines(runs, now=time.time())) + "\n")
+    return ExitCode.OK
+
+
+def show(run_id: str, state_dir: Path | None, limit: int) -> int:
+    from owf_runner.history import show_lines
+    from owf_runner.journal import PROBLEMS
+
+    with Journal.open(prepare_state_dir(state_dir, os.environ)) as journal:
+        run = journal.run(run_id)
+        if run is None:
+            raise UsageError(f"no run {run_id!r} in the journal (`owf-run history` lists them)")
+        problems = functools.partial(journal.items, run.id, statuses=PROBLEMS)
+        lines = show_lines(run, journal.steps(run.id), problems, limit)
+        Output(sys.stdout).write("\n".join(lines) + "\n")
     return ExitCode.OK
 
 

@@ -15,6 +15,11 @@ class Status(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     NOT_RUN = "not run"
+    UNKNOWN = "unknown"  # a failed invocation that may have run the flow: never re-sent by itself
+
+    @property
+    def failed(self) -> bool:
+        return self in (Status.FAILED, Status.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class ItemResult:
     response: Response | None = None
     error: str | None = None
     label: str | None = None  # the step's `label:` rendered for this item
+    restored: bool = False  # settled by an earlier run of a resumed job: not sent now
 
     @property
     def name(self) -> str:
@@ -54,7 +60,8 @@ class ItemResult:
             "item": self.item,
             "index": self.index,
             "label": self.label,
-            "status": str(self.status),
+            # Templates know two ways to fail; that the flow may have run is for the journal.
+            "status": str(Status.FAILED if self.status.failed else self.status),
             "outputs": self.outputs,
             "response": self.response.as_context() if self.response else None,
         }
@@ -76,6 +83,10 @@ class StepResult:
     items: int = 0
     failures: tuple[ItemResult, ...] = ()
     left_out: int = 0  # items a file source's `where` filtered out
+    failed_items: int = 0
+    unknown: tuple[str, ...] = ()  # invocations that may have run: how lines name them (first few)
+    unknown_count: int = 0
+    restored: bool = False  # settled by an earlier run of a resumed job: not run now
 
     @property
     def shown_status(self) -> str:

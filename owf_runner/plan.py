@@ -7,6 +7,7 @@ nothing downstream fills a gap with ``or``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,17 @@ class Plan:
     def used_credentials(self) -> list[str]:
         """Credentials some step uses: an unused org's key need not be at hand."""
         return sorted({step.org.credential for step in self.steps})
+
+
+def fields_of(steps: tuple[StepPlan, ...]) -> Iterator[Field]:
+    """Every Field of the steps: their own, and those of their sources and outputs."""
+    for step in steps:
+        for value in vars(step).values():
+            for part in value if isinstance(value, tuple) else (value,):
+                if isinstance(part, Field):
+                    yield part
+                elif dataclasses.is_dataclass(part):  # a source, an output: one level down
+                    yield from (v for v in vars(part).values() if isinstance(v, Field))
 
 
 def resolve(loaded: LoadedJob) -> Plan:

@@ -65,11 +65,12 @@ class ConsoleReporter:
             self.bars.start(step.id, total)
 
     def item_finished(self, step: StepPlan, result: ItemResult) -> None:
-        failed = result.status is Status.FAILED
+        failed = result.status.failed
         if failed:
             self.say(f"{step.id}[{result.name}]: failed: {result.error}", always=True)
         elif self.verbose:
-            self.say(f"{step.id}[{result.name}]: {result.status} ({_attempts(result.attempts)})")
+            how = "earlier; restored" if result.restored else _attempts(result.attempts)
+            self.say(f"{step.id}[{result.name}]: {result.status} ({how})")
         self._progress(step, failed)
 
     def _progress(self, step: StepPlan, failed: bool) -> None:
@@ -102,15 +103,33 @@ class ConsoleReporter:
         if result.left_out:
             items += f"{result.left_out} left out by where, "
         timing = f"{items}{_attempts(result.attempts)}, {result.seconds:.2f}s"
+        if result.restored and result.status is Status.SUCCEEDED:
+            timing = "earlier; restored from the journal, not run again"
         line = f"{step.id}: {result.shown_status} ({timing}){detail}"
         self.say(line, always=result.status is Status.FAILED)
         if self.verbose and result.response is not None:
             body = json.dumps(result.response.body, ensure_ascii=False)
             self.say(f"{step.id}: HTTP {result.response.status} {body}")
 
-    def summary(self, run: RunResult) -> None:
+    def summary(self, run: RunResult, job: str = "JOB") -> None:
         lines = [f"run {run.run_id} of {run.job_name}: {run.outcome}", *_table(run.steps)]
-        self.output.write("\n".join(lines) + "\n")
+        advice = _unknown_advice(run, job)
+        self.output.write("\n".join([*lines, advice] if advice else lines) + "\n")
+
+
+def _unknown_advice(run: RunResult, job: str) -> str | None:
+    """Which invocations may have run the flow (never sent again by themselves), and how on."""
+    count = sum(step.unknown_count for step in run.steps)
+    if not count:
+        return None
+    named = [name for step in run.steps for name in step.unknown]
+    more = f" and {count - len(named)} more" if count > len(named) else ""
+    return (
+        f"{count} {'invocation' if count == 1 else 'invocations'} may have run the flow and "
+        f"{'was' if count == 1 else 'were'} not sent again: {', '.join(named)}{more}. Check in "
+        f"Okta whether they ran; `owf-run {job} --resume --retry-unknown` sends them again "
+        f"(`owf-run show {run.run_id}` lists them)."
+    )
 
 
 def _is_terminal(stream: TextIO | None) -> bool:

@@ -7,7 +7,7 @@ import dataclasses
 import datetime
 import itertools
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol
 
 import httpx2
@@ -27,10 +27,11 @@ from owf_runner.failures import AMBIGUOUS, Failure, FailureClass, status_failure
 from owf_runner.headers import header_problem
 from owf_runner.http import URL_CACHE_SIZE, Bounds, invoke, outgoing
 from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult
-from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan
+from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan, fields_of
 from owf_runner.redaction import REDACTOR, TooDeep
 from owf_runner.retry import Pacer, with_retries
 from owf_runner.sources import LEFT_OUT, BadItem, Filtered, SourceError
+from owf_runner.stopping import Stop
 from owf_runner.templating import (
     MAX_PAYLOAD_BYTES,
     TemplateError,
@@ -42,6 +43,10 @@ from owf_runner.templating import (
 from owf_runner.urls import url_problem
 
 FAILURES_KEPT = 10  # a foreach's first failed items, kept for the summary and reports
+STOPPED_IN_FLIGHT = (
+    "in flight when the run was stopped: the flow may have run "
+    "(not re-sent; `--resume --retry-unknown` sends it again)"
+)
 MAX_LABEL = 200  # characters of an item's label in lines; a label is a name, not a payload
 
 
@@ -53,6 +58,92 @@ class Reporter(Protocol):
         self, step: StepPlan, item: str | None, failure: Failure, attempt: int, wait: float
     ) -> None: ...
     def step_finished(self, step: StepPlan, result: StepResult) -> None: ...
+
+
+class RunLog(Protocol):
+    """Where the runner records its work as it goes: the journal (NO_LOG: nowhere).
+
+    ``sending`` is awaited before an invocation's first request leaves, and returns once
+    that is on record: a crash after it leaves the item `sending`, never forgotten.
+    """
+
+    def step_started(self, step: StepPlan) -> None: ...
+    async def sending(
+        self, step: StepPlan, index: int | None, label: str | None, item: Any
+    ) -> None: ...
+    def item_finished(self, step: StepPlan, result: ItemResult) -> None: ...
+    def step_finished(self, step: StepPlan, result: StepResult) -> None: ...
+
+
+class Earlier(Protocol):
+    """What an earlier run of this job settled, when this run resumes it."""
+
+    def step(self, step: StepPlan) -> StepResult | None:
+        """The step's result if it is settled (not to be run again), else None."""
+
+    def item(self, step: StepPlan, index: int, item: Any) -> ItemResult | None:
+        """The item's result if it is settled (not to be sent again), else None."""
+
+
+class _NoLog:
+    def step_started(self, step: StepPlan) -> None:
+        pass
+
+    async def sending(
+        self, step: StepPlan, index: int | None, label: str | None, item: Any
+    ) -> None:
+        pass
+
+    def item_finished(self, step: StepPlan, result: ItemResult) -> None:
+        pass
+
+    def step_finished(self, step: StepPlan, result: StepResult) -> None:
+        pass
+
+
+class _NothingEarlier:
+    def step(self, step: StepPlan) -> StepResult | None:
+        return None
+
+    def item(self, step: StepPlan, index: int, item: Any) -> ItemResult | None:
+        return None
+
+
+NO_LOG: RunLog = _NoLog()
+NOTHING_EARLIER: Earlier = _NothingEarlier()
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """This run beyond its plan: its id, a trial limit, its journal, what it resumes, its stop."""
+
+    info: RunInfo
+    limit: int | None = None  # only the first N items of each foreach (a trial run)
+    log: RunLog = NO_LOG
+    earlier: Earlier = NOTHING_EARLIER
+    stop: Stop = dataclasses.field(default_factory=Stop)
+
+
+class _Stopped(Exception):
+    """The run was asked to stop before this try was sent."""
+
+
+@dataclasses.dataclass
+class _Tries:
+    """One invocation's tries so far, and whether its `sending` is on record."""
+
+    attempts: int = 0
+    announced: bool = False
+    in_flight: bool = False  # a try has left and has not been answered
+
+    def when_stopped(self) -> tuple[Status, str]:
+        """Stopped mid-way: unknown if a try was in flight, else failed — and safe to send
+        again: nothing left, or every try failed in a class that is retried."""
+        if self.in_flight:
+            return Status.UNKNOWN, STOPPED_IN_FLIGHT
+        if self.attempts:
+            return Status.FAILED, f"not retried: the run was stopped after {_tries(self.attempts)}"
+        return Status.FAILED, "not sent: the run was stopped first"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +161,11 @@ async def execute(
     auths: Mapping[str, httpx2.Auth],
     reporter: Reporter,
     clock: Clock,
-    limit: int | None = None,
+    session: Session | None = None,
 ) -> RunResult:
-    """Run ``plan``; ``limit``: only the first N items of each foreach (a trial run)."""
-    return await Runner(plan, client, auths, reporter, clock, limit).run()
+    """Run ``plan``: a fresh run of every step, unless ``session`` says otherwise."""
+    session = session or Session(new_run(clock))
+    return await Runner(plan, client, auths, reporter, clock, session).run()
 
 
 def new_run(clock: Clock) -> RunInfo:
@@ -90,21 +182,23 @@ class Runner:
         auths: Mapping[str, httpx2.Auth],
         reporter: Reporter,
         clock: Clock,
-        limit: int | None = None,
+        session: Session,
     ) -> None:
-        self.plan, self.client, self.auths, self.limit = plan, client, auths, limit
-        self.reporter, self.clock = reporter, clock
-        self.info = new_run(clock)
+        self.plan, self.client, self.auths, self.session = plan, client, auths, session
+        self.limit, self.log, self.stop = session.limit, session.log, session.stop
+        self.reporter, self.clock = reporter, session.stop.clock(clock)
+        self.info = session.info
         self.base = job_context(plan.vars, plan.name, self.info)
         self.states: dict[str, dict[str, Any]] = {}
         self.pacers: dict[str, Pacer] = {}
         self.good_urls: set[str] = set()  # checked once: a step's URL is the same for each item
-        self.results_read = _results_read(plan)
+        self.results_read = results_read_by(plan)
 
     async def run(self) -> RunResult:
         results: list[StepResult] = []
         stopped = False
         for step in self.plan.steps:
+            stopped = stopped or self.stop.requested
             result = StepResult(step.id, Status.NOT_RUN) if stopped else await self.run_step(step)
             results.append(result)
             self.states[step.id] = result.as_context()
@@ -112,17 +206,33 @@ class Runner:
         return RunResult(self.info.id, self.plan.name, self.info.started_at, tuple(results))
 
     async def run_step(self, step: StepPlan) -> StepResult:
+        settled = self.session.earlier.step(step)
+        if settled is not None:  # a resume: its outcome and outputs are those on record
+            ignored = settled.status is Status.FAILED and step.continue_on_error
+            settled = dataclasses.replace(settled, ignored=ignored)
+            self.reporter.step_finished(step, settled)
+            return settled
         self.reporter.step_started(step)
+        self.log.step_started(step)
         started = self.clock.monotonic()
         try:
-            result = await self._run_step(step, step_context(self.base, self.states))
+            result = await self._cancellable(
+                self._run_step(step, step_context(self.base, self.states))
+            )
         except (TemplateError, TokenEndpointUnreachable) as exc:
             result = StepResult(step.id, Status.FAILED, error=str(exc))
         ignored = result.status is Status.FAILED and step.continue_on_error
         seconds = self.clock.monotonic() - started
         result = dataclasses.replace(result, seconds=seconds, ignored=ignored)
+        self.log.step_finished(step, result)
         self.reporter.step_finished(step, result)
         return result
+
+    async def _cancellable(self, running: Coroutine[Any, Any, StepResult]) -> StepResult:
+        """Run a step as a task the stop can cancel once its grace period is over."""
+        task = asyncio.ensure_future(running)
+        with self.stop.cancellable(task):
+            return await task
 
     async def _run_step(self, step: StepPlan, context: dict[str, Any]) -> StepResult:
         if step.when is not None and not truthy(self._render(step.when, context)):
@@ -130,8 +240,18 @@ class Runner:
         if step.foreach is not None:
             return await self._foreach(step, step.foreach, context)
         item = await self._invoke(step, context)
+        self.log.item_finished(step, item)
+        unknown = item.status is Status.UNKNOWN
         return StepResult(
-            step.id, item.status, item.attempts, 0.0, item.outputs, item.response, error=item.error
+            step.id,
+            Status.FAILED if unknown else item.status,
+            item.attempts,
+            0.0,
+            item.outputs,
+            item.response,
+            error=item.error,
+            unknown=(step.id,) if unknown else (),
+            unknown_count=int(unknown),
         )
 
     def _render(self, field: Field, context: Mapping[str, Any]) -> Any:
@@ -158,7 +278,7 @@ class Runner:
         halt = asyncio.Event()
 
         async def worker() -> None:
-            while not halt.is_set():
+            while not halt.is_set() and not self.stop.requested:
                 try:
                     index, item = next(items)
                 except StopIteration:
@@ -174,13 +294,30 @@ class Runner:
                     return halt.set()
                 tally.add(result)
                 self.reporter.item_finished(step, result)
-                if result.status is Status.FAILED and step.fail_fast:
+                if result.status.failed and step.fail_fast:
                     halt.set()
 
-        await _gather_workers(worker, step.concurrency)
+        try:
+            await _gather_workers(worker, step.concurrency)
+        except asyncio.CancelledError:  # the grace period is over: what was in flight is told
+            if not self.stop.requested:
+                raise
+            _uncancel()
+        if self.stop.requested:
+            errors.append("stopped before every item had run")
         return tally.result(step, errors, 0 if filtered is None else filtered.left_out)
 
     async def _item(
+        self, step: StepPlan, context: dict[str, Any], index: int, item: Any
+    ) -> ItemResult:
+        settled = self.session.earlier.item(step, index, item)
+        if settled is not None:  # a resume: sent before (or its outcome unknown): not again
+            return settled
+        result = await self._fresh_item(step, context, index, item)
+        self.log.item_finished(step, result)
+        return result
+
+    async def _fresh_item(
         self, step: StepPlan, context: dict[str, Any], index: int, item: Any
     ) -> ItemResult:
         if isinstance(item, BadItem):  # a row the source could not read fails alone, unsent
@@ -236,13 +373,22 @@ class Runner:
         item: Any = None,
         label: str | None = None,
     ) -> ItemResult:
-        attempts = 0
+        tries = _Tries()
         name = None if index is None else str(index) if label is None else label
 
         async def attempt() -> Response:
-            nonlocal attempts
-            attempts += 1
-            return await self._send(step, request)
+            if self.stop.requested:
+                raise _Stopped
+            tries.attempts += 1
+            try:
+                return await self._send(step, request, tries, announce)
+            except Failure:
+                tries.in_flight = False  # answered, or failed in a known way
+                raise
+
+        async def announce() -> None:
+            await self.log.sending(step, index, label, item)
+            tries.announced = True
 
         try:
             request = self._build_request(step, context)
@@ -251,11 +397,26 @@ class Runner:
             outputs = self._check(step, context, response)
         except (Failure, TemplateError) as exc:
             failed = exc.response if isinstance(exc, Failure) else None
-            error = str(exc) + _not_resent_note(step, exc)
+            note = _not_resent_note(step, exc)  # a note: the flow may have run
+            status = Status.UNKNOWN if note else Status.FAILED
             return ItemResult(
-                index, item, Status.FAILED, attempts, response=failed, error=error, label=label
+                index,
+                item,
+                status,
+                tries.attempts,
+                response=failed,
+                error=str(exc) + note,
+                label=label,
             )
-        return ItemResult(index, item, Status.SUCCEEDED, attempts, outputs, response, label=label)
+        except (_Stopped, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not self.stop.requested:
+                raise
+            _uncancel()
+            status, error = tries.when_stopped()
+            return ItemResult(index, item, status, tries.attempts, error=error, label=label)
+        return ItemResult(
+            index, item, Status.SUCCEEDED, tries.attempts, outputs, response, label=label
+        )
 
     def _retry_hook(
         self, step: StepPlan, item: str | None
@@ -311,7 +472,14 @@ class Runner:
         except TemplateError as exc:
             raise self._located(field, str(exc)) from None
 
-    async def _send(self, step: StepPlan, request: Request) -> Response:
+    async def _send(
+        self,
+        step: StepPlan,
+        request: Request,
+        tries: _Tries,
+        announce: Callable[[], Awaitable[None]],
+    ) -> Response:
+        """One try; the first is put on record (``announce``) just before it leaves."""
         auth = self.auths[step.org.name]
         await ready(auth)  # a token fetch, and its waits, come before the step's deadline
         sending = outgoing(
@@ -319,6 +487,11 @@ class Runner:
         )
         pacer = self._pacer(step, request.url)
         await pacer.turn()
+        if self.stop.requested:  # stopped while it waited its turn: it has not left
+            raise _Stopped
+        if not tries.announced:
+            await announce()
+        tries.in_flight = True
         bounds = Bounds(step.timeout, step.max_response_bytes, "the step's `timeout`")
         response = await invoke(self.client, sending, bounds, auth)
         self._raise_for_status(step, response, pacer)
@@ -361,15 +534,16 @@ class _Tally:
 
     def __init__(self, keep_all: bool) -> None:
         self.keep_all = keep_all
-        self.done = self.failed = self.attempts = 0
+        self.done = self.failed = self.unknown = self.attempts = 0
         self.failures: list[ItemResult] = []
         self.kept: list[ItemResult] = []
 
     def add(self, result: ItemResult) -> None:
         self.done += 1
         self.attempts += result.attempts
-        if result.status is Status.FAILED:
+        if result.status.failed:
             self.failed += 1
+            self.unknown += result.status is Status.UNKNOWN
             if len(self.failures) < FAILURES_KEPT:
                 self.failures.append(result)
         if self.keep_all:
@@ -378,6 +552,8 @@ class _Tally:
     def result(self, step: StepPlan, errors: list[str], left_out: int) -> StepResult:
         if self.failed:
             errors = [*errors, f"{self.failed} of {self.done} items failed"]
+        if self.unknown:
+            errors[-1] += f" ({self.unknown} of them may have run the flow: not re-sent)"
         return StepResult(
             step.id,
             Status.FAILED if errors else Status.SUCCEEDED,
@@ -387,6 +563,11 @@ class _Tally:
             items=self.done,
             failures=tuple(sorted(self.failures, key=_by_index)),
             left_out=left_out,
+            failed_items=self.failed,
+            unknown=tuple(
+                f"{step.id}[{r.name}]" for r in self.failures if r.status is Status.UNKNOWN
+            ),
+            unknown_count=self.unknown,
         )
 
 
@@ -394,24 +575,13 @@ def _by_index(result: ItemResult) -> int:
     return result.index or 0
 
 
-def _results_read(plan: Plan) -> frozenset[str]:
+def results_read_by(plan: Plan) -> frozenset[str]:
     """The foreach steps whose per-item results some template reads (context.results_read)."""
     foreach_ids = frozenset(step.id for step in plan.steps if step.foreach is not None)
     if not foreach_ids:
         return foreach_ids
-    texts = (text for field in _fields(plan.steps) for _, text in template_strings(field.written))
+    texts = (text for field in fields_of(plan.steps) for _, text in template_strings(field.written))
     return results_read(texts, frozenset(step.id for step in plan.steps), foreach_ids)
-
-
-def _fields(steps: tuple[StepPlan, ...]) -> Iterator[Field]:
-    """Every Field of the steps: their own, and those of their sources and outputs."""
-    for step in steps:
-        for value in vars(step).values():
-            for part in value if isinstance(value, tuple) else (value,):
-                if isinstance(part, Field):
-                    yield part
-                elif dataclasses.is_dataclass(part):  # a source, an output: one level down
-                    yield from (v for v in vars(part).values() if isinstance(v, Field))
 
 
 def _not_resent_note(step: StepPlan, exc: Exception) -> str:
@@ -431,3 +601,15 @@ async def _gather_workers(worker: Callable[[], Coroutine[Any, Any, None]], count
     except* OwfError as errors:
         # Python raises a lone exception from except* as itself, not as a group.
         raise errors.exceptions[0] from None
+
+
+def _uncancel() -> None:
+    """The stop's own cancel (its grace period is over) is handled here: the task goes on,
+    to tell what became of what it was doing."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        task.uncancel()
+
+
+def _tries(count: int) -> str:
+    return f"{count} attempt" + ("" if count == 1 else "s")

@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
 
 from owf_runner import boundary, commands, emulation
+from owf_runner.commands import RunOptions
 from owf_runner.emulator import Emulator
 from owf_runner.errors import ExitCode
 from owf_runner.http import real_transport
@@ -359,7 +360,9 @@ def plan_and_run(
     reporter = ConsoleReporter(stream=out, verbose=True)
     with rehearsal_on(clock):
         ran = boundary.call(
-            lambda: commands.run(path, reporter, var, vars_file, True, None, stubs, clock=clock)
+            lambda: commands.run(
+                path, reporter, RunOptions(var, vars_file, True, None, stubs), clock
+            )
         )
     captured = capsys.readouterr()
     return planned, ran, captured.out + captured.err + out.getvalue()
