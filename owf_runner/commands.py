@@ -25,7 +25,7 @@ from owf_runner.credentials import Resolved, build_auths, mask_env_secrets, reso
 from owf_runner.errors import ExitCode, JobError, UsageError
 from owf_runner.files import VARS_FILE, is_utf8
 from owf_runner.http import EmulatorTransport, build_client, real_transport
-from owf_runner.journal import Journal
+from owf_runner.journal import EMULATOR, OKTA, Journal
 from owf_runner.loader import load_job
 from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan, resolve
@@ -84,7 +84,8 @@ def run(
         Journal.open(state) as journal,
     ):
         journal.abandon_running(job_path)  # we hold the job's lock: whoever left them died
-        with continuation(journal, state, plan, _resume_choice(options), clock) as cont:
+        target = EMULATOR if options.emulate or options.emulator_url else OKTA
+        with continuation(journal, state, plan, _resume_choice(options), clock, target) as cont:
             if cont is None:
                 reporter.say(f"nothing to resume: the latest run of {job} succeeded", always=True)
                 return ExitCode.OK

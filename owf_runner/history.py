@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from owf_runner.journal import (
+    EMULATOR,
     RUNNING,
     SENDING,
     STEP_INVOCATION,
@@ -43,10 +44,16 @@ def _history_row(run: RunRecord, now: float | None) -> tuple[str, ...]:
         escape_controls(run.job_name),
         _moment(run.started_at),
         _run_duration(run, now),
-        escape_controls(run.status),
+        _status(run),
         _step_counts(run),
         _item_counts(run),
     )
+
+
+def _status(run: RunRecord) -> str:
+    """A rehearsal says so: what it sent never reached Okta."""
+    status = escape_controls(run.status)
+    return f"{status} (emulated)" if run.target == EMULATOR else status
 
 
 def show_lines(
@@ -72,7 +79,7 @@ def _header(run: RunRecord) -> list[str]:
         "path": escape_controls(run.job_path),
         "started": _moment(run.started_at),
         "duration": _run_duration(run, None),
-        "status": escape_controls(run.status),
+        "status": _status(run),
         "exit code": "-" if run.exit_code is None else str(run.exit_code),
         "sessions": str(run.sessions),
         "steps": _step_counts(run),

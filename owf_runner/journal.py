@@ -53,6 +53,8 @@ MAX_PENDING: Final = 10_000  # queued rows past which a write commits at once (m
 PAGE: Final = 100  # rows read per query when streaming items (bodies: at most 6.4 MB a page)
 
 # Statuses as stored (the journal counts by them).
+OKTA: Final = "okta"  # where a run sent its requests
+EMULATOR: Final = "emulator"
 RUNNING: Final = "running"
 SUCCEEDED: Final = "succeeded"
 FAILED: Final = "failed"
@@ -81,6 +83,7 @@ class RunRecord:
     finished_at: str | None = None
     exit_code: int | None = None
     sessions: int = 1  # 1 + the number of resumes
+    target: str = "okta"  # OKTA, or EMULATOR: a rehearsal is never resumed as the real thing
     # Counted when read (ignored by begin_run).
     steps_succeeded: int = 0
     steps_failed: int = 0  # `failed` or `unknown`
@@ -130,7 +133,8 @@ _SCHEMA: Final = (
     """CREATE TABLE runs (
         id TEXT PRIMARY KEY, job_path TEXT NOT NULL, job_sha256 TEXT NOT NULL,
         job_name TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
-        status TEXT NOT NULL, exit_code INTEGER, sessions INTEGER NOT NULL)""",
+        status TEXT NOT NULL, exit_code INTEGER, sessions INTEGER NOT NULL,
+        target TEXT NOT NULL DEFAULT 'okta')""",
     "CREATE INDEX runs_by_job ON runs (job_path, started_at, id)",
     "CREATE INDEX runs_by_start ON runs (started_at, id)",
     """CREATE TABLE steps (
@@ -150,7 +154,7 @@ _SCHEMA: Final = (
 
 _SELECT_RUN: Final = (
     "SELECT id, job_path, job_sha256, job_name, started_at, finished_at, status, exit_code,"
-    " sessions FROM runs"
+    " sessions, target FROM runs"
 )
 _SELECT_STEP: Final = (
     "SELECT run_id, step_id, position, status, attempts, seconds, items, failed_items, outputs,"
@@ -162,7 +166,7 @@ _SELECT_ITEM: Final = (
 )
 _INSERT_RUN: Final = (
     "INSERT INTO runs (id, job_path, job_sha256, job_name, started_at, finished_at, status,"
-    " exit_code, sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " exit_code, sessions, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT_STEP: Final = (
     "INSERT INTO steps (run_id, step_id, position, status, attempts, seconds, items,"
@@ -274,7 +278,7 @@ class Journal:
 
     def begin_run(self, run: RunRecord) -> None:
         row = (run.id, _storable(run.job_path), run.job_sha256, run.job_name, run.started_at,
-               run.finished_at, run.status, run.exit_code, run.sessions)  # fmt: skip
+               run.finished_at, run.status, run.exit_code, run.sessions, run.target)  # fmt: skip
         self._write_now(_INSERT_RUN, row)
 
     def reopen_run(self, run_id: str) -> None:
@@ -384,10 +388,13 @@ class Journal:
     def run(self, run_id: str) -> RunRecord | None:
         return self._one_run(_SELECT_RUN + " WHERE id = ?", (run_id,))
 
-    def latest_run(self, job_path: str) -> RunRecord | None:
-        """The newest run of the job (by start time)."""
-        sql = _SELECT_RUN + " WHERE job_path = ?" + _NEWEST_FIRST + " LIMIT 1"
-        return self._one_run(sql, (_storable(job_path),))
+    def latest_run(self, job_path: str, target: str | None = None) -> RunRecord | None:
+        """The newest run of the job (by start time); only against ``target`` if given."""
+        if target is None:
+            sql = _SELECT_RUN + " WHERE job_path = ?" + _NEWEST_FIRST + " LIMIT 1"
+            return self._one_run(sql, (_storable(job_path),))
+        sql = _SELECT_RUN + " WHERE job_path = ? AND target = ?" + _NEWEST_FIRST + " LIMIT 1"
+        return self._one_run(sql, (_storable(job_path), target))
 
     def latest_unfinished(self, job_path: str) -> RunRecord | None:
         """The newest run of the job that did not succeed (what ``--resume`` continues)."""
@@ -454,7 +461,7 @@ class Journal:
         items = self._counts("SELECT status, count(*) FROM items WHERE run_id = ?", run_id)
         return RunRecord(
             id=run_id, job_path=row[1], job_sha256=row[2], job_name=row[3], started_at=row[4],
-            finished_at=row[5], status=row[6], exit_code=row[7], sessions=row[8],
+            finished_at=row[5], status=row[6], exit_code=row[7], sessions=row[8], target=row[9],
             steps_succeeded=steps.get(SUCCEEDED, 0),
             steps_failed=steps.get(FAILED, 0) + steps.get(UNKNOWN, 0),
             items_succeeded=items.get(SUCCEEDED, 0), items_failed=items.get(FAILED, 0),

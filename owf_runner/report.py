@@ -112,6 +112,8 @@ class ConsoleReporter:
             self.say(f"{step.id}: HTTP {result.response.status} {body}")
 
     def summary(self, run: RunResult, job: str = "JOB") -> None:
+        if self.quiet and run.outcome == "succeeded":  # cron mails only what went wrong
+            return
         lines = [f"run {run.run_id} of {run.job_name}: {run.outcome}", *_table(run.steps)]
         advice = _unknown_advice(run, job)
         self.output.write("\n".join([*lines, advice] if advice else lines) + "\n")

@@ -15,6 +15,8 @@ from typing import Any
 
 from owf_runner.errors import ExitCode, OwfError, UsageError
 from owf_runner.journal import (
+    EMULATOR,
+    OKTA,
     SENDING,
     STEP_INVOCATION,
     SUCCEEDED,
@@ -49,12 +51,25 @@ class ResumeChoice:
     force: bool
 
 
-def run_to_resume(journal: Journal, plan: Plan, choice: ResumeChoice) -> RunRecord | None:
-    """The run to continue; None when it (the latest, or the one named) fully succeeded."""
+def run_to_resume(
+    journal: Journal, plan: Plan, choice: ResumeChoice, target: str
+) -> RunRecord | None:
+    """The run to continue; None when it (the latest, or the one named) fully succeeded.
+
+    Only a run against the same ``target``: what a rehearsal sent to the emulator was
+    never sent to Okta, and a real run must not count it as done."""
     job = str(plan.identity.path)
-    record = journal.latest_run(job) if choice.run_id is None else journal.run(choice.run_id)
+    if choice.run_id is None:
+        record = journal.latest_run(job, target)
+    else:
+        record = journal.run(choice.run_id)
     if record is None:
         raise UsageError(_none_found(plan, choice.run_id))
+    if record.target != target:
+        raise UsageError(
+            f"run {record.id} sent its requests to {_TARGETS[record.target]}; this run sends "
+            f"to {_TARGETS[target]}: it cannot finish that one"
+        )
     if record.job_path != job:
         raise UsageError(
             f"run {choice.run_id} is a run of {_shown_path(record.job_path)}, not of {job}"
@@ -68,6 +83,9 @@ def run_to_resume(journal: Journal, plan: Plan, choice: ResumeChoice) -> RunReco
             "anyway"
         )
     return record
+
+
+_TARGETS = {OKTA: "Okta", EMULATOR: "an emulator"}
 
 
 def _none_found(plan: Plan, run_id: str | None) -> str:

@@ -16,7 +16,15 @@ from pathlib import Path
 from owf_runner.clock import Clock
 from owf_runner.context import RunInfo
 from owf_runner.errors import ExitCode, OwfError
-from owf_runner.journal import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, Journal, RunRecord
+from owf_runner.journal import (
+    FAILED,
+    INTERRUPTED,
+    OKTA,
+    RUNNING,
+    SUCCEEDED,
+    Journal,
+    RunRecord,
+)
 from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan
 from owf_runner.recording import JournalLog
@@ -32,23 +40,29 @@ class Continuation:
     info: RunInfo
     earlier: Earlier = NOTHING_EARLIER
     resumed: RunRecord | None = None
+    target: str = OKTA  # where this run sends its requests: Okta, or an emulator
 
 
 @contextlib.contextmanager
 def continuation(
-    journal: Journal, state: Path, plan: Plan, choice: ResumeChoice | None, clock: Clock
+    journal: Journal,
+    state: Path,
+    plan: Plan,
+    choice: ResumeChoice | None,
+    clock: Clock,
+    target: str,
 ) -> Iterator[Continuation | None]:
     """None when ``--resume`` finds that the run fully succeeded: nothing to do."""
     if choice is None:
-        yield Continuation(new_run(clock))
+        yield Continuation(new_run(clock), target=target)
         return
-    record = run_to_resume(journal, plan, choice)
+    record = run_to_resume(journal, plan, choice, target)
     if record is None:
         yield None
         return
     with Journal.open(state) as reader:  # its own connection: reading never commits our writes
         earlier = Resumed(reader, record, plan, choice, results_read_by(plan))
-        yield Continuation(RunInfo(record.id, record.started_at), earlier, record)
+        yield Continuation(RunInfo(record.id, record.started_at), earlier, record, target)
 
 
 @dataclass
@@ -83,7 +97,7 @@ def recorded(
     """The run on record from its start to its end, whatever the end is."""
     info = cont.info
     if cont.resumed is None:
-        journal.begin_run(_new_record(plan, info))
+        journal.begin_run(_new_record(plan, info, cont.target))
     else:
         journal.reopen_run(info.id)
     log = JournalLog(journal, info.id)
@@ -98,7 +112,7 @@ def recorded(
         journal.finish_run(info.id, run.ending.status, run.ending.exit_code, _now())
 
 
-def _new_record(plan: Plan, info: RunInfo) -> RunRecord:
+def _new_record(plan: Plan, info: RunInfo, target: str) -> RunRecord:
     return RunRecord(
         id=info.id,
         job_path=str(plan.identity.path),
@@ -106,6 +120,7 @@ def _new_record(plan: Plan, info: RunInfo) -> RunRecord:
         job_name=plan.name,
         started_at=info.started_at,
         status=RUNNING,
+        target=target,
     )
 
 

@@ -644,13 +644,30 @@ def test_stubs_need_emulate(tmp_path: Path, emulator: Emulator, cli: RunCli) -> 
     assert emulator.calls == []
 
 
-def test_quiet_prints_only_the_summary(two_orgs: Emulator, cli: RunCli) -> None:
+def test_quiet_prints_nothing_when_the_run_succeeds(two_orgs: Emulator, cli: RunCli) -> None:
     result = cli(TWO_ORGS, "--emulator", two_orgs.base_url, "--quiet")
 
-    assert result.code == 0
-    assert result.out.splitlines()[0].startswith("run ")
-    assert "started" not in result.out
-    assert _summary_row(result.out, "notify") == ["notify", "succeeded", "1"]
+    assert (result.code, result.out, result.err) == (0, "", "")
+    assert len(two_orgs.invocations()) >= 2  # it did run
+
+
+def test_quiet_prints_the_failure_and_the_summary_when_it_fails(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    emulator.set_stub("one", FlowStub(security="none"))
+    job = _none_job(tmp_path, "expect: {status: [201]}", second=True)
+
+    result = cli(str(job), "--emulator", emulator.base_url, "--quiet")
+
+    assert result.code == 1
+    lines = [
+        line.split(" ", 1)[1] if line[:4].isdigit() else line for line in result.out.splitlines()
+    ]
+    assert lines[0].startswith("one: failed (1 attempt, ")
+    assert lines[0].endswith('s): HTTP 200 (expected 201): {"n": 1}')
+    assert lines[1].startswith("run ")
+    assert lines[1].endswith(" of job: failed")
+    assert _summary_row(result.out, "two") == ["two", "not", "run", "0"]
 
 
 def test_two_orgs_with_the_same_app_share_one_token(
