@@ -148,11 +148,11 @@ def _point_at_devnull(stream: TextIO) -> None:
 
 
 def state_dir() -> Path:
-    configured = os.environ.get("OWF_STATE_DIR")
-    if configured:
-        return Path(configured)
-    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "owf-runner"
+    """Where crash logs go: the state directory the environment names (statedir.py's rules;
+    a --state-dir option is not known here, as a crash can come before options are read)."""
+    from owf_runner.statedir import state_dir as chosen
+
+    return chosen(None, os.environ)
 
 
 def write_crash_log(text: str, now: datetime.datetime | None = None) -> Path:

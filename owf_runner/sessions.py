@@ -32,6 +32,8 @@ from owf_runner.resume import ResumeChoice, Resumed, run_to_resume
 from owf_runner.runner import NOTHING_EARLIER, Earlier, Session, new_run, results_read_by
 from owf_runner.stopping import Stop
 
+PARTIAL = "partial"  # a trial run (--limit) that succeeded: `--resume` sends the rest
+
 
 @dataclass(frozen=True)
 class Continuation:
@@ -71,6 +73,7 @@ class Ending:
 
     exit_code: int = ExitCode.INTERNAL
     stopped: bool = False
+    limited: bool = False  # a trial (--limit): items may be left, which --resume sends
 
     def ran(self, result: RunResult, stop: Stop) -> None:
         self.stopped = stop.exit_code is not None
@@ -80,7 +83,9 @@ class Ending:
     def status(self) -> str:
         if self.stopped:
             return INTERRUPTED
-        return SUCCEEDED if self.exit_code == ExitCode.OK else FAILED
+        if self.exit_code != ExitCode.OK:
+            return FAILED
+        return PARTIAL if self.limited else SUCCEEDED
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ def recorded(
         journal.reopen_run(info.id)
     log = JournalLog(journal, info.id)
     run = Recorded(journal, Session(info, limit, log, cont.earlier, stop))
+    run.ending.limited = limit is not None
     try:
         yield run
     except OwfError as exc:
