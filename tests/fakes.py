@@ -36,7 +36,7 @@ from owf_runner.http import EmulatorTransport, build_client, real_transport
 from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan
 from owf_runner.report import ConsoleReporter
-from owf_runner.runner import Reporter, execute
+from owf_runner.runner import Reporter, Session, execute
 
 # What FakeClock.time() reads at fake monotonic 0: 2001-09-09 01:46:40 UTC, long past, so that
 # no wall-clock time (an assertion's iat, an HTTP Date) can ever pass for a fake one.
@@ -212,6 +212,7 @@ def run_job(
     stubs: Mapping[str, FlowStub] | None = None,
     variables: Mapping[str, Any] | None = None,
     verbose: bool = False,
+    session: Session | None = None,
 ) -> Run:
     """Run ``job`` against ``emulator`` on ``clock``; the emulator must be running.
 
@@ -229,7 +230,9 @@ def run_job(
         emulator.set_stub(flow_id, stub)
     out = io.StringIO()
     console = ConsoleReporter(stream=out, verbose=verbose)
-    result = asyncio.run(_execute(plan, resolved, emulator, reporter or console, clock))
+    result = asyncio.run(
+        _execute(plan, resolved, emulator, reporter or console, clock, session=session)
+    )
     console.summary(result)
     return Run(result, out.getvalue())
 
@@ -240,8 +243,10 @@ async def _execute(
     emulator: Emulator,
     reporter: Reporter,
     clock: FakeClock,
+    *,
+    session: Session | None = None,
 ) -> RunResult:
     transport = EmulatorTransport(emulator.base_url, clock.track(real_transport()))
     async with build_client(transport, redirected=True) as client:
         auths = build_auths(plan, resolved, client, clock)
-        return await execute(plan, client, auths, reporter, clock)
+        return await execute(plan, client, auths, reporter, clock, session)
