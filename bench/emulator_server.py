@@ -1,6 +1,7 @@
 """The project's Okta emulator in a process of its own, for the benchmarks.
 
-    python bench/emulator_server.py --client-id ID --kid KID --public-key KEY.json [--rate-limit N]
+    python bench/emulator_server.py --client-id ID --kid KID --public-key KEY.json
+        [--rate-limit N] [--fail-after N]
 
 Prints one JSON line, {"url": "http://127.0.0.1:PORT"}, then reads commands on stdin, one a line,
 and answers each with one JSON line on stdout:
@@ -8,9 +9,10 @@ and answers each with one JSON line on stdout:
     reset   forget the tally                      -> {"ok": true}
     stats   what was invoked since the last reset -> {"flows": {...}, "tokens": N, "peak_rss_mb": F}
 
-End of input stops the server. Flows: `echo` answers at once, `slow` after 50 ms; both ask for
-OAuth 2.0. The emulator keeps no call record (`keep_calls=0`): its memory stays flat over
-100,000 calls, and the tally is all the benchmark needs.
+End of input stops the server. Flows: `echo` answers at once (with --fail-after N: only its
+first N calls; later ones get a 400), `slow` after 50 ms; both ask for OAuth 2.0. The emulator
+keeps no call record (`keep_calls=0`): its memory stays flat over 100,000 calls, and the tally
+is all the benchmark needs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ from owf_runner.emulator import Emulator, Fault, FlowStub, RecordedCall
 SLOW_FLOW_DELAY = 0.05
 # A fault that never runs out: every call to the slow flow is answered normally, late.
 _ALWAYS_LATE = Fault(times=2**62, delay=SLOW_FLOW_DELAY)
+REFUSED = 400  # a client error: owf-run fails the item at once, without retrying it
+
+
+def _echo_faults(fail_after: int | None) -> tuple[Fault, ...]:
+    """None: none. Else the first `fail_after` calls are answered normally, every later one
+    is refused (the faults are consumed in order)."""
+    if fail_after is None:
+        return ()
+    refused = Fault(times=2**62, status=REFUSED)
+    return (refused,) if fail_after == 0 else (Fault(times=fail_after), refused)
 
 
 @dataclass
@@ -88,7 +100,7 @@ def build_emulator(options: argparse.Namespace, tally: Tally) -> Emulator:
     emulator.rate_limit = options.rate_limit
     public_key = json.loads(Path(options.public_key).read_text())
     emulator.register_client(options.client_id, options.kid, public_key)
-    emulator.set_stub("echo", FlowStub(security="oauth2"))
+    emulator.set_stub("echo", FlowStub(security="oauth2", faults=_echo_faults(options.fail_after)))
     emulator.set_stub("slow", FlowStub(security="oauth2", faults=(_ALWAYS_LATE,)))
     return emulator
 
@@ -113,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kid", required=True)
     parser.add_argument("--public-key", required=True, help="the client's public JWK (JSON file)")
     parser.add_argument("--rate-limit", type=int, default=None, help="invocations/s per flow")
+    parser.add_argument("--fail-after", type=int, default=None, help="echo: 400 after N calls")
     return parser.parse_args(argv)
 
 

@@ -6,8 +6,18 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from harness import OKTA_RATE, Bench, Trial, interleave
+from harness import (
+    OKTA_RATE,
+    REFUSED,
+    Bench,
+    BenchError,
+    EmulatorKind,
+    Trial,
+    interleave,
+    journaled_items,
+)
 from table import (
     INFO,
     Row,
@@ -25,6 +35,7 @@ POOL_CONCURRENCY = 30
 PACED_CONCURRENCY = 10  # more workers than pacing allows: the pacing, not the pool, sets the pace
 CSV_CONCURRENCY = 50
 RSS_LIMIT_MB = 150
+JOURNAL_RATE_LIMIT = 0.9  # with the journal, at least this share of the items/s without it
 LINEAR_SIZES = (100, 1000, 5000)
 # A per-step cost under this counts as this much when judging linearity: a fast command's
 # tiny slopes are mostly noise.
@@ -38,6 +49,7 @@ class Sizes:
     paced_items: int = 60
     csv_rows: int = 100_000
     plan_steps: tuple[int, ...] = LINEAR_SIZES
+    resume_tail: int = 1000  # (g): items of the CSV a resume still has to send
 
     def scaled(self, factor: float) -> Sizes:
         def size(n: int, least: int = 10) -> int:
@@ -49,6 +61,7 @@ class Sizes:
             size(self.paced_items, 5),
             size(self.csv_rows, 100),
             tuple(size(n) for n in self.plan_steps),
+            size(self.resume_tail),
         )
 
 
@@ -145,7 +158,7 @@ def pool(bench: Bench, options: Options) -> list[Row]:
 def paced(bench: Bench, options: Options) -> list[Row]:
     items = options.sizes.paced_items
     job = foreach_job(bench.folder, "echo", items, PACED_CONCURRENCY, rate_limit=None)
-    emulator = bench.emulator(rate_limit=OKTA_RATE)
+    emulator = bench.emulator(EmulatorKind(rate_limit=OKTA_RATE))
     trial = bench.trial(emulator, "echo", items, bench.owf_job(job, emulator))
     ideal = (items - 1) / OKTA_RATE  # evenly spaced calls: one interval fewer than calls
     ratio = trial.span / ideal
@@ -167,19 +180,33 @@ def paced(bench: Bench, options: Options) -> list[Row]:
 
 
 def big_csv(bench: Bench, options: Options) -> list[Row]:
+    """owf-run as it is (every item journaled), owf-run without the journal's records, and
+    the plain loop, taking turns."""
     rows = options.sizes.csv_rows
     job, data = csv_job(bench.folder, rows, CSV_CONCURRENCY)
     emulator = bench.emulator()
     bench.prepare_baselines()
     loop_argv = bench.baseline("csv", emulator.url, str(data), str(CSV_CONCURRENCY))
-    owf, loop = interleave(
+    owf, bare, loop = interleave(
         [
             lambda: bench.trial(emulator, "echo", rows, bench.owf_job(job, emulator)),
+            lambda: bench.trial(
+                emulator, "echo", rows, bench.owf_job(job, emulator, journal=False)
+            ),
             lambda: bench.trial(emulator, "echo", rows, loop_argv),
         ],
         rounds=1,
     )
-    return _csv_rows(f"(d) {label(rows)} CSV rows x{CSV_CONCURRENCY}", rows, owf[0], loop[0])
+    _check_journaled(owf[0], rows, "owf-run")
+    _check_journaled(bare[0], 0, "owf-run without the journal's records")
+    name = f"(d) {label(rows)} CSV rows x{CSV_CONCURRENCY}"
+    return _csv_rows(name, rows, owf[0], loop[0]) + _journal_rows(name, rows, owf[0], bare[0])
+
+
+def _check_journaled(trial: Trial, expected: int, who: str) -> None:
+    """The comparison is only what it says if one side journaled every item, the other none."""
+    if trial.journaled != expected:
+        raise BenchError(f"{who}: its journal holds {trial.journaled:,} items, not {expected:,}")
 
 
 def _csv_rows(name: str, rows: int, owf: Trial, loop: Trial) -> list[Row]:
@@ -202,6 +229,30 @@ def _csv_rows(name: str, rows: int, owf: Trial, loop: Trial) -> list[Row]:
             times(rss / loop.peak_rss_mb),
             f"<= {RSS_LIMIT_MB} MB",
             verdict(rss <= RSS_LIMIT_MB),
+        ),
+    ]
+
+
+def _journal_rows(name: str, rows: int, owf: Trial, bare: Trial) -> list[Row]:
+    """What the journal costs: the same run with it (owf-run as it is) and without it."""
+    owf_rate, bare_rate = rows / owf.seconds, rows / bare.seconds
+    rate_ratio = owf_rate / bare_rate
+    return [
+        Row(
+            f"{name}: items/s, journal vs none",
+            per_second(owf_rate),
+            per_second(bare_rate),
+            times(rate_ratio),
+            f">= {JOURNAL_RATE_LIMIT}x",
+            verdict(rate_ratio >= JOURNAL_RATE_LIMIT),
+        ),
+        Row(
+            f"{name}: peak RSS, journal vs none",
+            megabytes(owf.peak_rss_mb),
+            megabytes(bare.peak_rss_mb),
+            times(owf.peak_rss_mb / bare.peak_rss_mb),
+            f"<= {RSS_LIMIT_MB} MB",
+            verdict(owf.peak_rss_mb <= RSS_LIMIT_MB),
         ),
     ]
 
@@ -288,6 +339,58 @@ def _bare_python() -> list[str]:
     return [sys.executable, "-c", "pass"]
 
 
+# -- (g) resuming a big CSV ----------------------------------------------------------------
+
+
+def resume(bench: Bench, options: Options) -> list[Row]:
+    """`--resume` of a CSV run whose last items failed, against a fresh run of only those
+    items: the difference is what skipping the items that succeeded costs."""
+    rows, tail = options.sizes.csv_rows, options.sizes.resume_tail
+    job, _ = csv_job(bench.folder, rows, CSV_CONCURRENCY)
+    small_job, _ = csv_job(bench.folder, tail, CSV_CONCURRENCY)
+    settled = _failed_tail_run(bench, job, rows, tail)
+    emulator = bench.emulator()
+    resumed, fresh = interleave(
+        [
+            lambda: bench.trial(
+                emulator,
+                "echo",
+                tail,
+                bench.owf_job(job, emulator, "--resume"),
+                bench.copy_state(settled),  # each round resumes the same failed run
+            ),
+            lambda: bench.trial(emulator, "echo", tail, bench.owf_job(small_job, emulator)),
+        ],
+        options.rounds,
+    )
+    return _resume_rows(rows, tail, _walls(resumed), _walls(fresh))
+
+
+def _failed_tail_run(bench: Bench, job: Path, rows: int, tail: int) -> Path:
+    """The state directory of a run of `job` whose last `tail` calls were refused (exit 1)."""
+    _progress(f"(g) a run of {label(rows)} rows, the last {label(tail)} refused")
+    failing = bench.emulator(EmulatorKind(fail_after=rows - tail))
+    state = bench.new_state()
+    bench.run(bench.owf_job(job, failing), state, exit_code=1)
+    stats = failing.flow("echo")
+    statuses = {} if stats is None else stats.statuses
+    wanted = {200: rows - tail, REFUSED: tail}
+    if statuses != wanted or journaled_items(state) != rows - tail:
+        raise BenchError(f"(g)'s first run: the emulator answered {statuses}, not {wanted}")
+    return state
+
+
+def _resume_rows(rows: int, tail: int, resumed: list[float], fresh: list[float]) -> list[Row]:
+    skipped = rows - tail
+    name = f"(g) --resume of {label(rows)} rows, {label(tail)} left"
+    skip_rates = [skipped / (a - b) for a, b in zip(resumed, fresh, strict=True) if a > b]
+    rate = per_second(median(skip_rates)) if skip_rates else "too fast to tell"
+    return [
+        _time_row(f"{name}: whole process vs a fresh {label(tail)}-row run", resumed, fresh),
+        Row(f"{name}: items skipped/s", rate, "", "", INFO, INFO),
+    ]
+
+
 WORKLOADS: dict[str, Callable[[Bench, Options], list[Row]]] = {
     "a": chained,
     "b": pool,
@@ -295,4 +398,5 @@ WORKLOADS: dict[str, Callable[[Bench, Options], list[Row]]] = {
     "d": big_csv,
     "e": load_and_plan,
     "f": help_text,
+    "g": resume,
 }

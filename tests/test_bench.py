@@ -51,7 +51,7 @@ def test_bench_refuses_an_unknown_workload() -> None:
     done = _bench("--only", "a,x")
 
     assert done.returncode == 2
-    assert done.stderr.endswith("run.py: error: --only: unknown x (known: a, b, c, d, e, f)\n")
+    assert done.stderr.endswith("run.py: error: --only: unknown x (known: a, b, c, d, e, f, g)\n")
 
 
 def _invoke_echo(emulator: Emulator, times: int) -> None:
