@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 from collections import Counter
@@ -21,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from owf_runner.emulator import Emulator, Fault, FlowStub
-from tests.conftest import Cli
+from owf_runner.runlock import lock_path
+from tests.conftest import Cli, pem, rsa_key
 from tests.processes import Finished, Running, owf_run, started
 
 HANG = 30.0  # seconds a flow takes to answer the call a test kills at: it never does in time
@@ -202,3 +204,196 @@ def test_a_killed_run_resumes_sending_each_item_once_and_the_in_flight_ones_only
     assert lines(final.out) == [f"nothing to resume: the latest run of {rig.job} succeeded"]
     assert rig.sent() == once(ITEMS) + once(in_flight)
     assert run_status(rig.state, run_id) == ("succeeded", 0, 3)
+
+
+# -- 2. one run of a job at a time ---------------------------------------------------------------
+
+
+def oauth_job() -> str:
+    return """version: 1
+orgs:
+  acme: {domain: acme.okta.com, credential: jwt}
+credentials:
+  jwt: {type: private_key_jwt, client_id: 0oaX, key_id: kid-x, private_key: {env: OWF_TEST_KEY}}
+steps:
+  - id: hold
+    flow: https://acme.workflows.okta.com/api/flo/hold/invoke
+    payload: {item: hold}
+"""
+
+
+@pytest.fixture
+def oauth_rig(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Rig:
+    key = rsa_key()
+    monkeypatch.setenv("OWF_TEST_KEY", pem(key))
+    rig.emulator.register_client("0oaX", "kid-x", key.as_dict(private=False))
+    rig.write(oauth_job())
+    return rig
+
+
+def test_a_second_run_while_the_first_holds_the_lock_exits_5_sending_nothing(
+    oauth_rig: Rig,
+) -> None:
+    rig = oauth_rig
+    rig.emulator.set_stub("hold", FlowStub(faults=(Fault(delay=HANG),)))
+    with rig.start() as first:
+        first.await_event(lambda: bool(rig.emulator.invocations()), "the first run's request")
+        calls = len(rig.emulator.calls)  # its token request and its invocation
+
+        second = rig.run()
+
+        assert first.process.poll() is None, "the second run did not wait for the first"
+    assert second.code == 5, second.out + second.err
+    assert re.fullmatch(
+        rf"owf-run: another run of {re.escape(str(rig.job))} is in progress \(pid {first.pid}, "
+        r"since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\); wait for it, or pass --lock-wait SECONDS\n",
+        second.err,
+    ), second.err
+    assert second.out == ""
+    assert len(rig.emulator.calls) == calls == 2, (
+        "the second run sent nothing, not even for a token"
+    )
+
+
+def test_lock_wait_runs_once_a_killed_holder_is_gone(oauth_rig: Rig) -> None:
+    rig = oauth_rig
+    rig.emulator.set_stub("hold", FlowStub(faults=(Fault(delay=HANG),)))
+    lock = lock_path(rig.state, rig.job)
+    with rig.start() as first, contextlib.ExitStack() as stack:
+        first.await_event(lambda: bool(rig.emulator.invocations()), "the first run's request")
+        waiting = stack.enter_context(rig.start("--lock-wait", "30"))
+        waiting.await_event(lambda: waiting.has_open(lock), "the second run to try the lock")
+
+        first.killed()  # the kernel drops its lock: nothing stale is left to block the next
+        done = waiting.finish()
+
+    assert done.code == 0, done.out + done.err
+    assert rig.received("hold") == [b'{"item":"hold"}'] * 2
+    assert len(rig.emulator.token_requests()) == 2
+    runs = query(rig.state, "SELECT status, exit_code FROM runs ORDER BY sessions, status")
+    assert sorted(runs, key=str) == [("interrupted", None), ("succeeded", 0)]
+
+
+# -- 3 and 4. SIGTERM and SIGINT ------------------------------------------------------------------
+
+SIGNALS = pytest.mark.parametrize(
+    ("signum", "code", "word"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+    ids=["SIGTERM", "SIGINT"],
+)
+
+
+@SIGNALS
+def test_a_signal_lets_the_request_in_flight_finish_within_the_grace_and_resume_finishes(
+    rig: Rig, signum: int, code: int, word: str
+) -> None:
+    rig.write(foreach_job(items=ITEMS[:8]))
+    # The third call takes a moment to answer, far less than the grace period.
+    rig.emulator.set_stub("each", open_stub(Fault(times=2), Fault(delay=0.3)))
+    with rig.start("--grace", "30") as child:
+        child.await_event(rig.calls(3), "the third item's request")
+        child.send(signum)
+        stopped = child.finish()
+
+    assert stopped.code == code, stopped.out + stopped.err
+    assert stopped.err == f"owf-run: {word}; finish the job with: owf-run {rig.job} --resume\n"
+    assert "may have run the flow" not in stopped.out
+    run_id = only_run(rig.state)
+    statuses = item_statuses(rig.state, run_id)
+    assert statuses["i02"] == "succeeded", "the request in flight was let finish"
+    assert set(statuses.values()) <= {"succeeded", "failed"}, statuses  # nothing unknown
+    assert run_status(rig.state, run_id) == ("interrupted", code, 1)
+
+    resumed = rig.run("--resume")
+
+    assert resumed.code == 0, resumed.out + resumed.err
+    assert rig.sent() == once(ITEMS[:8])
+    assert item_statuses(rig.state, run_id) == dict.fromkeys(ITEMS[:8], "succeeded")
+
+
+@SIGNALS
+def test_a_signal_with_a_short_grace_leaves_the_hanging_request_unknown(
+    rig: Rig, signum: int, code: int, word: str
+) -> None:
+    rig.write(foreach_job(items=ITEMS[:4]))
+    rig.emulator.set_stub("each", hang_at(3))
+    with rig.start("--grace", "0.2") as child:
+        child.await_event(rig.calls(3), "the hanging request")
+        child.send(signum)
+        stopped = child.finish()
+
+    assert stopped.code == code, stopped.out + stopped.err
+    run_id = only_run(rig.state)
+    assert stopped.out.splitlines()[-1] == unknown_advice(rig, run_id, ["each[i02]"])
+    assert stopped.err == f"owf-run: {word}; finish the job with: owf-run {rig.job} --resume\n"
+    assert item_statuses(rig.state, run_id) == {
+        "i00": "succeeded",
+        "i01": "succeeded",
+        "i02": "unknown",
+    }
+    assert rig.sent() == once(ITEMS[:3])
+
+
+# -- 5. a changed job file ----------------------------------------------------------------------
+
+
+def test_resuming_after_the_job_file_changed_is_refused_unless_forced(rig: Rig) -> None:
+    rig.write(foreach_job(items=ITEMS[:4]))
+    rig.emulator.set_stub("each", open_stub(Fault(status=400)))  # i00 fails: the flow did not run
+    assert rig.run().code == 1
+    run_id = only_run(rig.state)
+    rig.write(rig.job.read_text() + "# edited since\n")
+
+    refused = rig.run("--resume")
+
+    assert refused.code == 3, refused.out + refused.err
+    assert refused.err == (
+        f"owf-run: {rig.job.resolve()} has changed since run {run_id}: resuming could send what "
+        "that run would not have; run the job afresh (without --resume), or pass --force to "
+        "resume anyway\n"
+    )
+    assert rig.sent() == once(ITEMS[:4]), "nothing sent"
+
+    forced = rig.run("--resume", "--force")
+
+    assert forced.code == 0, forced.out + forced.err
+    assert rig.sent() == once(ITEMS[:4]) + once(["i00"])
+    assert run_status(rig.state, run_id) == ("succeeded", 0, 2)
+
+
+# -- 8. which run --resume continues -----------------------------------------------------------
+
+
+def test_resume_run_continues_the_older_run_it_names(rig: Rig) -> None:
+    rig.write(foreach_job(items=ITEMS[:4]))
+    # The first run's first call fails (i00), the second run's second (i01).
+    rig.emulator.set_stub("each", open_stub(Fault(status=400), Fault(times=4), Fault(status=400)))
+    assert rig.run().code == 1
+    older = only_run(rig.state)
+    assert rig.run().code == 1
+
+    resumed = rig.run("--resume", "--run", older)
+
+    assert resumed.code == 0, resumed.out + resumed.err
+    assert lines(resumed.out)[0] == f"resuming run {older}: only what did not succeed is sent"
+    assert rig.sent() == once(ITEMS[:4], 2) + once(["i00"])
+    assert item_statuses(rig.state, older) == dict.fromkeys(ITEMS[:4], "succeeded")
+
+
+USAGE_ERRORS = {
+    ("--resume", "--run", "nope"): "no run 'nope' in the journal (`owf-run history` lists them)",
+    ("--retry-unknown",): "--retry-unknown goes with --resume",
+    ("--run", "nope"): "--run goes with --resume",
+}
+
+
+def test_resume_usage_errors_exit_2_sending_nothing(rig: Rig) -> None:
+    rig.write(foreach_job(items=ITEMS[:2]))
+    rig.emulator.set_stub("each", open_stub())
+    with contextlib.ExitStack() as stack:  # side by side: each only reads its arguments
+        children = {args: stack.enter_context(rig.start(*args)) for args in USAGE_ERRORS}
+        refused = {args: child.finish() for args, child in children.items()}
+
+    for args, message in USAGE_ERRORS.items():
+        assert refused[args] == Finished(2, "", f"owf-run: {message}\n"), args
+    assert rig.emulator.calls == []
