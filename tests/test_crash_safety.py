@@ -12,18 +12,21 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
 from owf_runner.emulator import Emulator, Fault, FlowStub
+from owf_runner.history import UNKNOWN_OUTCOME
 from owf_runner.runlock import lock_path
-from tests.conftest import Cli, pem, rsa_key
+from tests.conftest import Cli, encodings, pem, rsa_key
 from tests.processes import Finished, Running, owf_run, started
 
 HANG = 30.0  # seconds a flow takes to answer the call a test kills at: it never does in time
@@ -147,6 +150,39 @@ def unknown_advice(rig: Rig, run_id: str, names: list[str]) -> str:
     )
 
 
+VARYING = {  # what differs from run to run in `history` and `show` lines
+    "<moment>": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ",
+    "<duration> ": r"\d+\.\ds *",  # and its padding
+    "<seconds>": r"\d+\.\d\ds",
+}
+
+
+def assert_lines(text: str, expected: list[str]) -> None:
+    """``text`` is ``expected`` line for line, but for the VARYING parts."""
+    patterns = []
+    for line in expected:
+        pattern = re.escape(line)
+        for token, varying in VARYING.items():
+            pattern = pattern.replace(re.escape(token), varying)
+        patterns.append(pattern)
+    got = text.splitlines()
+    matched = len(got) == len(patterns) and all(map(re.fullmatch, patterns, got))
+    assert matched, "\n".join(["got:", *got, "expected:", *expected])
+
+
+def show_header(rig: Rig, run_id: str, *, status: str, code: int, sessions: int) -> list[str]:
+    return [
+        f"run {run_id}",
+        "  job:       job",
+        f"  path:      {rig.job.resolve()}",
+        "  started:   <moment>",
+        "  duration:  <duration> ",
+        f"  status:    {status} (emulated)",
+        f"  exit code: {code}",
+        f"  sessions:  {sessions}",
+    ]
+
+
 # -- 1. kill -9 mid-foreach ---------------------------------------------------------------------
 
 
@@ -159,12 +195,16 @@ def test_a_killed_run_resumes_sending_each_item_once_and_the_in_flight_ones_only
     with rig.start() as first:
         first.await_event(rig.calls(3 + concurrency), "every worker to have a request in flight")
         assert first.killed().code == -signal.SIGKILL
-    in_flight = sorted(json.loads(call.body)["item"] for call in rig.emulator.calls[3:])
+    # Concurrent requests arrive in any order: the emulator says which were answered.
+    answered, in_flight = (
+        sorted(json.loads(call.body)["item"] for call in calls)
+        for calls in (rig.emulator.calls[:3], rig.emulator.calls[3:])
+    )
     if concurrency == 1:
         assert in_flight == ["i03"]
     run_id = only_run(rig.state)
     assert item_statuses(rig.state, run_id) == {
-        **dict.fromkeys(ITEMS[:3], "succeeded"),
+        **dict.fromkeys(answered, "succeeded"),
         **dict.fromkeys(in_flight, "sending"),
     }
     assert run_status(rig.state, run_id) == ("running", None, 1)
@@ -182,15 +222,23 @@ def test_a_killed_run_resumes_sending_each_item_once_and_the_in_flight_ones_only
             f"each[{item}]: failed: not re-sent: its outcome is unknown since run {run_id} "
             "(in flight when the run stopped); `--retry-unknown` sends it again"
         ) in lines(resumed.out)
+    ok = len(ITEMS) - concurrency
     shown = cli("show", run_id)
     assert shown.code == 0
-    assert shown.out.splitlines()[-len(in_flight) - 1 :] == [
-        "each: items that did not succeed",
-        *(
-            f"  {item}: outcome unknown (the run stopped while it was in flight)"
-            for item in in_flight
-        ),
-    ]
+    assert_lines(
+        shown.out,
+        [
+            *show_header(rig, run_id, status="failed", code=1, sessions=2),
+            "  steps:     1 failed",
+            f"  items:     {ok} ok, {concurrency} unknown",
+            "",
+            "STEP  STATUS  ATTEMPTS  ITEMS          TIME",
+            f"each  failed  {ok:<8}  12 ({concurrency} failed)  <seconds>",
+            "",
+            "each: items that did not succeed",
+            *(f"  {item}: {UNKNOWN_OUTCOME}" for item in in_flight),
+        ],
+    )
 
     retried = rig.run("--resume", "--retry-unknown")
 
@@ -204,6 +252,14 @@ def test_a_killed_run_resumes_sending_each_item_once_and_the_in_flight_ones_only
     assert lines(final.out) == [f"nothing to resume: the latest run of {rig.job} succeeded"]
     assert rig.sent() == once(ITEMS) + once(in_flight)
     assert run_status(rig.state, run_id) == ("succeeded", 0, 3)
+    assert_lines(
+        cli("history").out,
+        [
+            "RUN                      JOB  STARTED               DURATION  STATUS"
+            "                STEPS  ITEMS",
+            f"{run_id}  job  <moment>  <duration>  succeeded (emulated)  1 ok   12 ok",
+        ],
+    )
 
 
 # -- 2. one run of a job at a time ---------------------------------------------------------------
@@ -397,3 +453,219 @@ def test_resume_usage_errors_exit_2_sending_nothing(rig: Rig) -> None:
     for args, message in USAGE_ERRORS.items():
         assert refused[args] == Finished(2, "", f"owf-run: {message}\n"), args
     assert rig.emulator.calls == []
+
+
+# -- 6 and 9. secret outputs: never journaled, so a resume runs their step again or refuses -------
+
+
+def secret_job(idempotent: bool) -> str:
+    return f"""version: 1
+orgs:
+  acme: {{domain: acme.okta.com, credential: jwt}}
+  hooks: {{domain: hooks.okta.com, credential: hook}}
+credentials:
+  jwt: {{type: private_key_jwt, client_id: 0oaX, key_id: kid-x, private_key: {{env: OWF_TEST_KEY}}}}
+  hook: {{type: client_token, token: {{env: OWF_TEST_HOOK_TOKEN}}}}
+defaults:
+  rate_limit: 1000/s
+steps:
+  - id: login
+    org: acme
+    flow: https://acme.workflows.okta.com/api/flo/login/invoke
+    idempotent: {str(idempotent).lower()}
+    payload: {{item: login}}
+    outputs:
+      session: {{value: "{{{{ response.body.session }}}}", secret: true}}
+      user: "{{{{ response.body.user }}}}"
+  - id: use
+    org: hooks
+    flow: https://hooks.workflows.okta.com/api/flo/use/invoke
+    payload:
+      item: use
+      session: "{{{{ steps.login.outputs.session }}}}"
+      user: "{{{{ steps.login.outputs.user }}}}"
+"""
+
+
+@dataclass(frozen=True)
+class Canaries:
+    session: str  # a secret output's value
+    client_token: str
+    private_key: str
+
+
+# A server that echoes what it was sent: the secret comes back in a failure's body.
+ECHO_REFUSAL = Fault(status=400, body={"echo": "{{ request.body.session }}"})
+
+
+@pytest.fixture
+def canaries(oauth_rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Canaries:
+    tag = secrets.token_hex(8)
+    found = Canaries(f"canary/séance+{tag}", f"ct+{tag}/tok=", os.environ["OWF_TEST_KEY"])
+    monkeypatch.setenv("OWF_TEST_HOOK_TOKEN", found.client_token)
+    oauth_rig.emulator.register_client_token(found.client_token)
+    body = {"session": found.session, "user": "00u1"}
+    oauth_rig.emulator.set_stub("login", FlowStub(body=body))
+    return found
+
+
+def use_payload(canaries: Canaries) -> bytes:
+    return json.dumps(
+        {"item": "use", "session": canaries.session, "user": "00u1"},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+
+
+def test_resume_refuses_to_repeat_a_step_that_is_not_idempotent_for_its_secret_output(
+    oauth_rig: Rig, canaries: Canaries
+) -> None:
+    rig = oauth_rig
+    rig.write(secret_job(idempotent=False))
+    rig.emulator.set_stub("use", FlowStub(security="client_token", faults=(ECHO_REFUSAL,)))
+    assert rig.run().code == 1
+    calls = len(rig.emulator.calls)
+
+    refused = rig.run("--resume")
+
+    assert refused.code == 3, refused.out + refused.err
+    assert refused.err == (
+        "owf-run: step use still has to run and may use the secret outputs of step login, which "
+        "the journal does not keep; running it again would repeat it, and it is not "
+        "`idempotent: true`: run the job afresh, or mark login idempotent if it is safe to "
+        "repeat\n"
+    )
+    assert len(rig.emulator.calls) == calls, "nothing sent"
+
+
+def test_resume_runs_an_idempotent_step_again_for_its_secret_output_which_is_never_stored(
+    oauth_rig: Rig, canaries: Canaries, cli: RunCli
+) -> None:
+    rig = oauth_rig
+    rig.write(secret_job(idempotent=True))
+    hang = Fault(delay=HANG)
+    rig.emulator.set_stub("use", FlowStub(security="client_token", faults=(ECHO_REFUSAL, hang)))
+    assert rig.run().code == 1
+    assert (len(rig.received("login")), len(rig.received("use"))) == (1, 1)
+    with rig.start("--resume") as second:
+        second.await_event(lambda: len(rig.received("use")) == 2, "the resumed step's request")
+        second.killed()  # with the WAL as it is mid-run: a secret must not be in it either
+    assert (len(rig.received("login")), len(rig.received("use"))) == (2, 2)
+    assert (rig.state / "runs.sqlite3-wal").stat().st_size > 0
+    assert_no_canary(files_under(rig.state), rig.emulator, canaries)
+
+    done = rig.run("--resume", "--retry-unknown")
+
+    assert done.code == 0, done.out + done.err
+    assert (len(rig.received("login")), len(rig.received("use"))) == (3, 3)
+    assert rig.received("use") == [use_payload(canaries)] * 3
+    run_id = only_run(rig.state)
+    assert query(rig.state, "SELECT step_id, outputs FROM steps WHERE run_id = ?", run_id) == [
+        ("login", '{"user": "00u1"}'),
+        ("use", "{}"),
+    ]
+    printed: list[Cli | Finished] = [cli("history"), cli("show", run_id)]
+    printed.append(owf_run(["show", run_id], rig.env))
+    assert_no_canary([*files_under(rig.state), *printed], rig.emulator, canaries)
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+def assert_no_canary(
+    places: Sequence[Path | Cli | Finished], emulator: Emulator, canaries: Canaries
+) -> None:
+    """No form of any secret (conftest.encodings) in the files' raw bytes or printed text."""
+    issued = [call.headers["authorization"].split()[1] for call in emulator.invocations("login")]
+    assertions = [
+        parse_qs(call.body.decode())["client_assertion"][0] for call in emulator.token_requests()
+    ]
+    forms = {
+        form.encode()
+        for secret in (*vars(canaries).values(), *issued, *assertions)
+        for form in encodings(secret)
+    }
+    for place in places:
+        data = place.read_bytes() if isinstance(place, Path) else (place.out + place.err).encode()
+        leaked = [form for form in forms if form in data]
+        assert not leaked, f"{place}: {leaked[:3]}"
+
+
+# -- 7. restored outputs render the same ------------------------------------------------------
+
+
+def outputs_job() -> str:
+    return f"""version: 1
+vars:
+  names: [{", ".join(ITEMS[:4])}]
+orgs:
+  local: {{domain: acme.okta.com, credential: open}}
+{OPEN}defaults:
+  rate_limit: 1000/s
+steps:
+  - id: create
+    flow: https://acme.workflows.okta.com/api/flo/create/invoke
+    payload: {{item: create}}
+    outputs:
+      user_id: "{{{{ response.body.id }}}}"
+      groups: "{{{{ response.body.groups }}}}"
+  - id: each
+    flow: https://acme.workflows.okta.com/api/flo/each/invoke
+    foreach: "{{{{ vars.names }}}}"
+    label: "{{{{ item }}}}"
+    payload:
+      item: "{{{{ item }}}}"
+      user: "{{{{ steps.create.outputs.user_id }}}}"
+      groups: "{{{{ steps.create.outputs.groups }}}}"
+      answered: "{{{{ steps.create.response.body.id }}}}"
+      status: "{{{{ steps.create.response.status }}}}"
+      run: "{{{{ run.id }}}}"
+"""
+
+
+def test_a_resume_renders_the_restored_outputs_of_a_step_as_the_run_did(
+    rig: Rig, cli: RunCli
+) -> None:
+    rig.write(outputs_job())
+    answer = {"id": "00u-7", "groups": ["eng", {"on-call": True}], "n": 3}
+    rig.emulator.set_stub("create", FlowStub(security="none", body=answer))
+    rig.emulator.set_stub("each", open_stub(Fault(times=2), Fault(status=400)))  # i02 fails
+    assert rig.run().code == 1
+    run_id = only_run(rig.state)
+
+    resumed = rig.run("--resume")
+
+    assert resumed.code == 0, resumed.out + resumed.err
+    assert (
+        lines(resumed.out)[1]
+        == "create: succeeded (earlier; restored from the journal, not run again)"
+    )
+    assert len(rig.received("create")) == 1
+    expected = [
+        json.dumps(
+            {
+                "item": item,
+                "user": "00u-7",
+                "groups": ["eng", {"on-call": True}],
+                "answered": "00u-7",
+                "status": 200,
+                "run": run_id,
+            },
+            separators=(",", ":"),
+        ).encode()
+        for item in (*ITEMS[:4], "i02")
+    ]
+    assert rig.received("each") == expected
+    assert_lines(
+        cli("show", run_id).out,
+        [
+            *show_header(rig, run_id, status="succeeded", code=0, sessions=2),
+            "  steps:     2 ok",
+            "  items:     5 ok",
+            "",
+            "STEP    STATUS     ATTEMPTS  ITEMS  TIME",
+            "create  succeeded  1         -      <seconds>",
+            "each    succeeded  4         4      <seconds>",
+        ],
+    )
