@@ -67,8 +67,8 @@ def run_to_resume(
         raise UsageError(_none_found(plan, choice.run_id))
     if record.target != target:
         raise UsageError(
-            f"run {record.id} sent its requests to {_TARGETS[record.target]}; this run sends "
-            f"to {_TARGETS[target]}: it cannot finish that one"
+            f"run {record.id} sent its requests to {_target(record.target)}; this run sends "
+            f"to {_target(target)}: it cannot finish that one"
         )
     if record.job_path != job:
         raise UsageError(
@@ -88,10 +88,14 @@ def run_to_resume(
 _TARGETS = {OKTA: "Okta", EMULATOR: "an emulator"}
 
 
+def _target(target: str) -> str:
+    return _TARGETS.get(target) or f"{target!r} (not a target owf-run writes)"
+
+
 def _none_found(plan: Plan, run_id: str | None) -> str:
     if run_id is None:
         return f"nothing to resume: no run of {plan.identity.path} is in the journal"
-    return f"no run {escape_controls(run_id)!r} in the journal (`owf-run history` lists them)"
+    return f"no run {run_id!r} in the journal (`owf-run history` lists them)"
 
 
 def _shown_path(path: str) -> str:
@@ -265,9 +269,11 @@ def _unknown_invocation(reader: Journal, run: RunRecord, step: StepPlan) -> Step
 
 def _needing_secrets_again(plan: Plan, succeeded: dict[str, StepPlan]) -> Iterator[StepPlan]:
     """Succeeded steps to run again: a step still to run needs a secret output of theirs,
-    which the journal never keeps. Only an idempotent step may run again; else refused."""
+    which the journal never keeps. Only an idempotent step may run again; else refused.
+
+    Walked backwards: a step run again may need an earlier step's secret in turn."""
     pending = [step for step in plan.steps if step.id not in succeeded]
-    for step in plan.steps:
+    for step in reversed(plan.steps):
         if step.id not in succeeded or not any(output.secret for output in step.outputs):
             continue
         user = next(
@@ -291,11 +297,15 @@ def _secret_refusal(step: StepPlan, user: StepPlan) -> str:
     )
 
 
+_STEPS = re.compile(r"\bsteps\b(?:\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
+
+
 def _names(step: StepPlan, step_id: str) -> bool:
-    """Does any template of ``step`` (may) name ``steps.<step_id>``? ``steps[...]`` may."""
-    pattern = re.compile(rf"\bsteps\s*(\.\s*{re.escape(step_id)}\b|\[)")
+    """Does any template of ``step`` (may) reach ``steps.<step_id>``? Any use of ``steps``
+    but ``steps.<another id>`` may: ``steps[...]``, ``steps | tojson``, ``steps`` whole."""
     return any(
-        pattern.search(text)
+        match.group(1) in (None, step_id)
         for field in fields_of((step,))
         for _, text in template_strings(field.written)
+        for match in _STEPS.finditer(text)
     )

@@ -303,7 +303,7 @@ class Runner:
             if not self.stop.requested:
                 raise
             _uncancel()
-        if self.stop.requested:
+        if self.stop.requested and not _exhausted(items):
             errors.append("stopped before every item had run")
         return tally.result(step, errors, 0 if filtered is None else filtered.left_out)
 
@@ -379,7 +379,6 @@ class Runner:
         async def attempt() -> Response:
             if self.stop.requested:
                 raise _Stopped
-            tries.attempts += 1
             try:
                 return await self._send(step, request, tries, announce)
             except Failure:
@@ -491,6 +490,7 @@ class Runner:
             raise _Stopped
         if not tries.announced:
             await announce()
+        tries.attempts += 1  # counted as it leaves: a try stopped before that was never made
         tries.in_flight = True
         bounds = Bounds(step.timeout, step.max_response_bytes, "the step's `timeout`")
         response = await invoke(self.client, sending, bounds, auth)
@@ -613,3 +613,11 @@ def _uncancel() -> None:
 
 def _tries(count: int) -> str:
     return f"{count} attempt" + ("" if count == 1 else "s")
+
+
+def _exhausted(items: Iterator[tuple[int, Any]]) -> bool:
+    """Had every item been taken? (Reading one more sends nothing.)"""
+    try:
+        return next(items, None) is None
+    except SourceError:  # a bad row was next: it had not been taken
+        return False
