@@ -161,11 +161,6 @@ def test_an_unknown_run_id_is_a_usage_error(job: Job) -> None:
     assert str(caught.value) == "no run 'nope' in the journal (`owf-run history` lists them)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resume._none_found applies repr() to escape_controls(run_id): "
-    "the backslash of an escaped control character is shown doubled",
-)
 def test_an_unknown_run_id_is_shown_with_its_controls_escaped_once(job: Job) -> None:
     plan = job.plan(step("a"))
     job.begin(plan)
@@ -208,17 +203,17 @@ def test_a_rehearsal_is_not_resumed_as_a_real_run(job: Job) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a journal row with a target other than okta/emulator is a KeyError "
-    "(resume._TARGETS[record.target]): exit 70 on a damaged or edited journal",
-)
 def test_a_run_with_a_target_the_journal_never_writes_is_refused_cleanly(job: Job) -> None:
     plan = job.plan(step("a"))
     job.begin(plan, target="elsewhere")
 
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError) as caught:
         run_to_resume(job.journal, plan, ResumeChoice(RUN, False, False), OKTA)
+
+    assert str(caught.value) == (
+        f"run {RUN} sent its requests to 'elsewhere' (not a target owf-run writes); this run "
+        "sends to Okta: it cannot finish that one"
+    )
 
 
 def test_a_changed_job_file_is_refused_with_exit_3_unless_forced(job: Job) -> None:
@@ -572,11 +567,6 @@ def test_steps_by_subscript_may_name_any_step_and_counts_as_naming_it(job: Job) 
     assert str(caught.value) == refusal("use", "login")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resume._needing_secrets_again walks the steps forward, so an idempotent step "
-    "re-run for a later step's sake does not bring back the secret it needs itself",
-)
 def test_a_step_run_again_for_its_secret_brings_back_the_secrets_it_needs(job: Job) -> None:
     idempotent = "    idempotent: true\n"
     session = (
@@ -596,14 +586,20 @@ def test_a_step_run_again_for_its_secret_brings_back_the_secrets_it_needs(job: J
     assert resumed.step(the(plan, "login")) is None  # and `session` needs login's token
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resume._names sees only `steps.<id>` and `steps[`; a template that takes "
-    "`steps` whole (as context.results_read counts as a read) reaches the secret unseen",
-)
 def test_a_template_that_takes_steps_whole_counts_as_naming_every_step(job: Job) -> None:
     whole = '    payload: "{% set all = steps %}{{ all.login.outputs.token }}"\n'
     plan, record = login_then(job, SECRET_TOKEN, step("use", whole))
 
-    with pytest.raises(ResumeRefused):
+    with pytest.raises(ResumeRefused) as caught:
         job.resumed(plan, record)
+
+    assert str(caught.value) == refusal("use", "login")
+
+
+def test_a_later_step_naming_only_other_steps_does_not_name_it(job: Job) -> None:
+    others = '    payload: {u: "{{ steps.login_audit.outputs.id }}", v: "{{ steps.other }}"}\n'
+    plan, record = login_then(
+        job, SECRET_TOKEN, step("login_audit"), step("other"), step("use", others)
+    )
+
+    assert job.resumed(plan, record).step(the(plan, "login")) is not None

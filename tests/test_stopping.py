@@ -209,11 +209,6 @@ PACED = '    foreach: "{{ [0, 1] }}"\n    concurrency: 2\n    rate_limit: 1/s\n'
 PACED_PAYLOAD = '    payload: {n: "{{ item }}"}\n'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an item stopped in its pacer wait counts a try that never left "
-    "(runner._invoke counts the attempt before _send paces it)",
-)
 def test_a_stop_while_an_item_waits_its_pacer_turn_leaves_it_not_sent(setup: Setup) -> None:
     setup.hooks.on_item = lambda result: setup.stop.request()  # item 1 waits for t=1 s
 
@@ -223,7 +218,7 @@ def test_a_stop_while_an_item_waits_its_pacer_turn_leaves_it_not_sent(setup: Set
     assert setup.log.sent == [("a", 0)]
     waited = setup.log.by_index()[1]
     assert (waited.status, waited.attempts, waited.error) == (Status.FAILED, 0, STOPPED_FIRST)
-    assert done.result.steps[0].error == f"{STOPPED_EARLY}; 1 of 2 items failed"
+    assert done.result.steps[0].error == "1 of 2 items failed"  # every item had been taken
 
 
 def test_an_item_stopped_in_its_pacer_wait_is_failed_never_unknown_and_not_sent(
@@ -294,25 +289,70 @@ def test_an_item_cancelled_in_flight_is_unknown_and_named(setup: Setup, on_call:
     assert setup.sent_items() == [0]
 
 
+def test_only_what_was_in_flight_is_unknown(setup: Setup, on_call: OnCall) -> None:
+    stop_and_cancel_once_the_emulator_has_the_call(setup, on_call)  # item 1 waits its turn
+    items = '    foreach: "{{ [0, 1] }}"\n    concurrency: 2\n'
+
+    done = setup.run(step("a", items + PACED_PAYLOAD), SLOW)
+
+    results = setup.log.by_index()
+    assert (results[0].status, results[0].error) == (Status.UNKNOWN, runner.STOPPED_IN_FLIGHT)
+    assert (results[1].status, results[1].attempts, results[1].error) == (
+        Status.FAILED,
+        0,
+        STOPPED_FIRST,
+    )
+    assert done.result.steps[0].error == (
+        "2 of 2 items failed (1 of them may have run the flow: not re-sent)"
+    )
+    assert setup.sent_items() == [0]
+
+
 # -- a foreach stopped mid-way ---------------------------------------------------------------------
 
 
 def test_a_foreach_stopped_mid_way_starts_no_further_item(setup: Setup) -> None:
-    # Three workers take items 0, 1, 2 (paced 0.1 s apart); the first two, done, take 3 and 4
-    # and wait their turns; the stop comes as item 2 goes out.
-    setup.log.on_sending = lambda index: setup.stop.request() if index == 2 else None
+    # Three workers take items 0, 1, 2, paced 0.1 s apart; the first, done with item 0, takes
+    # item 3 and waits its turn; the stop comes once item 1 is done: 2 and 3 are waiting.
+    setup.hooks.on_item = lambda result: setup.stop.request() if result.index == 1 else None
     items = '    foreach: "{{ range(10) | list }}"\n    concurrency: 3\n'
 
     done = setup.run(step("a", items + PACED_PAYLOAD) + step("b"))
 
-    assert setup.sent_items() == [0, 1, 2]
-    assert [index for _, index in setup.log.sent] == [0, 1, 2]
-    assert sorted(r.index for r in setup.log.results if r.index is not None) == [0, 1, 2, 3, 4]
-    assert [setup.log.by_index()[i].status for i in (3, 4)] == [Status.FAILED, Status.FAILED]
+    assert setup.sent_items() == [0, 1]
+    assert setup.log.sent == [("a", 0), ("a", 1)]
+    assert set(setup.log.by_index()) == {0, 1, 2, 3}  # 4 to 9 never started
+    waited = [setup.log.by_index()[i] for i in (2, 3)]
+    assert [(r.status, r.attempts, r.error) for r in waited] == [
+        (Status.FAILED, 0, STOPPED_FIRST)
+    ] * 2
     failed = done.result.steps[0]
-    assert failed.error == f"{STOPPED_EARLY}; 2 of 5 items failed"
-    assert (failed.items, failed.unknown_count) == (5, 0)
+    assert failed.error == f"{STOPPED_EARLY}; 2 of 4 items failed"
+    assert (failed.items, failed.unknown_count) == (4, 0)
     assert statuses(done) == ["failed", "not run"]
+    assert setup.clock.now == 0.1  # the waits for 0.2 s and 0.3 s were cut short
+
+
+def test_an_item_whose_sending_is_on_record_when_the_stop_comes_is_sent(setup: Setup) -> None:
+    """Its `sending` is committed: it goes out, and its outcome is recorded (grace)."""
+    setup.log.on_sending = lambda index: setup.stop.request()
+    items = '    foreach: "{{ range(10) | list }}"\n'
+
+    done = setup.run(step("a", items + PACED_PAYLOAD))
+
+    assert setup.sent_items() == [0]
+    assert [r.status for r in setup.log.results] == [Status.SUCCEEDED]
+    assert done.result.steps[0].items == 1
+
+
+def test_a_stop_during_the_last_item_leaves_the_foreach_succeeded(setup: Setup) -> None:
+    setup.log.on_sending = lambda index: setup.stop.request() if index == 2 else None
+
+    done = setup.run(step("a", '    foreach: "{{ [0, 1, 2] }}"\n' + PACED_PAYLOAD) + step("b"))
+
+    assert setup.sent_items() == [0, 1, 2]
+    assert statuses(done) == ["succeeded", "not run"]
+    assert done.result.steps[0].error is None
 
 
 # -- ambiguous failures ----------------------------------------------------------------------------
