@@ -693,7 +693,7 @@ def test_resume_continues_the_run_begun_last_even_within_the_same_second(rig: Ri
     assert rig.run().code == 1  # fails: the flow did not run
     older = only_run(rig.state)
     assert rig.run().code == 0  # a fresh run: sent, and it ran
-    (newer,) = {run for (run,) in query(rig.state, "SELECT id FROM runs")} - {older}
+    (newer,) = {str(run) for (run,) in query(rig.state, "SELECT id FROM runs")} - {older}
     # Both begun in one second, their random suffixes sorting against the order they began in
     # (half of all such pairs do): the journal holds nothing else that tells them apart.
     (started,) = query(rig.state, "SELECT started_at FROM runs WHERE id = ?", older)[0]
