@@ -5,6 +5,7 @@ in-process emulator; and ``on_signals`` with a real signal on a real event loop.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -14,12 +15,16 @@ from typing import Any
 
 import pytest
 
-from owf_runner import runner
+from owf_runner import commands, runner
+from owf_runner.credentials import resolve_credentials
+from owf_runner.emulation import prepare, stand_in
 from owf_runner.emulator import Emulator, Fault, FlowStub, RecordedCall
 from owf_runner.errors import ExitCode
 from owf_runner.failures import Failure
-from owf_runner.outcomes import ItemResult, Status, StepResult
+from owf_runner.http import EmulatorTransport, real_transport
+from owf_runner.outcomes import ItemResult, RunResult, Status, StepResult
 from owf_runner.plan import StepPlan
+from owf_runner.report import ConsoleReporter
 from owf_runner.runner import Session, new_run
 from owf_runner.stopping import Stop, on_signals
 from tests.fakes import FakeClock, Run, run_job
@@ -101,13 +106,15 @@ class Log:
 
 
 class OnCall:
-    """The emulator's ``on_call``: runs ``action`` (from the serving thread) for each flow call."""
+    """The emulator's ``on_call``: runs ``action`` (from the serving thread) for each call of
+    ``kind`` (flow invocations unless told)."""
 
     def __init__(self) -> None:
         self.action: Callable[[RecordedCall], object] = lambda call: None
+        self.kind = "invoke"
 
     def __call__(self, call: RecordedCall) -> None:
-        if call.kind == "invoke":
+        if call.kind == self.kind:
             self.action(call)
 
 
@@ -221,6 +228,39 @@ def test_a_stop_while_an_item_waits_its_pacer_turn_leaves_it_not_sent(setup: Set
     assert done.result.steps[0].error == "1 of 2 items failed"  # every item had been taken
     assert done.result.steps[0].unknown_count == 0
     assert setup.clock.now == 0.0  # its wait was cut short, not slept through
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: commands._execute builds the auths on the bare clock: a stop neither ends a "
+    "token fetch's backoff nor stops its retries",
+)
+def test_a_stop_ends_a_token_fetchs_backoff_and_its_retries(
+    setup: Setup, emulator: Emulator, on_call: OnCall
+) -> None:
+    job = setup.tmp_path / "job.yaml"
+    job.write_text(HEADER + step("a"))
+    plan = commands.load_plan(job)
+    resolved = resolve_credentials(plan, stand_in)
+    prepare(emulator, plan, resolved, None)
+    emulator.set_token_faults(Fault(times=3, status=503))
+    on_call.kind = "token"
+    session = Session(new_run(setup.clock), log=setup.log, stop=setup.stop)
+
+    async def main() -> RunResult:  # as `owf-run` wires it: commands._execute
+        loop = asyncio.get_running_loop()
+        on_call.action = lambda call: loop.call_soon_threadsafe(setup.stop.request)
+        transport = EmulatorTransport(emulator.base_url, setup.clock.track(real_transport()))
+        reporter = ConsoleReporter(stream=io.StringIO())
+        return await commands._execute(
+            plan, resolved, transport, reporter, setup.clock, session, 60
+        )
+
+    result = asyncio.run(main())
+
+    assert len(emulator.token_requests()) == 1
+    assert result.steps[0].error == STOPPED_FIRST
+    assert emulator.invocations() == []
 
 
 # -- with a request in flight ----------------------------------------------------------------------
