@@ -218,7 +218,8 @@ def run_job(
 
     Credentials whose secret is not set get stand-ins registered with the emulator (as a
     rehearsal does). ``stubs`` are set after the job's own stub file, and follow the
-    job's security for their flow unless they name one.
+    job's security for their flow unless they name one. ``session`` (a stop, a log, what
+    it resumes) is handed to ``execute`` as is; None: a fresh run.
     """
     plan = commands.load_plan(job, variables)
     resolved = resolve_credentials(plan, stand_in)
