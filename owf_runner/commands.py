@@ -69,6 +69,7 @@ class RunOptions:
     lock_wait: float = 0.0
     grace: float = 10.0
     keep: int = 100
+    fsync: bool = False  # each journal commit on disk before the request: survives a power cut
 
 
 def run(
@@ -81,7 +82,7 @@ def run(
     stop = Stop()
     with (
         hold_run_lock(state, plan.identity.path, options.lock_wait),
-        Journal.open(state) as journal,
+        Journal.open(state, fsync=options.fsync) as journal,
     ):
         journal.abandon_running(job_path)  # we hold the job's lock: whoever left them died
         target = EMULATOR if options.emulate or options.emulator_url else OKTA

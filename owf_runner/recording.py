@@ -58,7 +58,6 @@ class JournalLog:
                 error=result.error,
             )
         )
-        self.journal.flush()
 
 
 def _item_record(

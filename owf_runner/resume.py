@@ -213,22 +213,48 @@ def _settled_steps(
     choice: ResumeChoice,
     results_read: frozenset[str],
 ) -> dict[str, StepResult]:
-    succeeded = {
-        step.id: step
-        for step in plan.steps
-        if (record := records.get(step.id)) is not None
-        and record.status == SUCCEEDED
-        and step.id not in results_read  # its items come back one by one, with the items
-    }
+    settled: dict[str, StepResult] = {}
+    for step in plan.steps:
+        restored = _restored(reader, run, step, records.get(step.id), results_read)
+        if restored is not None:
+            settled[step.id] = restored
+    succeeded = {step.id: step for step in plan.steps if step.id in settled}
     for step in _needing_secrets_again(plan, succeeded):
-        del succeeded[step.id]
-    settled = {step_id: _restored_step(records[step_id]) for step_id in succeeded}
+        del settled[step.id]
     for step in plan.steps:
         if step.foreach is None and step.id not in settled and not choice.retry_unknown:
             unknown = _unknown_invocation(reader, run, step)
             if unknown is not None:
                 settled[step.id] = unknown
     return settled
+
+
+def _restored(
+    reader: Journal,
+    run: RunRecord,
+    step: StepPlan,
+    record: StepRecord | None,
+    results_read: frozenset[str],
+) -> StepResult | None:
+    """A step that succeeded, as recorded. A foreach whose results a later template reads is
+    not restored whole: its items come back one by one, with the items themselves."""
+    if record is not None and record.status == SUCCEEDED and step.id not in results_read:
+        return _restored_step(record)
+    if step.foreach is not None:
+        return None
+    # The step's own record may have been lost with a crash; its invocation's tells.
+    invocation = reader.item(run.id, step.id, STEP_INVOCATION)
+    if invocation is None or invocation.status != SUCCEEDED:
+        return None
+    answer = _restored_item(invocation, STEP_INVOCATION, None)
+    return StepResult(
+        step.id,
+        Status.SUCCEEDED,
+        invocation.attempts,
+        outputs=answer.outputs,
+        response=answer.response,
+        restored=True,
+    )
 
 
 def _restored_step(record: StepRecord) -> StepResult:
