@@ -101,6 +101,15 @@ def test_the_journal_is_in_wal_mode(state: Path, journal: Journal) -> None:
     assert peek(state, "PRAGMA journal_mode") == [("wal",)]
 
 
+@pytest.mark.parametrize(("fsync", "level"), [(False, 1), (True, 2)], ids=["normal", "full"])
+def test_fsync_asks_sqlite_for_a_full_sync_of_every_commit(
+    state: Path, fsync: bool, level: int
+) -> None:
+    with Journal.open(state, fsync=fsync) as journal:
+        # The setting is per connection: read it on the journal's own.
+        assert journal._db.execute("PRAGMA synchronous").fetchone() == (level,)
+
+
 def test_a_newer_schema_is_refused(state: Path) -> None:
     Journal.open(state).close()
     peek(state, "PRAGMA user_version = 99")
