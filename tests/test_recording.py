@@ -4,9 +4,10 @@ on a fake clock against the in-process emulator."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 
 from owf_runner.emulator import Emulator, Fault, FlowStub, RecordedCall
 from owf_runner.journal import FILENAME, RUNNING, STEP_INVOCATION, Journal, RunRecord
-from owf_runner.plan import OutputPlan
+from owf_runner.plan import OutputPlan, StepPlan
 from owf_runner.recording import JournalLog, execution_id, item_digest, public_outputs
-from owf_runner.runner import Session, new_run
+from owf_runner.runner import STOPPED_IN_FLIGHT, Session, new_run
+from owf_runner.stopping import Stop
 from tests.fakes import FakeClock, Run, run_job
 
 SECRET = "tok-8c1f0e5a9b7d4e2f"
@@ -44,6 +46,7 @@ class Peeks:
     def __init__(self, database: Path) -> None:
         self.database = database
         self.seen: list[tuple[int, str | None]] = []
+        self.then: Callable[[], object] = lambda: None  # after the peek
 
     def __call__(self, call: RecordedCall) -> None:
         if call.kind != "invoke":
@@ -56,6 +59,21 @@ class Peeks:
         finally:
             db.close()
         self.seen.append((index, None if row is None else row[0]))
+        self.then()
+
+
+class LoopLog(JournalLog):
+    """A JournalLog that knows its run's event loop (for a thread to call into)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def step_started(self, step: StepPlan) -> None:
+        self.loop = asyncio.get_running_loop()
+        super().step_started(step)
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(callback)
 
 
 @pytest.fixture
@@ -87,7 +105,8 @@ class Recorded:
     def __init__(self, tmp_path: Path, emulator: Emulator, clock: FakeClock, journal: Journal):
         self.tmp_path, self.emulator, self.clock, self.journal = tmp_path, emulator, clock, journal
         self.info = new_run(clock)
-        self.log = JournalLog(journal, self.info.id)
+        self.log = LoopLog(journal, self.info.id)
+        self.stop = Stop()
 
     def run(self, extra: str, stub: FlowStub | None = None) -> Run:
         job = self.tmp_path / "job.yaml"
@@ -96,7 +115,7 @@ class Recorded:
             RunRecord(id=self.info.id, job_path=str(job), job_sha256="00" * 32,
                       job_name="job", started_at=self.info.started_at, status=RUNNING)
         )  # fmt: skip
-        session = Session(self.info, log=self.log)
+        session = Session(self.info, log=self.log, stop=self.stop)
         stubs = None if stub is None else {"f": stub}
         return run_job(job, self.emulator, self.clock, stubs=stubs, session=session)
 
@@ -167,6 +186,22 @@ def test_an_ambiguous_failure_is_recorded_unknown(recorded: Recorded) -> None:
     [record] = recorded.items()
     assert (record.status, record.http_status) == ("unknown", None)
     assert record.error == done.result.steps[0].error
+
+
+def test_an_item_cancelled_in_flight_is_recorded_unknown(recorded: Recorded, peeks: Peeks) -> None:
+    def stop_now() -> None:
+        recorded.stop.request()
+        recorded.stop.cancel_in_flight()  # as when the grace period is over
+
+    peeks.then = lambda: recorded.log.call_soon(stop_now)
+
+    recorded.run(ITEMS, FlowStub(faults=(Fault(delay=5.0),)))
+
+    [record] = recorded.items()  # items 1 and 2 never started: nothing on record
+    assert (record.index, record.status, record.attempts) == (0, "unknown", 1)
+    assert record.error == STOPPED_IN_FLIGHT
+    assert peeks.seen == [(0, "sending")]
+    assert recorded.log._digests == {}
 
 
 # -- what is kept, and what never is ---------------------------------------------------------
