@@ -82,9 +82,9 @@ class Running:
 
     def has_open(self, path: Path) -> bool:
         """Does the child hold ``path`` open (Linux: its /proc fd links)?"""
-        fds = Path(f"/proc/{self.pid}/fd")
+        fds, target = Path(f"/proc/{self.pid}/fd"), path.resolve()
         with contextlib.suppress(OSError):  # it may have exited, or closed one meanwhile
-            return any(_points_to(link, path) for link in fds.iterdir())
+            return any(_points_to(link, target) for link in fds.iterdir())
         return False
 
 
