@@ -37,6 +37,7 @@ class Trial:
     throttled: int  # 429 answers
     peak_rss_mb: float
     wall: float  # the whole process: startup, loading, the token fetch, the run
+    cpu: float  # seconds of CPU the whole process took, user and system
     journaled: int  # items the run's journal holds as succeeded (0: none, or no journal)
 
 
@@ -179,7 +180,8 @@ class Bench:
         assert stats is not None  # _check_calls refused None
         seconds = finished.ended_at - stats.first
         throttled = stats.statuses.get(429, 0)
-        return Trial(seconds, stats.span, throttled, finished.peak_rss_mb, finished.wall, journaled)
+        rss, wall, cpu = finished.peak_rss_mb, finished.wall, finished.cpu
+        return Trial(seconds, stats.span, throttled, rss, wall, cpu, journaled)
 
     def close(self) -> list[str]:
         """Stop the emulators; one note a process on how much memory it took."""

@@ -26,6 +26,7 @@ class Finished:
     wall: float  # seconds from start to reaped
     ended_at: float  # epoch seconds when it was reaped (comparable with the emulator's clock)
     peak_rss_mb: float  # this child's own peak, not its children's
+    cpu: float  # seconds of CPU, user and system, this child's own
     output: str  # the end of what it printed, for a failure's explanation
 
     @property
@@ -43,8 +44,8 @@ def command_name(argv: Sequence[str]) -> str:
 
 
 def run_measured(argv: Sequence[str], env: Mapping[str, str], log: Path) -> Finished:
-    """Run `argv` to its end; os.wait4 gives this one child's peak RSS (RUSAGE_CHILDREN would
-    give the largest of every child so far)."""
+    """Run `argv` to its end; os.wait4 gives this one child's peak RSS and CPU time
+    (RUSAGE_CHILDREN would give the largest peak of every child so far, and their sum)."""
     with log.open("wb") as output:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -58,7 +59,8 @@ def run_measured(argv: Sequence[str], env: Mapping[str, str], log: Path) -> Fini
     process.returncode = os.waitstatus_to_exitcode(status)  # Popen must not reap it again
     text = log.read_text(encoding="utf-8", errors="replace")
     rss_mb = usage.ru_maxrss / 1024  # Linux reports kilobytes
-    return Finished(tuple(argv), process.returncode, wall, ended_at, rss_mb, text)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Finished(tuple(argv), process.returncode, wall, ended_at, rss_mb, cpu, text)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         parser.error("--scale must be above 0 and --rounds at least 1")
     skip = _names(parser, arguments.skip, SKIPPABLE, "--skip")
     only = _names(parser, arguments.only, set(WORKLOADS), "--only") or set(WORKLOADS)
-    options = Options(Sizes().scaled(scale), rounds, scale == 1, "e5000" in skip)
+    big_rounds = 1 if arguments.quick else arguments.big_rounds
+    if big_rounds < 1:
+        parser.error("--big-rounds must be at least 1")
+    options = Options(Sizes().scaled(scale), rounds, scale == 1, "e5000" in skip, big_rounds)
     workloads = tuple(name for name in WORKLOADS if name in only and name not in skip)
     return Settings(workloads, options, scale, arguments.markdown, arguments.owf_run)
 
@@ -66,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", type=float, default=1.0, help="size factor (default 1)")
     parser.add_argument("--quick", action="store_true", help=f"--scale {QUICK_SCALE}, one round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the short workloads")
+    parser.add_argument(
+        "--big-rounds", type=int, default=1, help="rounds of (d), about 3 minutes each"
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--owf-run", type=Path, default=_default_owf_run(), help="the CLI to time")
     return parser

@@ -49,6 +49,10 @@ def times(value: float) -> str:
     return f"{value:.2f}x"
 
 
+def micros(value: float) -> str:
+    return f"{value * 1e6:,.0f} us"
+
+
 def per_second(value: float) -> str:
     return f"{value:,.0f}/s"
 
