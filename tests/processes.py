@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,13 @@ class Running:
             return False
 
         wait_until(seen, what)
+
+    def took(self, signum: int) -> bool:
+        """Has the child taken ``signum`` (Linux: no longer pending in /proc/PID/status)?
+        Until then a second one would merge with it: the kernel queues one of each."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        masks = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$", status, re.MULTILINE)
+        return not any(int(mask, 16) >> (signum - 1) & 1 for mask in masks)
 
     def has_open(self, path: Path) -> bool:
         """Does the child hold ``path`` open (Linux: its /proc fd links)?"""

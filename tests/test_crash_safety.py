@@ -28,6 +28,7 @@ from owf_runner.emulator import Emulator, Fault, FlowStub
 from owf_runner.history import UNKNOWN_OUTCOME
 from owf_runner.http import build_client
 from owf_runner.runlock import lock_path
+from owf_runner.runner import STOPPED_IN_FLIGHT
 from tests.conftest import Cli, encodings, pem, rsa_key
 from tests.processes import Finished, Running, owf_run, started
 
@@ -726,3 +727,25 @@ def test_a_request_in_flight_is_bounded_by_its_step_timeout_not_a_library_defaul
     client = build_client(httpx2.AsyncHTTPTransport(), redirected=False)
     # Once the request has left, only the step's deadline (asyncio.timeout) may end the wait.
     assert (client.timeout.read, client.timeout.write) == (None, None)
+
+
+@SIGNALS
+def test_a_second_signal_cancels_the_request_in_flight_without_waiting_out_the_grace(
+    rig: Rig, signum: int, code: int, word: str
+) -> None:
+    rig.write(foreach_job(items=ITEMS[:2]))
+    rig.emulator.set_stub("each", hang_at(1))
+    with rig.start("--grace", "600") as child:
+        child.await_event(rig.calls(1), "the hanging request")
+        child.send(signum)
+        child.await_event(lambda: child.took(signum), "the first signal to be taken")
+        child.send(signum)
+        stopped = child.finish()
+
+    assert stopped.code == code, stopped.out + stopped.err
+    run_id = only_run(rig.state)
+    assert query(rig.state, "SELECT label, status, error FROM items") == [
+        ("i00", "unknown", STOPPED_IN_FLIGHT)
+    ]
+    assert stopped.out.splitlines()[-1] == unknown_advice(rig, run_id, ["each[i00]"])
+    assert stopped.err == f"owf-run: {word}; finish the job with: owf-run {rig.job} --resume\n"
