@@ -169,7 +169,8 @@ async def _execute(
 ) -> RunResult:
     redirected = isinstance(transport, EmulatorTransport)
     async with build_client(transport, redirected=redirected) as client:
-        auths = build_auths(plan, resolved, client, clock)
+        # The token fetch waits on the stop's clock too: a stop cuts its backoff short.
+        auths = build_auths(plan, resolved, client, session.stop.clock(clock))
         with on_signals(session.stop, grace):
             return await execute(plan, client, auths, reporter, clock, session)
 

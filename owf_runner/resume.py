@@ -120,6 +120,7 @@ class Resumed:
         self.reader, self.run, self.choice = reader, run, choice
         records = {record.step_id: record for record in reader.steps(run.id)}
         self.settled = _settled_steps(reader, run, plan, records, choice, results_read)
+        self.resend = _items_to_send_again(plan, self.settled, results_read)
         self._walks: dict[str, _Walk] = {}
 
     def step(self, step: StepPlan) -> StepResult | None:
@@ -146,7 +147,8 @@ class Resumed:
                 index, item, Status.FAILED, 0, error=self._changed(), label=record.label
             )
         if record.status == SUCCEEDED:
-            return _restored_item(record, index, item)
+            # An item's secret outputs are not on record: sent again when a step needs them.
+            return None if record.step_id in self.resend else _restored_item(record, index, item)
         if record.status in (SENDING, UNKNOWN) and not self.choice.retry_unknown:
             error = _unknown(self.run, record.error)
             return ItemResult(
@@ -312,6 +314,36 @@ def _needing_secrets_again(plan: Plan, succeeded: dict[str, StepPlan]) -> Iterat
             raise ResumeRefused(_secret_refusal(step, user))
         pending.append(step)
         yield step
+
+
+def _items_to_send_again(
+    plan: Plan, settled: dict[str, StepResult], results_read: frozenset[str]
+) -> frozenset[str]:
+    """Foreach steps whose succeeded items are sent again: a step still to run reads their
+    results, secret outputs included, which the journal never keeps (idempotent; else refused).
+    """
+    again = set()
+    for step in plan.steps:
+        if step.id not in results_read or not any(output.secret for output in step.outputs):
+            continue
+        user = _later_user(plan, settled, step)
+        if user is None:
+            continue
+        if not step.idempotent:
+            raise ResumeRefused(_secret_refusal(step, user))
+        again.add(step.id)
+    return frozenset(again)
+
+
+def _later_user(plan: Plan, settled: dict[str, StepResult], step: StepPlan) -> StepPlan | None:
+    return next(
+        (
+            later
+            for later in plan.steps
+            if later.index > step.index and later.id not in settled and _names(later, step.id)
+        ),
+        None,
+    )
 
 
 def _secret_refusal(step: StepPlan, user: StepPlan) -> str:

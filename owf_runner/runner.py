@@ -480,6 +480,8 @@ class Runner:
     ) -> Response:
         """One try; the first is put on record (``announce``) just before it leaves."""
         auth = self.auths[step.org.name]
+        if self.stop.requested:
+            raise _Stopped
         await ready(auth)  # a token fetch, and its waits, come before the step's deadline
         sending = outgoing(
             self.client, request.method, request.url, request.query, request.headers, request.body
@@ -490,6 +492,8 @@ class Runner:
             raise _Stopped
         if not tries.announced:
             await announce()
+            if self.stop.requested:  # stopped while it was put on record: it has not left
+                raise _Stopped
         tries.attempts += 1  # counted as it leaves: a try stopped before that was never made
         tries.in_flight = True
         bounds = Bounds(step.timeout, step.max_response_bytes, "the step's `timeout`")

@@ -1,7 +1,8 @@
 """Stopping a run cleanly on SIGTERM or SIGINT (DESIGN §6).
 
 A stop starts nothing new; requests already in flight get a grace period to finish, then
-are cancelled — their outcome is unknown, and the journal keeps them as `sending`. Waits
+are cancelled — their outcome is unknown, and the journal records them `unknown` (a crash
+before that leaves them `sending`, which a resume treats the same). Waits
 the runner chose (backoff, pacing) end at once: what waits has not been sent.
 A second signal cancels at once. The runner tells such a cancel from any other by
 ``Stop.requested`` and reports what it interrupted (runner.py).
@@ -59,8 +60,8 @@ class Stop:
 
     async def wait(self, clock: Clock, seconds: float) -> None:
         """``clock.sleep(seconds)``, cancelled by a stop (the canceller handles the cancel)."""
-        if self.requested:
-            return
+        if self.requested:  # a wait that would begin now is cut short at once, as one under way
+            raise asyncio.CancelledError
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 - sleeps happen in tasks
         self._waiting.add(task)

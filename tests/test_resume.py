@@ -605,11 +605,6 @@ def test_a_later_step_naming_only_other_steps_does_not_name_it(job: Job) -> None
     assert job.resumed(plan, record).step(the(plan, "login")) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resume._settled_steps leaves a foreach whose results a later step reads out of "
-    "the secret-output check: its items come back without their secret outputs, unrefused",
-)
 def test_a_pending_step_reading_secret_outputs_of_restored_items_is_refused(job: Job) -> None:
     reads = "    payload: {t: \"{{ steps.users.results | map(attribute='outputs') | list }}\"}\n"
     plan = job.plan(step("users", FOREACH + SECRET_TOKEN) + step("after", reads))
