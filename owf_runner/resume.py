@@ -65,14 +65,14 @@ def run_to_resume(
         record = journal.run(choice.run_id)
     if record is None:
         raise UsageError(_none_found(plan, choice.run_id))
+    if record.job_path != job:
+        raise UsageError(
+            f"run {choice.run_id} is a run of {_shown_path(record.job_path)}, not of {job}"
+        )
     if record.target != target:
         raise UsageError(
             f"run {record.id} sent its requests to {_target(record.target)}; this run sends "
             f"to {_target(target)}: it cannot finish that one"
-        )
-    if record.job_path != job:
-        raise UsageError(
-            f"run {choice.run_id} is a run of {_shown_path(record.job_path)}, not of {job}"
         )
     if record.status == SUCCEEDED:
         return None
