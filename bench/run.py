@@ -32,7 +32,9 @@ _NOTES = (
     "(a), (b), (d): from the emulator receiving the first invocation to the process's exit,",
     "  startup, job loading and the token fetch excluded (they are (e) and (f)).",
     "(c): the emulator's arrival times of the first and the last call.",
-    "(e), (f): the whole process. Ratios are the median of round-by-round ratios.",
+    "(e), (f), (g): the whole process. Ratios are the median of round-by-round ratios.",
+    "Every owf-run run journals (a state directory of its own); (d)'s 'none' is",
+    "  bench/no_journal.py: the same CLI without the journal's per-step and per-item records.",
 )
 
 

@@ -379,7 +379,11 @@ def resume(bench: Bench, options: Options) -> list[Row]:
         ],
         options.rounds,
     )
-    return _resume_rows(rows, tail, _walls(resumed), _walls(fresh))
+    name = f"(g) --resume of {label(rows)} rows, {label(tail)} left"
+    return [
+        *_resume_rows(name, rows - tail, _walls(resumed), _walls(fresh)),
+        _rss_row(f"{name}: peak RSS vs the fresh run", resumed, fresh),
+    ]
 
 
 def _failed_tail_run(bench: Bench, job: Path, rows: int, tail: int) -> Path:
@@ -396,13 +400,12 @@ def _failed_tail_run(bench: Bench, job: Path, rows: int, tail: int) -> Path:
     return state
 
 
-def _resume_rows(rows: int, tail: int, resumed: list[float], fresh: list[float]) -> list[Row]:
-    skipped = rows - tail
-    name = f"(g) --resume of {label(rows)} rows, {label(tail)} left"
+def _resume_rows(name: str, skipped: int, resumed: list[float], fresh: list[float]) -> list[Row]:
+    """The resume against the fresh run; what it took more, over the items it skipped."""
     skip_rates = [skipped / (a - b) for a, b in zip(resumed, fresh, strict=True) if a > b]
     rate = per_second(median(skip_rates)) if skip_rates else "too fast to tell"
     return [
-        _time_row(f"{name}: whole process vs a fresh {label(tail)}-row run", resumed, fresh),
+        _time_row(f"{name}: whole process vs a fresh run of those", resumed, fresh),
         Row(f"{name}: items skipped/s", rate, "", "", INFO, INFO),
     ]
 

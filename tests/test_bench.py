@@ -47,6 +47,27 @@ def test_quick_bench_prints_the_table() -> None:
     assert "ERROR" not in done.stdout
 
 
+def test_tiny_bench_measures_the_journal_and_a_resume() -> None:
+    # (d) runs owf-run, owf-run without the journal's records (bench/no_journal.py: it must
+    # leave no item in its journal, or the row is an ERROR) and the plain loop; (g) a failed
+    # run, then --resume against a fresh run.
+    done = _bench("--scale", "0.002", "--rounds", "1", "--only", "d,g")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    workloads = re.findall(r"^(\(\w\) [^\n]*?)  ", done.stdout, re.MULTILINE)
+    assert workloads == [
+        "(d) 200 CSV rows x50: items/s vs asyncio loop",
+        "(d) 200 CSV rows x50: peak RSS",
+        "(d) 200 CSV rows x50: items/s, journal vs none",
+        "(d) 200 CSV rows x50: CPU per item, journal vs none",
+        "(d) 200 CSV rows x50: peak RSS, journal vs none",
+        "(g) --resume of 200 rows, 10 left: whole process vs a fresh run of those",
+        "(g) --resume of 200 rows, 10 left: items skipped/s",
+        "(g) --resume of 200 rows, 10 left: peak RSS vs the fresh run",
+    ]
+    assert "ERROR" not in done.stdout
+
+
 def test_bench_refuses_an_unknown_workload() -> None:
     done = _bench("--only", "a,x")
 
