@@ -269,6 +269,33 @@ def test_a_killed_run_resumes_sending_each_item_once_and_the_in_flight_ones_only
     )
 
 
+def test_a_resume_killed_in_turn_resumes_again_sending_nothing_twice(rig: Rig) -> None:
+    items = ITEMS[:10]
+    rig.write(foreach_job(items=items, slow=("i02", "i06")))
+    rig.emulator.set_stub("each", open_stub())
+    rig.emulator.set_stub("slow", open_stub(Fault(times=2, delay=HANG)))
+    with rig.start() as first:
+        first.await_event(rig.calls(3), "i02's request")
+        first.killed()
+    with rig.start("--resume") as second:  # i02 is not sent again: its outcome is unknown
+        second.await_event(rig.calls(7), "i06's request")
+        second.killed()
+    assert rig.sent() == once(items[:7])
+
+    third = rig.run("--resume")
+
+    assert third.code == 1, third.out + third.err
+    assert rig.sent() == once(items)
+    run_id = only_run(rig.state)
+    assert third.out.splitlines()[-1] == unknown_advice(rig, run_id, ["each[i02]", "each[i06]"])
+    assert item_statuses(rig.state, run_id) == {
+        **dict.fromkeys(items, "succeeded"),
+        "i02": "sending",
+        "i06": "sending",
+    }
+    assert run_status(rig.state, run_id) == ("failed", 1, 3)
+
+
 # -- 2. one run of a job at a time ---------------------------------------------------------------
 
 
