@@ -89,7 +89,7 @@ class Bench:
         self.folder = folder
         self.owf_run = owf_run
         self.key = ClientKey.create(folder)
-        # Only runs given no state directory of their own see this one (none should).
+        # A backstop: run() gives every command a state directory of its own.
         self.env = {**os.environ, "OWF_STATE_DIR": str(folder / "state-shared")}
         self._emulators: dict[EmulatorKind, EmulatorProcess] = {}
         self._runs = 0
@@ -202,8 +202,11 @@ def journaled_items(state: Path) -> int:
     path = state / JOURNAL
     if not path.exists():
         return 0
-    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-        count: int = db.execute(_SUCCEEDED_ITEMS).fetchone()[0]
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            count: int = db.execute(_SUCCEEDED_ITEMS).fetchone()[0]
+    except sqlite3.Error as error:
+        raise BenchError(f"{path.name}: cannot count its items: {error}") from error
     return count
 
 

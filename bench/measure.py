@@ -29,10 +29,6 @@ class Finished:
     cpu: float  # seconds of CPU, user and system, this child's own
     output: str  # the end of what it printed, for a failure's explanation
 
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
     def failure(self) -> str:
         output = self.output.strip()[-OUTPUT_TAIL:]
         return f"`{command_name(self.argv)}` exited {self.exit_code}: {output}"
