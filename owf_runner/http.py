@@ -36,6 +36,9 @@ def build_client(transport: httpx2.AsyncBaseTransport, *, redirected: bool) -> h
         trust_env=not redirected,
         limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
         cookies=_NoCookies(),
+        # No library timeout: each exchange has one deadline of its own (the step's
+        # `timeout`, see exchange()); httpx2's default would cut every read at 5 s.
+        timeout=None,
     )
 
 

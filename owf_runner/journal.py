@@ -206,9 +206,11 @@ _ITEMS_PAGE_OF_STATUS: Final = (
     _SELECT_ITEM + " WHERE run_id = ? AND status = ? AND step_id = ? AND idx > ?"
     f" ORDER BY idx LIMIT {PAGE}"
 )
-_NEWEST_FIRST: Final = " ORDER BY started_at DESC, id DESC"
+# Ties within a second go by insertion (rowid), not by the random part of the id.
+_NEWEST_FIRST: Final = " ORDER BY started_at DESC, rowid DESC"
 _OLDER_RUNS: Final = (
-    "SELECT id FROM runs WHERE job_path = ? ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET ?"
+    "SELECT id FROM runs WHERE job_path = ? ORDER BY started_at DESC, rowid DESC"
+    " LIMIT -1 OFFSET ?"
 )
 _PRUNE: Final = (
     "DELETE FROM items WHERE run_id = ?",
