@@ -739,15 +739,11 @@ def rename_run(state: Path, old: str, new: str, started_at: str) -> None:
             db.execute(f"UPDATE {table} SET run_id = ? WHERE run_id = ?", (new, old))  # noqa: S608
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: runs started in the same second are ordered by their random id suffix "
-    "(journal._NEWEST_FIRST: ORDER BY started_at DESC, id DESC), so --resume may continue an "
-    "older failed run after a newer one succeeded, sending again what the newer run sent",
-)
 def test_resume_continues_the_run_begun_last_even_within_the_same_second(
     rig: Rig, cli: RunCli
 ) -> None:
+    """Ordered by the random part of their ids, an older failed run could be taken for the
+    latest, and a resume would send again what the newer run had sent."""
     rig.write(foreach_job(items=ITEMS[:1]))
     rig.emulator.set_stub("each", open_stub(Fault(status=400)))
     # In this process (no crash here, and quicker): the journal is what is under test.
@@ -770,13 +766,9 @@ def test_resume_continues_the_run_begun_last_even_within_the_same_second(
 # -- how long a request in flight may take -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: http.build_client sets no timeout, so httpx2's default Timeout(5.0) cuts every "
-    "read at 5 s: a flow answering after 6 s fails as `timeout: ReadTimeout` (outcome unknown) "
-    "although the step's timeout is 65 s, and a grace period cannot let it finish",
-)
 def test_a_request_in_flight_is_bounded_by_its_step_timeout_not_a_library_default() -> None:
+    """httpx2's default Timeout(5.0) would fail any flow slower than 5 s (outcome unknown),
+    whatever the step's timeout, and no grace period could let it finish."""
     # Checked on the client, not end to end: seeing a 5 s cut-off would take 5 s of every run.
     client = build_client(httpx2.AsyncHTTPTransport(), redirected=False)
     # Once the request has left, only the step's deadline (asyncio.timeout) may end the wait.
