@@ -13,7 +13,7 @@ import typer
 
 from owf_runner import __version__, boundary
 
-COMMANDS = {"run", "validate", "plan", "schema", "emulate", "history", "show"}
+COMMANDS = {"run", "validate", "plan", "schema", "emulate", "history", "show", "token"}
 
 app = typer.Typer(
     add_completion=False,
@@ -169,6 +169,29 @@ def show(
     from owf_runner import commands
 
     _finish(lambda: commands.show(run_id, state_dir, limit))
+
+
+@app.command()
+def token(
+    org: Annotated[str, typer.Argument(help="An org of the job", show_default=False)],
+    job: Annotated[
+        Path, typer.Option("--job", help="The job file that defines ORG", show_default=False)
+    ],
+    header: Annotated[
+        bool, typer.Option("--header", help="Print `Authorization: Bearer TOKEN` instead")
+    ] = False,
+    var: VarOpt = [],  # noqa: B006
+    vars_file: VarsFileOpt = None,
+    emulate: EmulateOpt = False,
+    emulator: EmulatorOpt = None,
+    stubs: StubsOpt = None,
+) -> None:
+    """Print an access token for ORG (for Postman or curl); nothing else goes to stdout."""
+    from owf_runner import tokencmd
+
+    boundary.configure_logging(verbose=False)
+    options = tokencmd.TokenOptions(header, var, vars_file, emulate, emulator, stubs)
+    _finish(lambda: tokencmd.token(job, org, options))
 
 
 @app.command()
