@@ -121,9 +121,11 @@ def _print_token(line: str) -> None:
     """Past the redactor: the token is the output. It is a bearer token (auth.py checked its
     characters), so it cannot carry a control character to the terminal."""
     stream = sys.stdout
+    if stream is None:  # started with it closed (`>&-`)
+        raise StepError("cannot write the token: standard output is closed")
     try:
         stream.write(line + "\n")
         stream.flush()
-    except (OSError, ValueError, AttributeError) as exc:
+    except (OSError, ValueError) as exc:
         _point_at_devnull(stream)  # or Python's flush at exit turns the exit code into 120
         raise StepError(f"cannot write the token to standard output ({exc})") from None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from joserfc.jwk import RSAKey
 
 from owf_runner import emulation, tokencmd
 from owf_runner.auth import TOKEN_ATTEMPTS
@@ -46,13 +47,19 @@ def job(tmp_path: Path) -> Path:
     return path
 
 
+@functools.cache
+def known_key() -> RSAKey:
+    """One key for every test: generating a 2048-bit key takes a tenth of a second."""
+    return rsa_key()
+
+
 @pytest.fixture
 def emulator(timed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """An emulator on the command's fake clock, knowing acme's and spare's key.
 
     The client token's variable is not set: the command resolves only the org it is asked for.
     """
-    key = rsa_key()
+    key = known_key()
     monkeypatch.setenv("OWF_T_KEY", pem(key))
     monkeypatch.delenv("OWF_T_CLIENT_TOKEN", raising=False)
     timed_emulator.register_client("0oaACME", "acme-kid", key.as_dict(private=False))
@@ -341,3 +348,16 @@ def test_vars_are_read_as_a_run_reads_them(job: Path, cli: RunCli) -> None:
 
     assert (result.code, result.out) == (2, "")
     assert result.err == "owf-run: --var expects KEY=VALUE, got 'novalue'\n"
+
+
+def test_a_closed_stdout_is_exit_1(
+    job: Path, emulator: Emulator, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdout", None)  # as Python starts with descriptor 1 closed
+
+    result = cli("token", "acme", "--job", str(job), "--emulator", emulator.base_url)
+
+    assert (result.code, result.err) == (
+        1,
+        "owf-run: cannot write the token: standard output is closed\n",
+    )
