@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from owf_runner import commands
 from owf_runner.commands import load_plan
 from owf_runner.emulator import Emulator, Fault, FlowStub
 from owf_runner.failures import Failure, FailureClass
@@ -354,3 +355,32 @@ def test_a_closed_stream_ends_nothing(step: StepPlan) -> None:
     out.close()
 
     reporter(out).say("nobody reads this")  # no ValueError
+
+
+def test_the_run_command_takes_it_in_place_of_the_console(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    job = tmp_path / "open.yaml"
+    job.write_text(
+        "version: 1\n"
+        "orgs: {acme: {domain: acme.okta.com, credential: open}}\n"
+        "credentials: {open: {type: none}}\n"
+        "steps: [{id: one, flow: 'https://acme.workflows.okta.com/api/flo/f/invoke'}]\n"
+    )
+    out = io.StringIO()
+    log = JsonLinesReporter(out, clock=fake_clock.monotonic, wall=fake_clock.time)
+
+    code = commands.run(job, cast(Any, log), commands.RunOptions(emulate=True), fake_clock)
+
+    assert code == 0
+    records = lines(out)
+    assert [record["event"] for record in records] == [
+        "message",
+        "step_started",
+        "step_finished",
+        "summary",
+    ]
+    assert records[0]["text"] == (
+        "emulating Okta: every request goes to a built-in emulator on loopback"
+    )
+    assert records[-1]["outcome"] == "succeeded"
