@@ -323,7 +323,8 @@ class Journal:
         """Queue the `sending` row (a resume re-sending an item overwrites its old outcome);
         ``await durable()`` before the request goes out."""
         # The row built directly, not through an ItemRecord: this runs once per item.
-        row = (run_id, step_id, index, _text(label), digest, SENDING, 0)
+        # One try at least is leaving: a row left `sending` counts it.
+        row = (run_id, step_id, index, _text(label), digest, SENDING, 1)
         self._queue(_UPSERT_ITEM, (*row, None, None, None, None, None))
 
     def finished(self, record: ItemRecord) -> None:
@@ -469,7 +470,9 @@ class Journal:
     def _counted(self, row: tuple[Any, ...]) -> RunRecord:
         run_id = row[0]
         steps = self._counts("SELECT status, count(*) FROM steps WHERE run_id = ?", run_id)
-        items = self._counts("SELECT status, count(*) FROM items WHERE run_id = ?", run_id)
+        # Items are a foreach's: a plain step's one invocation is counted with the steps.
+        sql = "SELECT status, count(*) FROM items WHERE run_id = ? AND idx >= 0"
+        items = self._counts(sql, run_id)
         return RunRecord(
             id=run_id, job_path=row[1], job_sha256=row[2], job_name=row[3], started_at=row[4],
             finished_at=row[5], status=row[6], exit_code=row[7], sessions=row[8], target=row[9],

@@ -229,7 +229,7 @@ def test_a_run_from_start_to_finish(journal: Journal) -> None:
         finished_at="2026-11-29T14:01:05Z",
         steps_succeeded=1,
         steps_failed=1,
-        items_succeeded=2,
+        items_succeeded=1,  # the foreach's; the plain step's invocation counts as a step
         items_failed=1,
         items_unknown=2,  # one in flight, one that timed out
     )
@@ -238,7 +238,9 @@ def test_a_run_from_start_to_finish(journal: Journal) -> None:
         ("users", "failed", {}),
     ]
     assert journal.steps(run_id)[0].response == {"status": 200, "headers": {}, "body": {}}
-    assert journal.item(run_id, "users", 2) == item(2, "sending", label="user-2", digest="digest-2")
+    assert journal.item(run_id, "users", 2) == item(
+        2, "sending", label="user-2", digest="digest-2", attempts=1
+    )
     assert journal.item(run_id, "users", 0) == item(
         0, label="user-0", outputs={"id": "u0"}, execution_id="ex-0"
     )
@@ -262,7 +264,9 @@ def test_a_resume_reopens_the_run_and_overwrites_what_it_resends(journal: Journa
         None,
     )
     journal.sending(run_id, "users", 0, "user-0", "d0")
-    assert journal.item(run_id, "users", 0) == item(0, "sending", label="user-0", digest="d0")
+    assert journal.item(run_id, "users", 0) == item(
+        0, "sending", label="user-0", digest="d0", attempts=1
+    )
     journal.finished(item(0, label="user-0", digest="d0", attempts=1, http_status=200))
     assert [i.status for i in journal.items(run_id, "users")] == ["succeeded"]
 
