@@ -209,8 +209,7 @@ _ITEMS_PAGE_OF_STATUS: Final = (
 # Ties within a second go by insertion (rowid), not by the random part of the id.
 _NEWEST_FIRST: Final = " ORDER BY started_at DESC, rowid DESC"
 _OLDER_RUNS: Final = (
-    "SELECT id FROM runs WHERE job_path = ? ORDER BY started_at DESC, rowid DESC"
-    " LIMIT -1 OFFSET ?"
+    "SELECT id FROM runs WHERE job_path = ? ORDER BY started_at DESC, rowid DESC LIMIT -1 OFFSET ?"
 )
 _PRUNE: Final = (
     "DELETE FROM items WHERE run_id = ?",
