@@ -71,13 +71,25 @@ class ReportError(OwfError):
 
 def check_report_path(path: Path) -> None:
     """ReportError unless a report could be written at ``path``; writes nothing."""
-    reason = _unwritable(path)
+    _destination(path)
+
+
+def _destination(path: Path) -> Path:
+    """The file a report at ``path`` replaces: ``path``, or the file it links to when it is a
+    symbolic link (written through, as ``> FILE`` would: the link stays a link); ReportError
+    when it cannot be written there."""
+    try:
+        destination = path.resolve() if path.is_symlink() else path
+    except (OSError, RuntimeError):  # a loop of links
+        raise ReportError(_cannot_write(path, "a symbolic link loop", "name a file")) from None
+    reason = _unwritable(destination)
     if reason is not None:
         raise ReportError(_cannot_write(path, *reason))
+    return destination
 
 
 def _unwritable(path: Path) -> tuple[str, str] | None:
-    """Why a report cannot go there, and what to do; None when it can."""
+    """Why a report cannot go to ``path``, and what to do; None when it can."""
     parent = path.parent
     if path.is_dir():
         return "it is a directory", "name a file"
@@ -129,8 +141,8 @@ def _write_error(path: Path, error: OSError) -> ReportError:
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[_ReportFile]:
     """A file that appears at ``path`` whole, or not at all (the temporary one is removed)."""
-    check_report_path(path)
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    destination = _destination(path)
+    temporary = destination.parent / f".{destination.name}.{secrets.token_hex(4)}.tmp"
     with _file_errors(path):
         # The mode a new file gets from the umask, as `> FILE` would: a report is meant to be read.
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -145,7 +157,7 @@ def _atomic(path: Path) -> Iterator[_ReportFile]:
             stream.flush()
             os.fsync(stream.fileno())
         with _file_errors(path):
-            os.replace(temporary, path)
+            os.replace(temporary, destination)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()

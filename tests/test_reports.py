@@ -649,3 +649,29 @@ def test_a_failed_write_is_a_report_error(tmp_path: Path, monkeypatch: pytest.Mo
         f"{path}: cannot write the report (No space left on device): name another file"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symbolic_link_is_written_through(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    target = tmp_path / "reports" / "latest.json"
+    target.write_text("old")
+    link = tmp_path / "r.json"
+    link.symlink_to(target)
+    write(write_json_report, link)
+    assert link.is_symlink()
+    assert json.loads(target.read_text())["run_id"] == RUN_ID
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["latest.json"]
+
+
+def test_a_link_to_a_device_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "out"
+    link.symlink_to("/dev/null")
+    assert refused(link) == f"{link}: cannot write the report (not a regular file): name a file"
+    assert link.is_symlink()
+
+
+def test_a_loop_of_links_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    path = tmp_path / "a"
+    assert refused(path) == (f"{path}: cannot write the report (a symbolic link loop): name a file")
