@@ -94,11 +94,12 @@ def chained(bench: Bench, options: Options) -> list[Row]:
     def measure(argv: list[str]) -> Callable[[], Trial]:
         return lambda: bench.trial(emulator, "echo", steps, argv)
 
-    owf, sync, loop = interleave(
+    owf, sync, loop, bare = interleave(
         [
             measure(bench.owf_job(job, emulator)),
             measure(bench.baseline("chain-sync", emulator.url, str(steps))),
             measure(bench.baseline("chain-async", emulator.url, str(steps))),
+            measure(bench.owf_job(job, emulator, journal=False)),
         ],
         options.rounds,
     )
@@ -110,6 +111,7 @@ def chained(bench: Bench, options: Options) -> list[Row]:
         _time_row(f"{name} vs asyncio loop", _run_times(owf), _run_times(loop)),
         # What the user waits for, startup and loading included (their targets are (e), (f)).
         _time_row(f"{name}, whole process vs sync loop", _walls(owf), _walls(sync)),
+        _time_row(f"{name}, journal vs none", _run_times(owf), _run_times(bare)),
     ]
 
 
@@ -143,15 +145,20 @@ def pool(bench: Bench, options: Options) -> list[Row]:
     emulator = bench.emulator()
     bench.prepare_baselines()
     loop_argv = bench.baseline("pool", emulator.url, "slow", str(items), str(POOL_CONCURRENCY))
-    owf, loop = interleave(
+    bare_argv = bench.owf_job(job, emulator, journal=False)
+    owf, loop, bare = interleave(
         [
             lambda: bench.trial(emulator, "slow", items, bench.owf_job(job, emulator)),
             lambda: bench.trial(emulator, "slow", items, loop_argv),
+            lambda: bench.trial(emulator, "slow", items, bare_argv),
         ],
         options.rounds,
     )
-    name = f"(b) {label(items)} items x{POOL_CONCURRENCY}, 50 ms flow vs asyncio loop"
-    return [_time_row(name, _run_times(owf), _run_times(loop), 1.1, "<= 1.1x")]
+    name = f"(b) {label(items)} items x{POOL_CONCURRENCY}, 50 ms flow"
+    return [
+        _time_row(f"{name} vs asyncio loop", _run_times(owf), _run_times(loop), 1.1, "<= 1.1x"),
+        _time_row(f"{name}, journal vs none", _run_times(owf), _run_times(bare)),
+    ]
 
 
 # -- (c) Okta's pace -------------------------------------------------------------------
@@ -391,12 +398,16 @@ def _failed_tail_run(bench: Bench, job: Path, rows: int, tail: int) -> Path:
     _progress(f"(g) a run of {label(rows)} rows, the last {label(tail)} refused")
     failing = bench.emulator(EmulatorKind(fail_after=rows - tail))
     state = bench.new_state()
-    bench.run(bench.owf_job(job, failing), state, exit_code=1)
+    finished = bench.run(bench.owf_job(job, failing), state, exit_code=1)
     stats = failing.flow("echo")
     statuses = {} if stats is None else stats.statuses
     wanted = {200: rows - tail, REFUSED: tail}
-    if statuses != wanted or journaled_items(state) != rows - tail:
-        raise BenchError(f"(g)'s first run: the emulator answered {statuses}, not {wanted}")
+    journaled = journaled_items(state)
+    if statuses != wanted or journaled != rows - tail:
+        raise BenchError(
+            f"(g)'s first run: the emulator answered {statuses}, not {wanted}; the journal "
+            f"holds {journaled:,} items succeeded; {finished.failure()}"
+        )
     return state
 
 

@@ -40,6 +40,7 @@ def test_quick_bench_prints_the_table() -> None:
         "(a) 20 chained steps vs sync loop",
         "(a) 20 chained steps vs asyncio loop",
         "(a) 20 chained steps, whole process vs sync loop",
+        "(a) 20 chained steps, journal vs none",
         "(c) 5 items at the default 10/s: first to last call",
         "(c) 5 items at the default 10/s: 429s",
         "(f) owf-run --help vs bare python",
