@@ -80,9 +80,11 @@ def _destination(path: Path) -> Path:
     when it cannot be written there."""
     try:
         destination = path.resolve() if path.is_symlink() else path
-    except (OSError, RuntimeError):  # a loop of links
-        raise ReportError(_cannot_write(path, "a symbolic link loop", "name a file")) from None
-    reason = _unwritable(destination)
+        reason = _unwritable(destination)
+    except RuntimeError:  # a loop of links
+        reason = "a symbolic link loop", "name a file"
+    except OSError as error:  # a directory on the way that may not be searched
+        reason = _os_reason(error), "fix the permissions or name another file"
     if reason is not None:
         raise ReportError(_cannot_write(path, *reason))
     return destination
@@ -134,8 +136,11 @@ def _file_errors(path: Path) -> Iterator[None]:
 
 
 def _write_error(path: Path, error: OSError) -> ReportError:
-    reason = escape_controls(error.strerror or str(error))
-    return ReportError(_cannot_write(path, reason, "name another file"))
+    return ReportError(_cannot_write(path, _os_reason(error), "name another file"))
+
+
+def _os_reason(error: OSError) -> str:
+    return escape_controls(error.strerror or str(error))
 
 
 @contextlib.contextmanager
@@ -147,15 +152,13 @@ def _atomic(path: Path) -> Iterator[_ReportFile]:
         # The mode a new file gets from the umask, as `> FILE` would: a report is meant to be read.
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with (
-            _file_errors(path),
-            open(
-                descriptor, "w", encoding="utf-8", errors="backslashreplace", newline="\n"
-            ) as stream,
-        ):
+        with open(
+            descriptor, "w", encoding="utf-8", errors="backslashreplace", newline="\n"
+        ) as stream:
             yield _ReportFile(path, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
+            with _file_errors(path):  # here, so that closing has nothing left to fail on
+                stream.flush()
+                os.fsync(stream.fileno())
         with _file_errors(path):
             os.replace(temporary, destination)
     except BaseException:
@@ -579,7 +582,8 @@ def _problem_line(item: ItemRecord) -> str:
     parts = [_item_status(item)]
     if item.http_status is not None:
         parts.append(f"HTTP {item.http_status}")
-    parts += [part for part in (_reason(item),) if part]
+    if item.error:
+        parts.append(_reason(item))
     if item.execution_id:
         parts.append(f"execution {_execution(item)}")
     return f"{_item_name(item)}: {', '.join(parts)}"

@@ -637,11 +637,14 @@ def test_an_error_midway_leaves_no_temporary_file(tmp_path: Path, writer: Writer
     assert path.read_text() == "old"
 
 
-def test_a_failed_write_is_a_report_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("call", ["fsync", "replace"])
+def test_a_failed_write_is_a_report_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
     def full(*_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "replace", full)
+    monkeypatch.setattr(os, call, full)
     path = tmp_path / "r.xml"
     with pytest.raises(ReportError) as caught:
         write(write_junit, path)
@@ -675,3 +678,17 @@ def test_a_loop_of_links_is_refused(tmp_path: Path) -> None:
     (tmp_path / "b").symlink_to(tmp_path / "a")
     path = tmp_path / "a"
     assert refused(path) == (f"{path}: cannot write the report (a symbolic link loop): name a file")
+
+
+def test_a_directory_that_may_not_be_searched_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(self: Path) -> bool:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "is_dir", denied)  # as a user meets /root/x
+    path = tmp_path / "r.json"
+    assert refused(path) == (
+        f"{path}: cannot write the report (Permission denied): fix the permissions or name"
+        " another file"
+    )
