@@ -181,8 +181,8 @@ def _run_failed_elsewhere(run: RunRecord, steps: Sequence[StepRecord]) -> bool:
 
 
 def _run_reason(run: RunRecord) -> str:
-    code = "" if run.exit_code is None else f" (exit code {run.exit_code})"
-    return f"the run is {escape_controls(REDACTOR.redact(run.status))}{code}"
+    code = "" if run.exit_code is None else f", exit code {run.exit_code}"
+    return f"the run did not succeed: {escape_controls(REDACTOR.redact(run.status))}{code}"
 
 
 _STEP_REASONS: Final = {
@@ -440,7 +440,7 @@ _RUN_PROPERTIES: Final = {
     "job_name": _described("string", "The job's `name:`."),
     "job_path": _described("string", "The job file the run read."),
     "job_sha256": _described("string", "SHA-256 of the job file as the run read it."),
-    "target": {"enum": ["okta", "emulator"], "description": "Where the requests went."},
+    "target": _described("string", "okta, or emulator (a rehearsal: nothing reached Okta)."),
     "started_at": _described("string", "ISO 8601, UTC."),
     "finished_at": _described(_TEXT_OR_NULL, "ISO 8601, UTC; null while running."),
     "duration_seconds": {"type": ["number", "null"], "minimum": 0},

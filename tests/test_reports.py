@@ -350,7 +350,7 @@ def test_a_run_that_failed_outside_its_steps_is_a_failed_testcase(tmp_path: Path
     assert case.get("name") == "(run)"
     failure = case.find("failure")
     assert failure is not None
-    assert failure.get("message") == failure.text == "the run is failed (exit code 4)"
+    assert failure.get("message") == failure.text == "the run did not succeed: failed, exit code 4"
 
 
 def test_a_successful_run_has_no_failure(tmp_path: Path) -> None:
@@ -463,7 +463,7 @@ CANARY = "Canary-7f3a9c2e5b1d4f6a8c0e/+=ü"
 def canary_records() -> tuple[RunRecord, list[StepRecord], reports.Items]:
     forms = list(encoded_forms(CANARY).values())
     text = " ".join(forms)
-    run = a_run(job_name=text, job_path=f"/jobs/{CANARY}.yaml")
+    run = a_run(id=f"run-{CANARY}", job_name=text, job_path=f"/jobs/{CANARY}.yaml")
     steps = [
         a_step("users", 0, "failed", error=text, outputs={CANARY: forms, "x": {"k": CANARY}}),
     ]
