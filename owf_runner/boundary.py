@@ -102,7 +102,7 @@ def to_stderr(text: str) -> None:
         sys.stderr.write(printable(text) + "\n")
         sys.stderr.flush()
     except (OSError, ValueError):
-        _point_at_devnull(sys.stderr)  # or Python's flush at exit turns the exit code into 120
+        point_at_devnull(sys.stderr)  # or Python's flush at exit turns the exit code into 120
     except AttributeError:  # started with standard error closed: sys.stderr is None
         pass
 
@@ -130,14 +130,14 @@ class Output:
 
     def _lose(self, stream: TextIO, exc: Exception) -> None:
         self.gone = True
-        _point_at_devnull(stream)
+        point_at_devnull(stream)
         if not isinstance(exc, BrokenPipeError | ValueError):
             to_stderr(
                 f"owf-run: cannot write to standard output ({exc}); the run goes on without it"
             )
 
 
-def _point_at_devnull(stream: TextIO) -> None:
+def point_at_devnull(stream: TextIO) -> None:
     try:
         descriptor = stream.fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)

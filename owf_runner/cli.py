@@ -6,12 +6,16 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from owf_runner import __version__, boundary
+
+if TYPE_CHECKING:
+    from owf_runner.runner import RunReporter
 
 COMMANDS = {"run", "validate", "plan", "schema", "emulate", "history", "show", "token"}
 
@@ -82,6 +86,17 @@ FsyncOpt = Annotated[
         "about 1 ms per request)",
     ),
 ]
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option("--log-format", help="text: lines for people; json: one JSON object per line"),
+]
 KeepOpt = Annotated[
     int, typer.Option("--keep", min=1, help="Runs of JOB kept in the journal (older ones pruned)")
 ]
@@ -111,18 +126,28 @@ def run(
     grace: GraceOpt = 10.0,
     keep: KeepOpt = 100,
     fsync: FsyncOpt = False,
+    log_format: LogFormatOpt = LogFormat.TEXT,
 ) -> None:
     """Run JOB (also: `owf-run JOB`)."""
     from owf_runner import commands
-    from owf_runner.report import ConsoleReporter
 
     boundary.configure_logging(verbose)
-    reporter = ConsoleReporter(quiet=quiet, verbose=verbose)
+    reporter = _reporter(log_format, quiet, verbose)
     options = commands.RunOptions(
         var, vars_file, emulate, emulator, stubs, limit,
         state_dir, resume, run_id, retry_unknown, force, lock_wait, grace, keep, fsync,
     )  # fmt: skip
     _finish(lambda: commands.run(job, reporter, options))
+
+
+def _reporter(log_format: LogFormat, quiet: bool, verbose: bool) -> RunReporter:
+    if log_format is LogFormat.JSON:
+        from owf_runner.jsonlog import JsonLinesReporter
+
+        return JsonLinesReporter(quiet=quiet, verbose=verbose)
+    from owf_runner.report import ConsoleReporter
+
+    return ConsoleReporter(quiet=quiet, verbose=verbose)
 
 
 @app.command()

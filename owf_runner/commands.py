@@ -30,10 +30,9 @@ from owf_runner.loader import load_job
 from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan, resolve
 from owf_runner.problems import Problem
-from owf_runner.report import ConsoleReporter
 from owf_runner.resume import ResumeChoice
 from owf_runner.runlock import hold_run_lock
-from owf_runner.runner import Session, execute
+from owf_runner.runner import RunReporter, Session, execute
 from owf_runner.sessions import Recorded, continuation, recorded
 from owf_runner.statedir import prepare_state_dir
 from owf_runner.stopping import Stop, on_signals
@@ -72,9 +71,7 @@ class RunOptions:
     fsync: bool = False  # each journal commit on disk before the request: survives a power cut
 
 
-def run(
-    job: Path, reporter: ConsoleReporter, options: RunOptions, clock: Clock = SYSTEM_CLOCK
-) -> int:
+def run(job: Path, reporter: RunReporter, options: RunOptions, clock: Clock = SYSTEM_CLOCK) -> int:
     _check_options(options)
     plan = load_plan(job, parse_vars(options.var, options.vars_file))
     state = prepare_state_dir(options.state_dir, os.environ)
@@ -103,10 +100,10 @@ def run(
 
 
 def _run_recorded(
-    plan: Plan, reporter: ConsoleReporter, options: RunOptions, clock: Clock, record: Recorded
+    plan: Plan, reporter: RunReporter, options: RunOptions, clock: Clock, record: Recorded
 ) -> RunResult:
     target = (options.emulate, options.emulator_url, options.stubs)
-    with _wiring(plan, reporter, *target) as (resolved, transport):
+    with wire(plan, reporter, *target) as (resolved, transport):
         main = _execute(plan, resolved, transport, reporter, clock, record.session, options.grace)
         result = run_async(main)
     record.ending.ran(result, record.session.stop)
@@ -120,7 +117,7 @@ def _resume_choice(options: RunOptions) -> ResumeChoice | None:
 
 
 def _check_options(options: RunOptions) -> None:
-    _check_target(options.emulate, options.emulator_url, options.stubs)
+    check_target(options.emulate, options.emulator_url, options.stubs)
     for flag, seconds in (("--lock-wait", options.lock_wait), ("--grace", options.grace)):
         if not 0 <= seconds <= MAX_SECONDS:  # NaN fails this too
             raise UsageError(f"{flag} expects seconds, 0 to {MAX_SECONDS:g}; got {seconds:g}")
@@ -133,7 +130,7 @@ def _check_options(options: RunOptions) -> None:
             raise UsageError(f"{flag} goes with --resume")
 
 
-def _check_target(emulate: bool, emulator_url: str | None, stubs: Path | None) -> None:
+def check_target(emulate: bool, emulator_url: str | None, stubs: Path | None) -> None:
     if emulate and emulator_url:
         raise UsageError("use either --emulate or --emulator URL, not both")
     if stubs is not None and not emulate:
@@ -144,15 +141,15 @@ def _check_target(emulate: bool, emulator_url: str | None, stubs: Path | None) -
 
 
 @contextlib.contextmanager
-def _wiring(
-    plan: Plan, reporter: ConsoleReporter, emulate: bool, url: str | None, stubs: Path | None
+def wire(
+    plan: Plan, reporter: RunReporter, emulate: bool, url: str | None, stubs: Path | None
 ) -> Iterator[Wiring]:
     if emulate:
         from owf_runner.emulation import rehearsal  # the emulator loads only when asked for
 
-        with rehearsal(plan, stubs) as wiring:
+        with rehearsal(plan, stubs) as wired:
             reporter.say("emulating Okta: every request goes to a built-in emulator on loopback")
-            yield wiring
+            yield wired
         return
     transport = real_transport(plan.ca_bundles())
     yield resolve_credentials(plan), EmulatorTransport(url, transport) if url else transport
@@ -162,7 +159,7 @@ async def _execute(
     plan: Plan,
     resolved: Mapping[str, Resolved],
     transport: httpx2.AsyncBaseTransport,
-    reporter: ConsoleReporter,
+    reporter: RunReporter,
     clock: Clock,
     session: Session,
     grace: float,

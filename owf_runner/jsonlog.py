@@ -56,7 +56,7 @@ from owf_runner.boundary import Output
 from owf_runner.failures import Failure
 from owf_runner.outcomes import ItemResult, RunResult, Status, StepResult
 from owf_runner.plan import StepPlan
-from owf_runner.report import _Heartbeat, _unknown_advice
+from owf_runner.report import Heartbeat, unknown_advice
 
 MAX_STRING = 4096  # characters of one string value; a label is a name, a body is an excerpt
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -77,7 +77,7 @@ class JsonLinesReporter:
 
     def __post_init__(self) -> None:
         self.output = Output(self.stream)
-        self.heartbeats: dict[str, _Heartbeat] = {}
+        self.heartbeats: dict[str, Heartbeat] = {}
 
     def say(self, text: str, *, always: bool = False) -> None:
         if always or not self.quiet:
@@ -90,7 +90,7 @@ class JsonLinesReporter:
             )
 
     def foreach_started(self, step: StepPlan, total: int | None) -> None:
-        self.heartbeats[step.id] = _Heartbeat(total, self.clock())
+        self.heartbeats[step.id] = Heartbeat(total, self.clock())
 
     def item_finished(self, step: StepPlan, result: ItemResult) -> None:
         failed = result.status.failed
@@ -213,7 +213,7 @@ def _item(step: StepPlan, result: ItemResult) -> Record:
     }
 
 
-def _heartbeat(step: StepPlan, beat: _Heartbeat, now: float) -> Record:
+def _heartbeat(step: StepPlan, beat: Heartbeat, now: float) -> Record:
     elapsed = now - beat.started
     rate = beat.done / elapsed if elapsed > 0 else None  # no time yet: no rate to speak of
     remaining = beat.total - beat.done if beat.total else None
@@ -270,7 +270,7 @@ def _summary(run: RunResult, job: str) -> Record:
         "steps": [_step_row(step) for step in run.steps],
         "unknown_count": sum(step.unknown_count for step in run.steps),
         "unknown": [name for step in run.steps for name in step.unknown],
-        "advice": _unknown_advice(run, job),
+        "advice": unknown_advice(run, job),
     }
 
 

@@ -44,7 +44,7 @@ class ConsoleReporter:
         if self.live is None:
             self.live = _is_terminal(self.stream)
         self.bars: _Bars | None = None
-        self.heartbeats: dict[str, _Heartbeat] = {}
+        self.heartbeats: dict[str, Heartbeat] = {}
 
     def say(self, text: str, *, always: bool = False) -> None:
         if self.quiet and not always:
@@ -59,7 +59,7 @@ class ConsoleReporter:
         self.say(f"{step.id}: started ({step.method} on org {step.org.name})")
 
     def foreach_started(self, step: StepPlan, total: int | None) -> None:
-        self.heartbeats[step.id] = _Heartbeat(total, self.clock())
+        self.heartbeats[step.id] = Heartbeat(total, self.clock())
         if self.live and not self.quiet and self.stream is not None:
             self.bars = self.bars or _Bars(self.stream)
             self.bars.start(step.id, total)
@@ -115,11 +115,11 @@ class ConsoleReporter:
         if self.quiet and run.outcome == "succeeded":  # cron mails only what went wrong
             return
         lines = [f"run {run.run_id} of {run.job_name}: {run.outcome}", *_table(run.steps)]
-        advice = _unknown_advice(run, job)
+        advice = unknown_advice(run, job)
         self.output.write("\n".join([*lines, advice] if advice else lines) + "\n")
 
 
-def _unknown_advice(run: RunResult, job: str) -> str | None:
+def unknown_advice(run: RunResult, job: str) -> str | None:
     """Which invocations may have run the flow (never sent again by themselves), and how on."""
     count = sum(step.unknown_count for step in run.steps)
     if not count:
@@ -159,7 +159,7 @@ def _table(steps: tuple[StepResult, ...]) -> list[str]:
 
 
 @dataclass
-class _Heartbeat:
+class Heartbeat:
     """One foreach step's progress, for its heartbeat lines."""
 
     total: int | None

@@ -60,6 +60,14 @@ class Reporter(Protocol):
     def step_finished(self, step: StepPlan, result: StepResult) -> None: ...
 
 
+class RunReporter(Reporter, Protocol):
+    """A Reporter that also speaks for the command: notes, and the run's summary at its end
+    (ConsoleReporter for people, JsonLinesReporter for machines)."""
+
+    def say(self, text: str, *, always: bool = False) -> None: ...
+    def summary(self, run: RunResult, job: str = "JOB") -> None: ...
+
+
 class RunLog(Protocol):
     """Where the runner records its work as it goes: the journal (NO_LOG: nowhere).
 

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from owf_runner.auth import BearerAuth, TokenEndpointUnreachable
-from owf_runner.boundary import _point_at_devnull, run_async, to_stderr
+from owf_runner.boundary import point_at_devnull, run_async, to_stderr
 from owf_runner.clock import SYSTEM_CLOCK, Clock
-from owf_runner.commands import Wiring, _check_target, _wiring, load_plan, parse_vars
+from owf_runner.commands import Wiring, check_target, load_plan, parse_vars, wire
 from owf_runner.credentials import build_auths
 from owf_runner.errors import ExitCode, StepError, UsageError
 from owf_runner.http import EmulatorTransport, build_client
@@ -50,13 +50,13 @@ def token(
     job: Path, org: str, options: TokenOptions = TokenOptions(), clock: Clock = SYSTEM_CLOCK
 ) -> int:
     """Print one access token for ``org`` of ``job`` on standard output; exit code 0."""
-    _check_target(options.emulate, options.emulator_url, options.stubs)
+    check_target(options.emulate, options.emulator_url, options.stubs)
     plan = load_plan(job, parse_vars(options.var, options.vars_file))
     chosen = _oauth_org(plan, job, org)
     narrowed = _only(plan, chosen)
     stderr = ConsoleReporter(stream=sys.stderr)  # the emulator's notice; stdout is the token's
-    with _wiring(narrowed, stderr, options.emulate, options.emulator_url, options.stubs) as wiring:
-        access_token = run_async(_fetch(narrowed, chosen, wiring, clock))
+    with wire(narrowed, stderr, options.emulate, options.emulator_url, options.stubs) as wired:
+        access_token = run_async(_fetch(narrowed, chosen, wired, clock))
     _print_token(f"Authorization: Bearer {access_token}" if options.header else access_token)
     if options.emulate:
         to_stderr(f"owf-run: note: {EMULATED_NOTE}")
@@ -127,5 +127,5 @@ def _print_token(line: str) -> None:
         stream.write(line + "\n")
         stream.flush()
     except (OSError, ValueError) as exc:
-        _point_at_devnull(stream)  # or Python's flush at exit turns the exit code into 120
+        point_at_devnull(stream)  # or Python's flush at exit turns the exit code into 120
         raise StepError(f"cannot write the token to standard output ({exc})") from None

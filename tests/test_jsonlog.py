@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -370,7 +370,7 @@ def test_the_run_command_takes_it_in_place_of_the_console(
     out = io.StringIO()
     log = JsonLinesReporter(out, clock=fake_clock.monotonic, wall=fake_clock.time)
 
-    code = commands.run(job, cast(Any, log), commands.RunOptions(emulate=True), fake_clock)
+    code = commands.run(job, log, commands.RunOptions(emulate=True), fake_clock)
 
     assert code == 0
     records = lines(out)
