@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import errno
 import functools
+import html
+import http.server
 import json
 import os
 import re
+import shutil
+import subprocess
+import threading
 import tracemalloc
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonschema
 import pytest
@@ -692,3 +697,86 @@ def test_a_directory_that_may_not_be_searched_is_refused(
         f"{path}: cannot write the report (Permission denied): fix the permissions or name"
         " another file"
     )
+
+
+# -- in a real browser ----------------------------------------------------------------------------
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def a_browser() -> str:
+    """Chromium's path; a skip elsewhere, saying why, and a failure on CI, which installs it."""
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    why = "no Chromium here (Debian: apt-get install chromium); .ci/run installs it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+class Requests(http.server.BaseHTTPRequestHandler):
+    """Counts every request a page makes to it: a report must make none."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, list[str]]]:
+    """A loopback server and the paths requested from it."""
+    seen: list[str] = []
+    handler = type("Handler", (Requests,), {"seen": seen})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+def rendered(browser: str, page: Path, profile: Path) -> str:
+    """The page's DOM once Chromium has loaded it (its subresources too, had it any)."""
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-extensions", "--disable-background-networking",
+        f"--user-data-dir={profile}", "--dump-dom", page.as_uri(),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout
+
+
+def test_a_browser_renders_hostile_labels_as_text_and_loads_nothing(
+    tmp_path: Path, listener: tuple[str, list[str]]
+) -> None:
+    browser = a_browser()
+    url, seen = listener
+    # The harness sees what a page loads: a bare <img> to the listener is requested.
+    control = tmp_path / "control.html"
+    control.write_text(f'<!DOCTYPE html><img src="{url}/control">', encoding="utf-8")
+    rendered(browser, control, tmp_path / "profile")
+    assert seen == ["/control"]
+    markup = (
+        f'<script src="{url}/script"></script><img src="{url}/img">'
+        f'<link rel="stylesheet" href="{url}/css"><style>@import "{url}/import";</style>'
+    )
+    run = a_run(job_name=markup)
+    steps = [a_step("users", 0, "failed", error=markup)]
+    items = items_of(an_item("users", 0, "failed", label=markup, error=markup))
+    page = tmp_path / "r.html"
+    write_html(page, run, steps, items)
+    dom = rendered(browser, page, tmp_path / "profile")
+    assert seen == ["/control"]  # nothing more: the page loaded nothing
+    assert "<script" not in dom
+    assert "<img" not in dom
+    assert html.escape(markup, quote=False) in dom  # shown as the text it is
