@@ -181,6 +181,8 @@ def _run_failed_elsewhere(run: RunRecord, steps: Sequence[StepRecord]) -> bool:
 
 
 def _run_reason(run: RunRecord) -> str:
+    if run.status == RUNNING:  # `show` of a run still going, or of one that died unnoticed
+        return "the run had not finished when this report was written"
     code = "" if run.exit_code is None else f", exit code {run.exit_code}"
     return f"the run did not succeed: {escape_controls(REDACTOR.redact(run.status))}{code}"
 

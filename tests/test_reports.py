@@ -358,6 +358,14 @@ def test_a_run_that_failed_outside_its_steps_is_a_failed_testcase(tmp_path: Path
     assert failure.get("message") == failure.text == "the run did not succeed: failed, exit code 4"
 
 
+def test_a_run_still_running_says_so(tmp_path: Path) -> None:
+    run = a_run(status="running", finished_at=None, exit_code=None)
+    steps = [a_step("token", 0, "succeeded")]
+    failure = junit(tmp_path / "r.xml", run=run, steps=steps, items=items_of()).find(".//failure")
+    assert failure is not None
+    assert failure.text == "the run had not finished when this report was written"
+
+
 def test_a_successful_run_has_no_failure(tmp_path: Path) -> None:
     run = a_run(status="succeeded", exit_code=0)
     steps = [a_step("token", 0, "succeeded"), a_step("later", 1, "skipped")]
