@@ -291,6 +291,21 @@ def junit(path: Path, **kw: Any) -> ET.Element:
     return ET.fromstring(text)  # noqa: S314 (the file under test, validated just above)
 
 
+@pytest.mark.parametrize(
+    "document",
+    [
+        '<testsuites skipped="1"/>',  # not an attribute the common schema knows there
+        '<testsuites><testsuite name="j" tests="1"><testcase/></testsuite></testsuites>',
+        '<testsuites><testsuite name="j" tests="one"/></testsuites>',
+        '<testsuites><testsuite name="j" tests="1" time="1,5"/></testsuites>',
+        '<testsuites><testsuite name="j" tests="1"><testcase name="s"><failure message="m"/>'
+        "</testcase></testsuite></testsuites>",  # a failure without its type
+    ],
+)
+def test_the_vendored_junit_schema_has_teeth(document: str) -> None:
+    assert not junit_schema().is_valid(document)
+
+
 def test_junit_of_a_small_run(tmp_path: Path) -> None:
     root = junit(tmp_path / "r.xml")
     assert root.tag == "testsuites"
