@@ -93,6 +93,16 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Write the run's JSON report here (see docs/reports.md)"),
+]
+JunitOpt = Annotated[
+    Path | None, typer.Option("--junit", help="Write a JUnit XML report here (CI test reports)")
+]
+HtmlOpt = Annotated[
+    Path | None, typer.Option("--html", help="Write a self-contained HTML page of the run here")
+]
 LogFormatOpt = Annotated[
     LogFormat,
     typer.Option("--log-format", help="text: lines for people; json: one JSON object per line"),
@@ -127,15 +137,20 @@ def run(
     keep: KeepOpt = 100,
     fsync: FsyncOpt = False,
     log_format: LogFormatOpt = LogFormat.TEXT,
+    report: ReportOpt = None,
+    junit: JunitOpt = None,
+    html: HtmlOpt = None,
 ) -> None:
     """Run JOB (also: `owf-run JOB`)."""
     from owf_runner import commands
+    from owf_runner.report_files import ReportFiles
 
     boundary.configure_logging(verbose)
     reporter = _reporter(log_format, quiet, verbose)
     options = commands.RunOptions(
         var, vars_file, emulate, emulator, stubs, limit,
         state_dir, resume, run_id, retry_unknown, force, lock_wait, grace, keep, fsync,
+        ReportFiles(report, junit, html),
     )  # fmt: skip
     _finish(lambda: commands.run(job, reporter, options))
 
@@ -189,11 +204,16 @@ def show(
     run_id: Annotated[str, typer.Argument(help="A run id (see history)", show_default=False)],
     state_dir: StateDirOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Failed items shown per step")] = 20,
+    report: ReportOpt = None,
+    junit: JunitOpt = None,
+    html: HtmlOpt = None,
 ) -> None:
     """One run: its steps, and its failed items with labels, reasons and execution ids."""
     from owf_runner import commands
+    from owf_runner.report_files import ReportFiles
 
-    _finish(lambda: commands.show(run_id, state_dir, limit))
+    files = ReportFiles(report, junit, html)
+    _finish(lambda: commands.show(run_id, state_dir, limit, files))
 
 
 @app.command()
@@ -220,11 +240,19 @@ def token(
 
 
 @app.command()
-def schema() -> None:
-    """Print the job-file JSON Schema (schemas/job.schema.json)."""
-    from owf_runner.model import job_schema
+def schema(
+    report: Annotated[
+        bool, typer.Option("--report", help="The JSON report's schema instead of the job file's")
+    ] = False,
+) -> None:
+    """Print the job-file JSON Schema (schemas/job.schema.json); --report: the JSON report's
+    (schemas/report.schema.json)."""
+    if report:
+        from owf_runner.reports import report_schema as chosen
+    else:
+        from owf_runner.model import job_schema as chosen
 
-    boundary.Output(sys.stdout).write(json.dumps(job_schema(), indent=2) + "\n")
+    boundary.Output(sys.stdout).write(json.dumps(chosen(), indent=2) + "\n")
 
 
 @app.command()

@@ -30,6 +30,8 @@ from owf_runner.loader import load_job
 from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan, resolve
 from owf_runner.problems import Problem
+from owf_runner.report_files import NO_REPORTS, ReportFiles
+from owf_runner.reports import ReportError
 from owf_runner.resume import ResumeChoice
 from owf_runner.runlock import hold_run_lock
 from owf_runner.runner import RunReporter, Session, execute
@@ -69,6 +71,7 @@ class RunOptions:
     grace: float = 10.0
     keep: int = 100
     fsync: bool = False  # each journal commit on disk before the request: survives a power cut
+    reports: ReportFiles = NO_REPORTS  # --report, --junit, --html
 
 
 def run(job: Path, reporter: RunReporter, options: RunOptions, clock: Clock = SYSTEM_CLOCK) -> int:
@@ -89,14 +92,28 @@ def run(job: Path, reporter: RunReporter, options: RunOptions, clock: Clock = SY
                 return ExitCode.OK
             if cont.resumed is not None:
                 reporter.say(f"resuming run {cont.info.id}: only what did not succeed is sent")
-            with recorded(journal, plan, cont, stop, options.limit) as record:
-                result = _run_recorded(plan, reporter, options, clock, record)
+            try:
+                with recorded(journal, plan, cont, stop, options.limit) as record:
+                    result = _run_recorded(plan, reporter, options, clock, record)
+            finally:  # an auth refusal ends the run too: its reports are written all the same
+                reported = _write_reports(options.reports, journal, cont.info.id)
         journal.prune(job_path, options.keep)
     reporter.summary(result, str(job))
     if record.ending.stopped:
         how = "terminated" if record.ending.exit_code == ExitCode.TERMINATED else "interrupted"
         to_stderr(f"owf-run: {how}; finish the job with: owf-run {job} --resume")
+    if not reported and record.ending.exit_code == ExitCode.OK:
+        return ExitCode.USAGE  # CI asked for a report it will not find: not a success
     return record.ending.exit_code
+
+
+def _write_reports(reports: ReportFiles, journal: Journal, run_id: str) -> bool:
+    try:
+        reports.write(journal, run_id)
+    except ReportError as exc:
+        to_stderr(f"owf-run: {exc}")
+        return False
+    return True
 
 
 def _run_recorded(
@@ -118,6 +135,7 @@ def _resume_choice(options: RunOptions) -> ResumeChoice | None:
 
 def _check_options(options: RunOptions) -> None:
     check_target(options.emulate, options.emulator_url, options.stubs)
+    options.reports.check()
     for flag, seconds in (("--lock-wait", options.lock_wait), ("--grace", options.grace)):
         if not 0 <= seconds <= MAX_SECONDS:  # NaN fails this too
             raise UsageError(f"{flag} expects seconds, 0 to {MAX_SECONDS:g}; got {seconds:g}")
@@ -204,10 +222,11 @@ def history(job: Path | None, state_dir: Path | None, limit: int) -> int:
     return ExitCode.OK
 
 
-def show(run_id: str, state_dir: Path | None, limit: int) -> int:
+def show(run_id: str, state_dir: Path | None, limit: int, reports: ReportFiles = NO_REPORTS) -> int:
     from owf_runner.history import show_lines
     from owf_runner.journal import PROBLEMS
 
+    reports.check()
     with Journal.open(prepare_state_dir(state_dir, os.environ)) as journal:
         run = journal.run(run_id)
         if run is None:
@@ -215,6 +234,7 @@ def show(run_id: str, state_dir: Path | None, limit: int) -> int:
         problems = functools.partial(journal.items, run.id, statuses=PROBLEMS)
         lines = show_lines(run, journal.steps(run.id), problems, limit)
         Output(sys.stdout).write("\n".join(lines) + "\n")
+        reports.write(journal, run.id)
     return ExitCode.OK
 
 

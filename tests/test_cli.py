@@ -1053,3 +1053,70 @@ def test_limit_must_be_at_least_one(tmp_path: Path, emulator: Emulator, cli: Run
     assert result.code == 2
     assert "Invalid value for '--limit'" in result.err
     assert emulator.calls == []
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def test_a_run_writes_its_reports_and_show_writes_the_same_later(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    emulator.set_stub("one", FlowStub(security="none", status=500))
+    job = _none_job(tmp_path, "")
+    out = tmp_path / "out"
+    out.mkdir()
+    reports = ["--report", str(out / "run.json"), "--junit", str(out / "junit.xml")]
+
+    result = cli(str(job), "--emulator", emulator.base_url, *reports, "--html", str(out / "r.html"))
+
+    assert result.code == 1
+    report = json.loads((out / "run.json").read_text())
+    assert (report["format"], report["version"], report["status"]) == (
+        "owf-run report",
+        1,
+        "failed",
+    )
+    assert [(s["id"], s["status"]) for s in report["steps"]] == [("one", "failed")]
+    assert '<testcase classname="job" name="one"' in (out / "junit.xml").read_text()
+    assert "<title>" in (out / "r.html").read_text()
+    later = tmp_path / "later.json"
+    shown = cli("show", report["run_id"], "--report", str(later))
+    assert shown.code == 0
+    assert json.loads(later.read_text()) == report
+
+
+def test_a_report_path_that_cannot_be_written_fails_before_anything_is_sent(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    emulator.set_stub("one", FlowStub(security="none"))
+    job = _none_job(tmp_path, "")
+    missing = tmp_path / "nowhere" / "run.json"
+
+    result = cli(str(job), "--emulator", emulator.base_url, "--report", str(missing))
+
+    assert result.code == 2
+    assert result.err.startswith(f"owf-run: {missing}: cannot write the report")
+    assert emulator.calls == []
+
+
+def test_two_reports_to_one_file_are_refused(
+    tmp_path: Path, emulator: Emulator, cli: RunCli
+) -> None:
+    job = _none_job(tmp_path, "")
+    same = str(tmp_path / "r.out")
+
+    result = cli(str(job), "--emulator", emulator.base_url, "--report", same, "--html", same)
+
+    assert (result.code, result.err) == (
+        2,
+        f"owf-run: --html and --report name the same file: {same}\n",
+    )
+    assert emulator.calls == []
+
+
+def test_schema_report_prints_the_committed_report_schema(cli: RunCli) -> None:
+    result = cli("schema", "--report")
+
+    assert result.code == 0
+    committed = Path(__file__).parent.parent / "schemas" / "report.schema.json"
+    assert result.out == committed.read_text()
