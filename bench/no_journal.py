@@ -26,5 +26,5 @@ def no_log(journal: Any, run_id: str) -> RunLog:
 
 
 if __name__ == "__main__":
-    sessions.JournalLog = no_log  # type: ignore[assignment,misc]  # looked up at each run
+    sessions.JournalLog = no_log  # type: ignore[attr-defined,assignment]  # looked up per run
     sys.exit(main())

@@ -1,9 +1,9 @@
-"""owf-run's benchmarks (issue 9): one table, owf-run against plain loops on the same emulator.
+"""owf-run's benchmarks (issues 9, 10): one table, owf-run against plain loops and itself.
 
-    .venv/bin/python bench/run.py                 # everything, the issue's sizes (a few minutes)
-    .venv/bin/python bench/run.py --only a,e      # some workloads
-    .venv/bin/python bench/run.py --skip d,e5000  # without the two slowest parts
-    .venv/bin/python bench/run.py --quick         # small sizes, one round: a smoke run
+    .venv/bin/python bench/run.py                   # everything, the issue's sizes (~6 minutes)
+    .venv/bin/python bench/run.py --only a,e        # some workloads
+    .venv/bin/python bench/run.py --skip d,g,e5000  # without the three slowest parts
+    .venv/bin/python bench/run.py --quick           # small sizes, one round: a smoke run
 
 owf-run runs as a user runs it (the `owf-run` next to this Python, in a subprocess) with
 `--emulator URL`, against the project's emulator serving in a process of its own; the plain
@@ -33,8 +33,8 @@ _NOTES = (
     "  startup, job loading and the token fetch excluded (they are (e) and (f)).",
     "(c): the emulator's arrival times of the first and the last call.",
     "(e), (f), (g): the whole process. Ratios are the median of round-by-round ratios.",
-    "Every owf-run run journals (a state directory of its own); (d)'s 'none' is",
-    "  bench/no_journal.py: the same CLI without the journal's per-step and per-item records.",
+    "Every owf-run run journals (a state directory of its own); 'journal vs none' compares it",
+    "  with bench/no_journal.py: the same CLI without the journal's per-step and per-item records.",
 )
 
 
