@@ -10,7 +10,10 @@ CLI with every sink on (``--verbose``, ``--report/--junit/--html``; then again w
 reports, temporary files) and everything printed must hold none of them.
 
 Each in-process command starts with an empty redactor, as a new process would: a secret one
-command registered must not hide a leak in the next.
+command registered must not hide a leak in the next. The forms looked for are conftest's
+encodings, plus Jinja's `tojson`, Python's repr and the HTML/XML escapes (``forms_of``).
+
+Two leaks are kept as strict xfails (LEAK: their reasons say where each comes from and the fix).
 """
 
 from __future__ import annotations
@@ -153,7 +156,7 @@ steps:
     foreach: "{{{{ vars.names }}}}"
     concurrency: 2
     continue_on_error: true
-    label: "{{{{ item }}}} {{{{ steps.issue.outputs.pin }}}}"
+    label: "{label}"
     payload: {{item: "{{{{ item }}}}", name: "{{{{ steps.issue.outputs.name }}}}"}}
     outputs:
       seen: "{{{{ response.body }}}}"
@@ -170,6 +173,10 @@ steps:
     outputs:
       echoed: "{{{{ response.body }}}}"
 """
+LABEL = "{{ item }} {{ steps.issue.outputs.pin }}"
+# A label longer than a label may be, cut inside the secret: KEPT of its digits are left.
+KEPT = 12
+LONG_LABEL = f"{{{{ 'x' * {runner.MAX_LABEL - 1 - KEPT} }}}}{{{{ steps.issue.outputs.pin }}}}"
 # A template that fails at run time with the secret in Jinja's message ("no attribute 'Zoë…'").
 TEMPLATE_ERROR = '\n      pick: "{{{{ vars.table[steps.issue.outputs.{output}] }}}}"'
 
@@ -191,10 +198,25 @@ ECHO = {
     "query": "{{ request.query }}",
     "path": "{{ request.path }}",
 }
-ECHO_500 = Fault(status=500, body=ECHO)
+# The echo as a failure: its headers carry the credentials back too.
+ECHO_HEADERS = {
+    "X-Echo-Auth": "{{ request.headers.get('authorization', '-') }}",
+    "X-Echo-Client-Token": "{{ request.headers.get('x-api-client-token', '-') }}",
+}
+ECHO_500 = Fault(status=500, headers=ECHO_HEADERS, body=ECHO)
+ECHO_429 = Fault(status=429, headers={**ECHO_HEADERS, "Retry-After": "0"}, body=ECHO)  # retried
+# A redirect is a failure that names its Location: here, one that holds the credentials.
+ECHO_302 = Fault(
+    status=302,
+    headers={
+        "Location": "https://elsewhere.example/"
+        "?auth={{ request.headers.authorization | urlencode }}"
+        "&name={{ request.body.name | urlencode }}"
+    },
+)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sweep:
     """One test's world: the emulator, the job, the state dir, and everything printed."""
 
@@ -216,8 +238,8 @@ class Sweep:
     def env(self) -> dict[str, str]:
         return {**os.environ, "OWF_STATE_DIR": str(self.state), "TMPDIR": str(self.root / "tmp")}
 
-    def write_job(self, more: str = "") -> None:
-        self.job.write_text(JOB.format(more=more))
+    def write_job(self, more: str = "", label: str = LABEL) -> None:
+        self.job.write_text(JOB.format(more=more, label=label))
 
     def owf(self, *args: str) -> Cli:
         """`owf-run ARGS` in this process, with an empty redactor, as a fresh process has."""
@@ -378,12 +400,17 @@ def test_a_flow_that_echoes_the_secret_outputs_in_every_encoding(sweep: Sweep) -
 
 
 def test_a_step_failure_whose_answer_echoes_the_request(sweep: Sweep) -> None:
-    sweep.emulator.set_stub("each", FlowStub(faults=(ECHO_500,)))
-    sweep.emulator.set_stub("use", FlowStub(security="client_token", faults=(ECHO_500, ECHO_500)))
+    per_run = 2  # faults are counted across both runs: each run meets its own
+    sweep.emulator.set_stub("each", FlowStub(faults=(ECHO_302, ECHO_500, Fault()) * per_run))
+    faults = (ECHO_429, ECHO_500) * per_run
+    sweep.emulator.set_stub("use", FlowStub(security="client_token", faults=faults))
 
     sweep.run_both_ways(1)
 
     echoed_sent_secrets(sweep)
+    assert [call.status for call in sweep.emulator.invocations("use")] == [429, 500] * per_run
+    each = sorted(call.status for call in sweep.emulator.invocations("each"))
+    assert each == sorted([200, 302, 500] * per_run)
     assert "use: HTTP 500 " in sweep.printed[0].out
     sweep.after_the_fact()
     sweep.assert_no_canary()
@@ -427,6 +454,27 @@ def test_a_template_error_at_run_time_that_names_a_secret(sweep: Sweep, output: 
     sweep.after_the_fact()
     sweep.assert_no_canary()
     assert f"has no attribute '{MASK}'" in sweep.printed[0].out
+
+
+LABEL_CUT_LEAK = (
+    "LEAK: a label is cut to MAX_LABEL characters before it is redacted "
+    "(owf_runner/runner.py Runner._label: text[: MAX_LABEL - 1] + '…'), so a secret cut in two "
+    "is no longer a secret the redactor knows: its head is printed, journalled and reported. "
+    "Fix: redact first, then cut (REDACTOR.redact(text) in _label, as `shown` does)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=LABEL_CUT_LEAK)
+def test_a_label_cut_inside_a_secret(sweep: Sweep) -> None:
+    sweep.write_job(label=LONG_LABEL)
+
+    sweep.run_both_ways(0)
+
+    sweep.after_the_fact()
+    sweep.assert_no_canary()
+    head = sweep.canaries.pin[:KEPT]
+    leaks = find_leaks(sweep.places(), [head])
+    assert leaks == [], "\n".join(leaks)
 
 
 def test_an_internal_error_with_every_secret_in_its_message(
