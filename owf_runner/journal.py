@@ -224,9 +224,10 @@ _Write = tuple[str, tuple[Any, ...]]
 class Journal:
     """The journal in one state directory; see the module docstring for the rules."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, fsync: bool = False) -> None:
         self._db = db
         self.path = path
+        self.fsync = fsync
         self._pending: list[_Write] = []
         self._batch: asyncio.Future[None] | None = None
         self.commits = 0  # transactions committed by this Journal (tests count batching)
@@ -242,7 +243,7 @@ class Journal:
         _create_private(state_dir, path)
         with _errors(path):
             db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-        journal = cls(db, path)
+        journal = cls(db, path, fsync)
         try:
             with _errors(path):
                 journal._prepare("FULL" if fsync else "NORMAL")
@@ -341,10 +342,16 @@ class Journal:
                _text(record.execution_id))  # fmt: skip
         self._queue(_UPSERT_ITEM, row)
 
-    async def durable(self) -> None:
-        """Returns once every queued write is committed; callers in one tick share a commit.
+    async def durable(self, shared: bool = True) -> None:
+        """Returns once every queued write is committed.
 
-        JournalError (to every caller sharing it) when the commit fails."""
+        The callers of one event-loop tick share one commit (``shared``: concurrent items).
+        A caller alone (a chain of steps), when commits do not sync, commits at once: that
+        spares it a loop round trip and costs microseconds. JournalError (to every caller
+        sharing it) when the commit fails."""
+        if not shared and not self.fsync:
+            self.flush()
+            return
         loop = asyncio.get_running_loop()
         if self._batch is None or self._batch.get_loop() is not loop:  # (a closed loop's: gone)
             if not self._pending:

@@ -33,7 +33,7 @@ class JournalLog:
         at = _index(index)
         digest = self._digests[step.id, at] = None if index is None else item_digest(item)
         self.journal.sending(self.run_id, step.id, at, label, digest)
-        await self.journal.durable()
+        await self.journal.durable(shared=step.concurrency > 1)
 
     def item_finished(self, step: StepPlan, result: ItemResult) -> None:
         at = _index(result.index)

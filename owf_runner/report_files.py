@@ -46,6 +46,8 @@ class ReportFiles:
 
     def write(self, journal: Journal, run_id: str) -> None:
         """Every report asked for, from the journal's records of ``run_id`` (ReportError)."""
+        if not any(self._asked()):
+            return
         run = journal.run(run_id)
         if run is None:  # the run never started: there is nothing to report
             return

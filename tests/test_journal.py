@@ -287,15 +287,29 @@ async def _send(journal: Journal, index: int) -> None:
     await journal.durable()
 
 
-def test_concurrent_senders_share_one_commit(journal: Journal) -> None:
-    journal.begin_run(a_run())
-    before = journal.commits
+@pytest.mark.parametrize(
+    ("fsync", "shared", "commits"),
+    [(True, True, 1), (False, True, 1), (True, False, 1), (False, False, 50)],
+    ids=["fsync-shared", "shared", "fsync-alone", "alone"],
+)
+def test_concurrent_senders_share_a_commit_unless_each_is_alone_and_cheap(
+    state: Path, fsync: bool, shared: bool, commits: int
+) -> None:
+    """The senders of one tick share one commit; a sender alone (a chain of steps) commits
+    at once when the commit does not sync, sparing it an event-loop round trip."""
+    with Journal.open(state, fsync=fsync) as journal:
+        journal.begin_run(a_run())
+        before = journal.commits
 
-    async def main() -> None:
-        await asyncio.gather(*(_send(journal, index) for index in range(50)))
+        async def send(index: int) -> None:
+            journal.sending("20261129T140000Z-aaaaaa", "users", index, None, None)
+            await journal.durable(shared=shared)
 
-    asyncio.run(main())
-    assert journal.commits == before + 1
+        async def main() -> None:
+            await asyncio.gather(*(send(index) for index in range(50)))
+
+        asyncio.run(main())
+        assert journal.commits == before + commits
 
 
 def test_sending_rows_are_on_disk_when_durable_returns(state: Path, journal: Journal) -> None:
