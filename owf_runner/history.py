@@ -20,6 +20,7 @@ from owf_runner.journal import (
     ItemRecord,
     RunRecord,
     StepRecord,
+    instant,
 )
 from owf_runner.redaction import escape_controls, shown
 
@@ -165,8 +166,8 @@ def _counts(*counts: tuple[int, str]) -> str:
 
 
 def _run_duration(run: RunRecord, now: float | None) -> str:
-    started = _instant(run.started_at)
-    finished = _instant(run.finished_at)
+    started = instant(run.started_at)
+    finished = instant(run.finished_at)
     if started is None:
         return "-"
     if finished is not None:
@@ -191,20 +192,10 @@ def duration(seconds: float) -> str:
 
 def _moment(text: str) -> str:
     """An ISO 8601 time as ``2026-11-29 14:00:00Z``; as written (escaped) if it is not one."""
-    instant = _instant(text)
-    if instant is None:
+    moment = instant(text)
+    if moment is None:
         return escape_controls(text)
-    return datetime.fromtimestamp(instant.timestamp(), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _instant(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(moment.timestamp(), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import heapq
 import itertools
 import json
@@ -645,3 +646,14 @@ def _newer_schema(path: Path, version: int) -> str:
 
 def _named(path: Path) -> str:
     return escape_controls(str(path))
+
+
+def instant(text: str | None) -> datetime.datetime | None:
+    """A time the journal holds (ISO 8601; UTC when it names no zone), or None."""
+    if text is None:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)

@@ -23,7 +23,6 @@ import re
 import secrets
 import textwrap
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 from xml.sax.saxutils import escape as xml_escape
@@ -44,6 +43,7 @@ from owf_runner.journal import (
     ItemRecord,
     RunRecord,
     StepRecord,
+    instant,
 )
 from owf_runner.redaction import MASK, REDACTOR, escape_controls, shown
 
@@ -251,20 +251,10 @@ def _seconds(value: float) -> float:
 
 
 def _run_seconds(run: RunRecord) -> float | None:
-    started, finished = _instant(run.started_at), _instant(run.finished_at)
+    started, finished = instant(run.started_at), instant(run.finished_at)
     if started is None or finished is None:
         return None
     return round(_seconds((finished - started).total_seconds()), 3)
-
-
-def _instant(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 # -- JSON ---------------------------------------------------------------------------------------
