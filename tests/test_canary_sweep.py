@@ -23,6 +23,7 @@ import functools
 import html
 import json
 import os
+import re
 import secrets
 import signal
 import tempfile
@@ -44,6 +45,7 @@ from tests.processes import Finished, owf_run, started
 
 RunCli = Callable[..., Cli]
 Printed = Cli | Finished
+LONG_RUN = re.compile(r"[A-Za-z0-9]{16}")  # what redaction._long_runs masks in any secret
 HANG = 30.0  # seconds a flow takes to answer a call the test kills the run at: never in time
 
 
@@ -53,8 +55,16 @@ HANG = 30.0  # seconds a flow takes to answer a call the test kills the run at: 
 @functools.cache
 def _keys() -> tuple[RSAKey, ECKey]:
     """One RSA key (planted as PEM) and one EC key (as a JWK) for the whole module: making
-    keys is the slow part, and each test's canaries are fresh all the same."""
-    return rsa_key(), ec_key("P-256")
+    keys is the slow part, and each test's canaries are fresh all the same.
+
+    The EC key's `d` has no run of 16 letters and digits: the redactor masks such runs of any
+    secret, so with one (most keys) a leak of `d` shows as fragments of it, and whether the
+    whole of `d` is found would depend on the key drawn. Without one, it never does."""
+    for _ in range(10_000):
+        ec = ec_key("P-256")
+        if not LONG_RUN.search(str(ec.as_dict(private=True)["d"])):
+            return rsa_key(), ec
+    raise AssertionError("no EC key without a long run in 10,000 draws")
 
 
 @dataclass(frozen=True)
@@ -483,7 +493,8 @@ def test_an_internal_error_with_every_secret_in_its_message(
             this_run = set(issued_by(sweep.emulator)) - earlier
             earlier.update(this_run)
             cause = KeyError(repr(sweep.canaries.outputs()))
-            message = " ".join([*sweep.canaries.planted(), *sorted(this_run)])
+            planted = [p for p in sweep.canaries.planted() if p != sweep.canaries.jwk_private]
+            message = " ".join([*planted, *sorted(this_run)])  # `d` alone: the test below
             raise RuntimeError(f"boom {message}") from cause
         return outputs
 
@@ -530,6 +541,31 @@ def test_a_terminated_run_writes_its_reports_on_the_way_out(sweep: Sweep) -> Non
     assert done.code == 143, done.out + done.err
     assert (sweep.root / "reports" / "run-terminated.html").stat().st_size > 0
     sweep.after_the_fact()
+    sweep.assert_no_canary()
+
+
+JWK_MEMBER_LEAK = (
+    "LEAK: a JWK private key is registered with the redactor as its JSON text only "
+    "(owf_runner/secrets.py resolve_secret: REDACTOR.add(value)), so its private member `d` "
+    "printed on its own, or in the parsed key's dict repr {'kty': 'EC', 'd': '…'} as an "
+    "exception may print it, is not masked (only runs of 16 letters and digits of it are). "
+    "Fix: when a private key is a JWK, also REDACTOR.add each private member (d, p, q, dp, "
+    "dq, qi, k, and those of oth)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=JWK_MEMBER_LEAK)
+def test_an_internal_error_quoting_the_parsed_jwk(
+    sweep: Sweep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(self: runner.Runner, step: Any, context: Any, response: Any) -> Any:
+        raise RuntimeError(f"cannot use key {json.loads(sweep.canaries.jwk_key)}")
+
+    monkeypatch.setattr(runner.Runner, "_check", explode)
+
+    crashed = sweep.owf(*sweep.run_args("text"))
+
+    assert crashed.code == 70, crashed.out + crashed.err
     sweep.assert_no_canary()
 
 
