@@ -46,6 +46,7 @@ from tests.processes import Finished, owf_run, started
 RunCli = Callable[..., Cli]
 Printed = Cli | Finished
 LONG_RUN = re.compile(r"[A-Za-z0-9]{16}")  # what redaction._long_runs masks in any secret
+REPORTS = {"html": "html", "report": "json", "junit": "xml"}  # option → extension, sorted
 HANG = 30.0  # seconds a flow takes to answer a call the test kills the run at: never in time
 
 
@@ -277,11 +278,8 @@ class Sweep:
     def report_args(self, stem: str) -> list[str]:
         reports = self.root / "reports"
         reports.mkdir(exist_ok=True)
-        return [
-            *("--report", str(reports / f"{stem}.json")),
-            *("--junit", str(reports / f"{stem}.xml")),
-            *("--html", str(reports / f"{stem}.html")),
-        ]
+        paths = {flag: reports / f"{stem}.{ext}" for flag, ext in REPORTS.items()}
+        return [arg for flag, path in paths.items() for arg in (f"--{flag}", str(path))]
 
     def run_both_ways(self, code: int) -> None:
         """The job, with text lines and then with JSON lines; each ends with ``code``."""
@@ -290,6 +288,10 @@ class Sweep:
         lines = self.owf(*self.run_args("json", "--log-format", "json"))
         assert lines.code == code, lines.out + lines.err
         assert all(json.loads(line) for line in lines.out.splitlines())
+        written = sorted(path.name for path in (self.root / "reports").iterdir())
+        assert written == [
+            f"run-{tag}.{ext}" for tag in ("json", "text") for ext in REPORTS.values()
+        ]
 
     def after_the_fact(self) -> None:
         """Every command that reads the journal or the job, and reports written from the journal."""
