@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+from xml.sax.saxutils import quoteattr
 
 import pytest
 from joserfc.jwk import ECKey, RSAKey
@@ -120,12 +121,13 @@ def tojson_form(secret: str) -> str:
 def forms_of(secret: str) -> set[str]:
     """conftest's encodings; Jinja's `tojson` (JSON with <, >, & and ' escaped too), which a
     template may send on and a flow echo; Python's repr, as a message quotes a value (Jinja's
-    "has no attribute 'NAME'"), and that repr in a JSON string; and the HTML/XML escapes of
-    them all, as the HTML page and JUnit apply them."""
+    "has no attribute 'NAME'"), and that repr in a JSON string; and the HTML and XML escapes
+    of them all, as the HTML page and JUnit apply them."""
     quoted = {repr(secret)[1:-1], ascii(secret)[1:-1]}
     forms = encodings(secret) | quoted | {json.dumps(form)[1:-1] for form in quoted}
     forms.add(tojson_form(secret))
-    return forms | {html.escape(form, quote=quote) for form in forms for quote in (True, False)}
+    escaped = {html.escape(form, quote=quote) for form in forms for quote in (True, False)}
+    return forms | escaped | {quoteattr(form)[1:-1] for form in forms}  # JUnit's attributes
 
 
 # -- the job -----------------------------------------------------------------------------------
@@ -634,18 +636,21 @@ def test_the_token_command_crashing_logs_no_token(
 
 def test_the_sweep_finds_a_secret_in_any_of_its_forms() -> None:
     canaries = new_canaries()
-    planted = [
-        ("raw", canaries.pin.encode()),
-        ("html", html.escape(canaries.name).encode()),
-        (
-            "tojson",
-            tojson_form(canaries.name).encode(),
-        ),
-        ("pem line", canaries.pem_key.splitlines()[3].encode()),
-        ("base64", base64.urlsafe_b64encode(canaries.client_token.encode()).rstrip(b"=")),
-        ("clean", f"{MASK} and nothing else".encode()),
-    ]
+    name = canaries.name
+    planted = {
+        "raw": canaries.pin,
+        "html": html.escape(name),
+        "xml attribute": quoteattr(name)[1:-1],
+        "tojson": tojson_form(name),
+        "repr": repr(name)[1:-1],
+        "repr in JSON": json.dumps(repr(name)[1:-1])[1:-1],
+        "pem line": canaries.pem_key.splitlines()[3],
+        "base64": base64.urlsafe_b64encode(canaries.client_token.encode()).decode().rstrip("="),
+        "clean": f"{MASK} and nothing else",
+    }
 
-    leaks = find_leaks(planted, canaries.planted())
+    places = [(where, text.encode()) for where, text in planted.items()]
 
-    assert [leak.split(":")[0] for leak in leaks] == ["raw", "html", "tojson", "pem line", "base64"]
+    leaks = find_leaks(places, canaries.planted())
+
+    assert {leak.split(":")[0] for leak in leaks} == set(planted) - {"clean"}
