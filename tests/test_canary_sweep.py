@@ -486,20 +486,28 @@ def test_a_label_cut_inside_a_secret(sweep: Sweep) -> None:
 
 
 EXPECT_LEAK = (
-    "LEAK: Runner._check (owf_runner/runner.py) evaluates expect.that before the outputs, so "
-    "when an expectation fails the step's `secret: true` outputs are never registered, and the "
-    "answer that holds them is printed (--verbose), journalled, logged as JSON and quoted in "
-    "reports as is (an output that fails to render before a secret one does the same). "
-    "Fix: register the secret outputs first — render each `secret: true` output and "
-    "REDACTOR.add_value it before the expectations and the other outputs (a render error "
-    "there left for the loop that follows to report)"
+    "LEAK: a step's `secret: true` outputs are registered only once the answer has passed its "
+    "checks (owf_runner/runner.py: Runner._raise_for_status in _send for expect.status, then "
+    "expect.that, then the outputs in order, in _check), so an answer that fails a check — "
+    "or an output declared before a secret one that fails to render — leaves them unregistered, "
+    "and the answer holding them is printed (--verbose), journalled, logged as JSON and quoted "
+    "in reports as is. Fix: as soon as an answer arrives (in _send, before _raise_for_status; "
+    "_send then needs the step's context), render each `secret: true` output over it and "
+    "REDACTOR.add_value what renders (render errors ignored there: the checks that follow "
+    "report them)"
 )
-FAILING_EXPECT = '\n    expect: {that: ["{{ response.body.ok | default(false) }}"]}'
+FAILING_EXPECTS = {
+    "that": '\n    expect: {that: ["{{ response.body.ok | default(false) }}"]}',
+    "status": "\n    expect: {status: [201]}",
+}
 
 
 @pytest.mark.xfail(strict=True, reason=EXPECT_LEAK)
-def test_an_expectation_failing_on_the_answer_that_holds_the_secret_outputs(sweep: Sweep) -> None:
-    sweep.write_job(expect=FAILING_EXPECT)
+@pytest.mark.parametrize("expect", FAILING_EXPECTS)
+def test_an_expectation_failing_on_the_answer_that_holds_the_secret_outputs(
+    sweep: Sweep, expect: str
+) -> None:
+    sweep.write_job(expect=FAILING_EXPECTS[expect])
 
     sweep.run_both_ways(1)
 
