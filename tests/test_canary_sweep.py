@@ -259,6 +259,10 @@ class Sweep:
         self.printed.append(result)
         return result
 
+    def received(self, flow: str, count: int) -> Callable[[], bool]:
+        """An event to wait on: the emulator has had ``count`` calls of ``flow``."""
+        return lambda: len(self.emulator.invocations(flow)) >= count
+
     def process(self, *args: str) -> Finished:
         done = owf_run(args, self.env)
         self.printed.append(done)
@@ -547,9 +551,8 @@ def test_an_internal_error_with_every_secret_in_its_message(
 def test_a_run_killed_mid_flight_then_resumed(sweep: Sweep) -> None:
     hang = Fault(times=2, delay=HANG)
     sweep.emulator.set_stub("each", FlowStub(body=ECHO, faults=(hang,)))
-    in_flight = lambda: len(sweep.emulator.invocations("each")) == 2  # noqa: E731
     with started(sweep.run_args("killed"), sweep.env) as child:
-        child.await_event(in_flight, "both workers' requests in flight")
+        child.await_event(sweep.received("each", 2), "both workers' requests in flight")
         sweep.printed.append(child.killed())
     assert (sweep.state / "runs.sqlite3-wal").stat().st_size > 0
     sweep.assert_no_canary()  # the journal as the kill left it
@@ -566,9 +569,8 @@ def test_a_run_killed_mid_flight_then_resumed(sweep: Sweep) -> None:
 
 def test_a_terminated_run_writes_its_reports_on_the_way_out(sweep: Sweep) -> None:
     sweep.emulator.set_stub("each", FlowStub(body=ECHO, faults=(Fault(times=2, delay=HANG),)))
-    in_flight = lambda: len(sweep.emulator.invocations("each")) == 2  # noqa: E731
     with started(sweep.run_args("terminated", "--grace", "0"), sweep.env) as child:
-        child.await_event(in_flight, "both workers' requests in flight")
+        child.await_event(sweep.received("each", 2), "both workers' requests in flight")
         child.send(signal.SIGTERM)
         done = child.finish()
     sweep.printed.append(done)
