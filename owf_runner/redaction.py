@@ -244,6 +244,8 @@ def _encodings(secret: str) -> set[str]:
         secret,
         json.dumps(secret)[1:-1],  # non-ASCII as \uXXXX
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],  # as Python quotes it: Jinja's "no attribute '...'" messages
+        ascii(secret)[1:-1],
         urllib.parse.quote(secret, safe="", errors=_AS_BYTES),
         urllib.parse.quote(secret, safe="/", errors=_AS_BYTES),
         urllib.parse.quote_plus(secret, errors=_AS_BYTES),  # a query value, as httpx2 encodes it

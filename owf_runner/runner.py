@@ -340,6 +340,7 @@ class Runner:
     def _label(self, field: Field, context: Mapping[str, Any]) -> str:
         value = self._render(field, context)
         text = value if isinstance(value, str) else self._json(field, value)
+        text = REDACTOR.redact(text)  # before the cut: a secret cut in two is no longer seen
         return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
 
     def _items(
@@ -388,10 +389,13 @@ class Runner:
             if self.stop.requested:
                 raise _Stopped
             try:
-                return await self._send(step, request, tries, announce)
+                response, pacer = await self._send(step, request, tries, announce)
+                self._mask_secret_outputs(step, context, response)
+                self._raise_for_status(step, response, pacer)
             except Failure:
                 tries.in_flight = False  # answered, or failed in a known way
                 raise
+            return response
 
         async def announce() -> None:
             await self.log.sending(step, index, label, item)
@@ -485,8 +489,9 @@ class Runner:
         request: Request,
         tries: _Tries,
         announce: Callable[[], Awaitable[None]],
-    ) -> Response:
-        """One try; the first is put on record (``announce``) just before it leaves."""
+    ) -> tuple[Response, Pacer]:
+        """One try, and the pacer of its flow; the first try is put on record (``announce``)
+        just before it leaves."""
         auth = self.auths[step.org.name]
         if self.stop.requested:
             raise _Stopped
@@ -505,9 +510,22 @@ class Runner:
         tries.attempts += 1  # counted as it leaves: a try stopped before that was never made
         tries.in_flight = True
         bounds = Bounds(step.timeout, step.max_response_bytes, "the step's `timeout`")
-        response = await invoke(self.client, sending, bounds, auth)
-        self._raise_for_status(step, response, pacer)
-        return response
+        return await invoke(self.client, sending, bounds, auth), pacer
+
+    def _mask_secret_outputs(
+        self, step: StepPlan, context: Mapping[str, Any], response: Response
+    ) -> None:
+        """A secret output is masked as soon as its answer arrives: a check that fails on that
+        answer (expect.status, expect.that, an earlier output) prints it, and it must not show."""
+        secret = [output for output in step.outputs if output.secret]
+        if not secret:
+            return
+        with_response = response_context(context, response.as_context())
+        for output in secret:
+            try:
+                REDACTOR.add_value(output.value.value.render(with_response))
+            except (TemplateError, TooDeep):  # the checks that follow say what is wrong
+                continue
 
     def _raise_for_status(self, step: StepPlan, response: Response, pacer: Pacer) -> None:
         max_wait = step.retry.max_wait

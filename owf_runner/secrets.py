@@ -246,12 +246,28 @@ def _load_pem(data: bytes) -> SigningKey:
 _CURVES = {"secp256r1", "secp384r1", "secp521r1"}
 
 
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
+
+
+def _mask_private_members(jwk: object) -> None:
+    """A JWK's private parts masked one by one: the parsed key prints them apart from the
+    JSON text registered whole (a traceback's ``{'kty': 'EC', 'd': '...'}``)."""
+    if not isinstance(jwk, dict):
+        return
+    others = jwk.get("oth")
+    for member in (jwk, *(others if isinstance(others, list) else ())):
+        for name in _PRIVATE_MEMBERS if isinstance(member, dict) else ():
+            if isinstance(member.get(name), str):
+                REDACTOR.add(member[name])
+
+
 def _load_jwk(text: str) -> PrivateKey:
     try:
         jwk = json.loads(text)
     except json.JSONDecodeError:
         raise SecretError("not a JWK: invalid JSON") from None
     kty = jwk.get("kty") if isinstance(jwk, dict) else None
+    _mask_private_members(jwk)
     if kty not in {"RSA", "EC"} or "d" not in jwk:
         raise SecretError("not a private JWK: need kty RSA or EC and the private part 'd'")
     key_class = RSAKey if kty == "RSA" else ECKey

@@ -13,7 +13,9 @@ Each in-process command starts with an empty redactor, as a new process would: a
 command registered must not hide a leak in the next. The forms looked for are conftest's
 encodings, plus Jinja's `tojson`, Python's repr and the HTML/XML escapes (``forms_of``).
 
-Two leaks are kept as strict xfails (LEAK: their reasons say where each comes from and the fix).
+The four leaks it found (a secret output of an answer failing its checks, Python's repr of a
+secret in a template error, a label cut inside a secret, a JWK's private member alone) are fixed;
+their tests stay.
 """
 
 from __future__ import annotations
@@ -445,18 +447,9 @@ def test_an_auth_refusal_that_quotes_the_assertion(
     sweep.assert_no_canary()
 
 
-REPR_LEAK = (
-    "LEAK: Jinja's undefined message quotes the missing key with repr() ('dict object' has no "
-    "attribute 'Zoë <&> \\'ключ\\' \"canary\" …'), which escapes a ' in a value that also "
-    'holds a "; the redactor knows no repr form, so the secret output is printed, journalled '
-    "and reported as is (owf_runner/templating.py: TemplateError(f'undefined: {exc.message}')). "
-    "Fix: redaction._encodings also registers repr(secret)[1:-1] and ascii(secret)[1:-1]"
-)
-
-
 @pytest.mark.parametrize(
     "output",
-    ["pin", pytest.param("name", marks=pytest.mark.xfail(strict=True, reason=REPR_LEAK))],
+    ["pin", "name"],
 )
 def test_a_template_error_at_run_time_that_names_a_secret(sweep: Sweep, output: str) -> None:
     sweep.write_job(TEMPLATE_ERROR.format(output=output))
@@ -468,15 +461,6 @@ def test_a_template_error_at_run_time_that_names_a_secret(sweep: Sweep, output: 
     assert f"has no attribute '{MASK}'" in sweep.printed[0].out
 
 
-LABEL_CUT_LEAK = (
-    "LEAK: a label is cut to MAX_LABEL characters before it is redacted "
-    "(owf_runner/runner.py Runner._label: text[: MAX_LABEL - 1] + '…'), so a secret cut in two "
-    "is no longer a secret the redactor knows: its head is printed, journalled and reported. "
-    "Fix: redact first, then cut (REDACTOR.redact(text) in _label, as `shown` does)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LABEL_CUT_LEAK)
 def test_a_label_cut_inside_a_secret(sweep: Sweep) -> None:
     sweep.write_job(label=LONG_LABEL)
 
@@ -489,24 +473,12 @@ def test_a_label_cut_inside_a_secret(sweep: Sweep) -> None:
     assert leaks == [], "\n".join(leaks)
 
 
-EXPECT_LEAK = (
-    "LEAK: a step's `secret: true` outputs are registered only once the answer has passed its "
-    "checks (owf_runner/runner.py: Runner._raise_for_status in _send for expect.status, then "
-    "expect.that, then the outputs in order, in _check), so an answer that fails a check — "
-    "or an output declared before a secret one that fails to render — leaves them unregistered, "
-    "and the answer holding them is printed (--verbose), journalled, logged as JSON and quoted "
-    "in reports as is. Fix: as soon as an answer arrives (in _send, before _raise_for_status; "
-    "_send then needs the step's context), render each `secret: true` output over it and "
-    "REDACTOR.add_value what renders (render errors ignored there: the checks that follow "
-    "report them)"
-)
 FAILING_EXPECTS = {
     "that": '\n    expect: {that: ["{{ response.body.ok | default(false) }}"]}',
     "status": "\n    expect: {status: [201]}",
 }
 
 
-@pytest.mark.xfail(strict=True, reason=EXPECT_LEAK)
 @pytest.mark.parametrize("expect", FAILING_EXPECTS)
 def test_an_expectation_failing_on_the_answer_that_holds_the_secret_outputs(
     sweep: Sweep, expect: str
@@ -581,17 +553,6 @@ def test_a_terminated_run_writes_its_reports_on_the_way_out(sweep: Sweep) -> Non
     sweep.assert_no_canary()
 
 
-JWK_MEMBER_LEAK = (
-    "LEAK: a JWK private key is registered with the redactor as its JSON text only "
-    "(owf_runner/secrets.py resolve_secret: REDACTOR.add(value)), so its private member `d` "
-    "printed on its own, or in the parsed key's dict repr {'kty': 'EC', 'd': '…'} as an "
-    "exception may print it, is not masked (only runs of 16 letters and digits of it are). "
-    "Fix: when a private key is a JWK, also REDACTOR.add each private member (d, p, q, dp, "
-    "dq, qi, k, and those of oth)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=JWK_MEMBER_LEAK)
 def test_an_internal_error_quoting_the_parsed_jwk(
     sweep: Sweep, monkeypatch: pytest.MonkeyPatch
 ) -> None:
