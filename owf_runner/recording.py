@@ -74,7 +74,8 @@ def _item_record(
         attempts=result.attempts,
         http_status=None if response is None else response.status,
         outputs=public_outputs(step, result.outputs),
-        body=None if response is None else response.body,
+        # A plain step's answer is on record once, in its step's record (same commit).
+        body=None if response is None or at == STEP_INVOCATION else response.body,
         error=result.error,
         execution_id=None if response is None else execution_id(response.headers, response.body),
     )
@@ -86,6 +87,8 @@ def _index(index: int | None) -> int:
 
 def public_outputs(step: StepPlan, outputs: Any) -> dict[str, Any]:
     """The outputs a journal may hold: every one but the secret ones."""
+    if not outputs:  # most items have none
+        return {}
     secret = {output.name for output in step.outputs if output.secret}
     return {name: value for name, value in dict(outputs).items() if name not in secret}
 
