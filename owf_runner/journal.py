@@ -230,7 +230,7 @@ class Journal:
         self.path = path
         self.fsync = fsync
         self._pending: list[_Write] = []
-        self._batch: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # sharing the commit to come
         self.commits = 0  # transactions committed by this Journal (tests count batching)
 
     @classmethod
@@ -353,14 +353,16 @@ class Journal:
         if not shared and not self.fsync:
             self.flush()
             return
+        if not self._pending and not self._waiters:
+            return
         loop = asyncio.get_running_loop()
-        if self._batch is None or self._batch.get_loop() is not loop:  # (a closed loop's: gone)
-            if not self._pending:
-                return
-            self._batch = loop.create_future()
-            loop.call_soon(self._commit_batch, self._batch)
-        # Shielded: one waiter cancelled must not cancel the commit the others wait for.
-        await asyncio.shield(self._batch)
+        if self._waiters and self._waiters[0].get_loop() is not loop:  # a closed loop's: gone
+            self._waiters = []
+        waiter: asyncio.Future[None] = loop.create_future()  # its own: a cancel stays its own
+        if not self._waiters:
+            loop.call_soon(self._commit_batch)
+        self._waiters.append(waiter)
+        await waiter
 
     def flush(self) -> None:
         """Commit the queue now (step end, run end, shutdown)."""
@@ -378,15 +380,18 @@ class Journal:
             raise
         self.commits += 1
 
-    def _commit_batch(self, batch: asyncio.Future[None]) -> None:
-        if self._batch is batch:
-            self._batch = None
+    def _commit_batch(self) -> None:
+        waiters, self._waiters = self._waiters, []
         try:
             self.flush()
         except Exception as error:  # to every waiter; a bug too: raised here, it would hang them
-            batch.set_exception(error)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
         else:
-            batch.set_result(None)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _queue(self, sql: str, params: tuple[Any, ...]) -> None:
         self._pending.append((sql, params))

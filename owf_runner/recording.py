@@ -95,7 +95,7 @@ def public_outputs(step: StepPlan, outputs: Any) -> dict[str, Any]:
 
 def item_digest(item: Any) -> str:
     """A fingerprint of an item: a resume tells a changed file from the one it ran."""
-    text = json.dumps(item, sort_keys=True, ensure_ascii=False, default=repr)
+    text = _flat_row(item) or json.dumps(item, sort_keys=True, ensure_ascii=False, default=repr)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
@@ -110,3 +110,15 @@ def execution_id(headers: Any, body: Any) -> str | None:
             if isinstance(value, str) and value:
                 return value
     return None
+
+
+def _flat_row(item: Any) -> str | None:
+    """A CSV row's text for its fingerprint, a few times cheaper than JSON; None otherwise.
+    Each key and value is length-prefixed, so no two rows share a text (nor a row and JSON)."""
+    if not isinstance(item, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in item.items()
+    ):
+        return None
+    return "row:" + "".join(
+        f"{len(key)}:{key}{len(value)}:{value}" for key, value in sorted(item.items())
+    )
