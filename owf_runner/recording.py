@@ -25,7 +25,10 @@ class JournalLog:
         self._digests: dict[tuple[str, int], str | None] = {}  # in flight only: memory stays flat
 
     def step_started(self, step: StepPlan) -> None:
-        self.journal.step_started(self.run_id, step.id, step.index)
+        # A foreach is on record as `running` while its items go; a plain step's one
+        # invocation says as much, and its row comes with its outcome (a write less per step).
+        if step.foreach is not None:
+            self.journal.step_started(self.run_id, step.id, step.index)
 
     async def sending(
         self, step: StepPlan, index: int | None, label: str | None, item: Any
