@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import heapq
 import itertools
 import json
 import os
@@ -206,7 +205,7 @@ _ITEMS_PAGE: Final = (
     _SELECT_ITEM + f" WHERE run_id = ? AND step_id = ? AND idx > ? ORDER BY idx LIMIT {PAGE}"
 )
 _ITEMS_PAGE_OF_STATUS: Final = (
-    _SELECT_ITEM + " WHERE run_id = ? AND status = ? AND step_id = ? AND idx > ?"
+    _SELECT_ITEM + " WHERE run_id = ? AND step_id = ? AND idx > ? AND status IN ({statuses})"
     f" ORDER BY idx LIMIT {PAGE}"
 )
 # Ties within a second go by insertion (rowid), not by the random part of the id.
@@ -457,18 +456,19 @@ class Journal:
         """The step's invocations in index order, only those in ``statuses`` when given.
 
         Streamed a page at a time, and no statement stays open between pages (the caller may
-        write while it reads); each status is a range of an index, merged here by index."""
+        write while it reads). Filtered by status in one walk of the step's items."""
         if statuses is None:
-            return self._pages(_ITEMS_PAGE, (run_id, step_id))
-        streams = [
-            self._pages(_ITEMS_PAGE_OF_STATUS, (run_id, status, step_id))
-            for status in sorted(set(statuses))
-        ]
-        return heapq.merge(*streams, key=lambda item: item.index)
+            return self._pages(_ITEMS_PAGE, (run_id, step_id), ())
+        chosen = tuple(sorted(set(statuses)))
+        marks = ", ".join("?" * len(chosen))
+        sql = _ITEMS_PAGE_OF_STATUS.format(statuses=marks)
+        return self._pages(sql, (run_id, step_id), chosen)
 
-    def _pages(self, sql: str, key: tuple[str, ...]) -> Iterator[ItemRecord]:
+    def _pages(
+        self, sql: str, key: tuple[str, ...], statuses: tuple[str, ...]
+    ) -> Iterator[ItemRecord]:
         after = STEP_INVOCATION - 1
-        while page := self._fetch(sql, (*key, after)):
+        while page := self._fetch(sql, (*key, after, *statuses)):
             yield from map(_item, page)
             after = page[-1][2]
 
