@@ -19,7 +19,7 @@ from typing import Any
 
 from owf_runner.context import COMMON_NAMES, FOREACH_NAMES, RESPONSE_NAMES
 from owf_runner.headers import header_problem
-from owf_runner.model import CsvSource, FileSourceRecord, JsonlSource, JsonSource, Org, Step
+from owf_runner.model import FileSourceRecord, Org, Step
 from owf_runner.problems import KeyPath, Problem
 from owf_runner.redaction import escape_controls
 from owf_runner.template_budget import MAX_INT_BITS, MAX_INT_DIGITS
@@ -194,12 +194,8 @@ def _missing_source_problems(parts: JobParts, step: Step, at: KeyPath) -> Iterat
 
 def _source_file(source: Any) -> tuple[str, str | None]:
     """(key, path as written) of a file source; ("", None) for a list or no foreach."""
-    if isinstance(source, CsvSource):
-        return "csv", source.csv
-    if isinstance(source, JsonlSource):
-        return "jsonl", source.jsonl
-    if isinstance(source, JsonSource):
-        return "json", source.json_
+    if isinstance(source, FileSourceRecord):
+        return source.KEY, source.path
     return "", None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -282,6 +282,15 @@ class Defaults(Record):
 
 
 class FileSourceRecord(Record):
+    """A foreach file: its key in the job file (``csv``, ``jsonl``, ``json``) names its kind."""
+
+    KEY: ClassVar[str]
+
+    @property
+    def path(self) -> str:
+        """The file as written (the value under KEY)."""
+        return str(getattr(self, "json_" if self.KEY == "json" else self.KEY))
+
     where: str | Bool | None = Field(
         None,
         description="Run only the items for which this template renders truthy; it sees "
@@ -292,6 +301,8 @@ class FileSourceRecord(Record):
 
 
 class CsvSource(FileSourceRecord):
+    KEY: ClassVar[str] = "csv"
+
     csv: str = Field(
         description="CSV file, relative to the job file (may be a template). Each row is one "
         "`item`: a mapping keyed by the header row. Read as the items run.",
@@ -300,6 +311,8 @@ class CsvSource(FileSourceRecord):
 
 
 class JsonlSource(FileSourceRecord):
+    KEY: ClassVar[str] = "jsonl"
+
     jsonl: str = Field(
         description="JSON Lines file, relative to the job file (may be a template). Each "
         "non-blank line is one `item`. Read as the items run.",
@@ -308,6 +321,8 @@ class JsonlSource(FileSourceRecord):
 
 
 class JsonSource(FileSourceRecord):
+    KEY: ClassVar[str] = "json"
+
     json_: str = Field(
         alias="json",
         description="JSON file holding one list, relative to the job file (may be a template). "

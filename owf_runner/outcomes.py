@@ -22,6 +22,11 @@ class Status(StrEnum):
         return self in (Status.FAILED, Status.UNKNOWN)
 
 
+def attempts_text(count: int) -> str:
+    """``1 attempt``, ``3 attempts``: how lines count tries."""
+    return f"{count} attempt" + ("" if count == 1 else "s")
+
+
 @dataclass(frozen=True)
 class Response:
     """An HTTP answer as templates see it: ``response.status``, ``.headers``, ``.body``."""

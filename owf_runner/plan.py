@@ -18,11 +18,8 @@ from owf_runner.loader import LoadedJob, gc_paused
 from owf_runner.model import (
     ClientTokenCredential,
     Credential,
-    CsvSource,
     FileSourceRecord,
     Job,
-    JsonlSource,
-    JsonSource,
     Org,
     PrivateKeyJwtCredential,
     Record,
@@ -261,20 +258,14 @@ class _Fields:
 def _foreach(field: _Fields, source: Any) -> ListSource | FileSource | None:
     if source is None:
         return None
-    if isinstance(source, CsvSource):
-        return _file_source(field, SourceKind.CSV, source, source.csv)
-    if isinstance(source, JsonlSource):
-        return _file_source(field, SourceKind.JSONL, source, source.jsonl)
-    if isinstance(source, JsonSource):
-        return _file_source(field, SourceKind.JSON, source, source.json_)
+    if isinstance(source, FileSourceRecord):
+        return _file_source(field, source)
     return ListSource(field(("foreach",), source))
 
 
-def _file_source(
-    field: _Fields, kind: SourceKind, source: FileSourceRecord, path: str
-) -> FileSource:
+def _file_source(field: _Fields, source: FileSourceRecord) -> FileSource:
     where = None if source.where is None else field(("foreach", "where"), source.where)
-    return FileSource(kind, field(("foreach", str(kind)), path), where)
+    return FileSource(SourceKind(source.KEY), field(("foreach", source.KEY), source.path), where)
 
 
 def _outputs(field: _Fields, step: Step) -> list[OutputPlan]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from owf_runner.boundary import Output
 from owf_runner.failures import Failure
-from owf_runner.outcomes import ItemResult, RunResult, Status, StepResult
+from owf_runner.outcomes import ItemResult, RunResult, Status, StepResult, attempts_text
 from owf_runner.plan import StepPlan
 from owf_runner.redaction import escape_controls, printable
 
@@ -69,7 +69,7 @@ class ConsoleReporter:
         if failed:
             self.say(f"{step.id}[{result.name}]: failed: {result.error}", always=True)
         elif self.verbose:
-            how = "earlier; restored" if result.restored else _attempts(result.attempts)
+            how = "earlier; restored" if result.restored else attempts_text(result.attempts)
             self.say(f"{step.id}[{result.name}]: {result.status} ({how})")
         self._progress(step, failed)
 
@@ -102,7 +102,7 @@ class ConsoleReporter:
         items = f"{result.items} items, " if step.foreach is not None else ""
         if result.left_out:
             items += f"{result.left_out} left out by where, "
-        timing = f"{items}{_attempts(result.attempts)}, {result.seconds:.2f}s"
+        timing = f"{items}{attempts_text(result.attempts)}, {result.seconds:.2f}s"
         if result.restored and result.status is Status.SUCCEEDED:
             timing = "earlier; restored from the journal, not run again"
         line = f"{step.id}: {result.shown_status} ({timing}){detail}"
@@ -139,10 +139,6 @@ def _is_terminal(stream: TextIO | None) -> bool:
         return stream is not None and stream.isatty()
     except (ValueError, OSError):  # closed under us: no terminal to draw on
         return False
-
-
-def _attempts(count: int) -> str:
-    return f"{count} attempt" + ("" if count == 1 else "s")
 
 
 def _table(steps: tuple[StepResult, ...]) -> list[str]:

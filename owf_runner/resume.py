@@ -9,7 +9,7 @@ timeout on a flow that is not idempotent) is not sent again unless ``--retry-unk
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,37 +215,48 @@ def _settled_steps(
     choice: ResumeChoice,
     results_read: frozenset[str],
 ) -> dict[str, StepResult]:
+    invocations = _invocations(reader, run, plan, records)
     settled: dict[str, StepResult] = {}
     for step in plan.steps:
-        restored = _restored(reader, run, step, records.get(step.id), results_read)
+        restored = _restored(step, records.get(step.id), invocations.get(step.id), results_read)
         if restored is not None:
             settled[step.id] = restored
     succeeded = {step.id: step for step in plan.steps if step.id in settled}
     for step in _needing_secrets_again(plan, succeeded):
         del settled[step.id]
-    for step in plan.steps:
-        if step.foreach is None and step.id not in settled and not choice.retry_unknown:
-            unknown = _unknown_invocation(reader, run, step)
+    for step_id, invocation in invocations.items():
+        if step_id not in settled and not choice.retry_unknown:
+            unknown = _unknown_invocation(run, step_id, invocation)
             if unknown is not None:
-                settled[step.id] = unknown
+                settled[step_id] = unknown
     return settled
 
 
+def _invocations(
+    reader: Journal, run: RunRecord, plan: Plan, records: dict[str, StepRecord]
+) -> dict[str, ItemRecord]:
+    """The one invocation of each plain step its own record does not say succeeded."""
+    found = {}
+    for step in plan.steps:
+        record = records.get(step.id)
+        if step.foreach is None and (record is None or record.status != SUCCEEDED):
+            invocation = reader.item(run.id, step.id, STEP_INVOCATION)
+            if invocation is not None:
+                found[step.id] = invocation
+    return found
+
+
 def _restored(
-    reader: Journal,
-    run: RunRecord,
     step: StepPlan,
     record: StepRecord | None,
+    invocation: ItemRecord | None,
     results_read: frozenset[str],
 ) -> StepResult | None:
     """A step that succeeded, as recorded. A foreach whose results a later template reads is
     not restored whole: its items come back one by one, with the items themselves."""
     if record is not None and record.status == SUCCEEDED and step.id not in results_read:
         return _restored_step(record)
-    if step.foreach is not None:
-        return None
-    # The step's own record may have been lost with a crash; its invocation's tells.
-    invocation = reader.item(run.id, step.id, STEP_INVOCATION)
+    # A plain step's own record may have been lost with a crash; its invocation's tells.
     if invocation is None or invocation.status != SUCCEEDED:
         return None
     answer = _restored_item(invocation, STEP_INVOCATION, None)
@@ -279,71 +290,56 @@ def _restored_step(record: StepRecord) -> StepResult:
     )
 
 
-def _unknown_invocation(reader: Journal, run: RunRecord, step: StepPlan) -> StepResult | None:
-    record = reader.item(run.id, step.id, STEP_INVOCATION)
-    if record is None or record.status not in (SENDING, UNKNOWN):
+def _unknown_invocation(run: RunRecord, step_id: str, record: ItemRecord) -> StepResult | None:
+    if record.status not in (SENDING, UNKNOWN):
         return None
-    error = _unknown(run, record.error)
     return StepResult(
-        step.id,
+        step_id,
         Status.FAILED,
         record.attempts,
-        error=error,
-        unknown=(step.id,),
+        error=_unknown(run, record.error),
+        unknown=(step_id,),
         unknown_count=1,
         restored=True,
     )
 
 
 def _needing_secrets_again(plan: Plan, succeeded: dict[str, StepPlan]) -> Iterator[StepPlan]:
-    """Succeeded steps to run again: a step still to run needs a secret output of theirs,
-    which the journal never keeps. Only an idempotent step may run again; else refused.
+    """Succeeded steps to run again for their secret outputs (see _must_run_again).
 
     Walked backwards: a step run again may need an earlier step's secret in turn."""
     pending = [step for step in plan.steps if step.id not in succeeded]
     for step in reversed(plan.steps):
-        if step.id not in succeeded or not any(output.secret for output in step.outputs):
-            continue
-        user = next(
-            (later for later in pending if later.index > step.index and _names(later, step.id)),
-            None,
-        )
-        if user is None:
-            continue
-        if not step.idempotent:
-            raise ResumeRefused(_secret_refusal(step, user))
-        pending.append(step)
-        yield step
+        if step.id in succeeded and _must_run_again(step, pending):
+            pending.append(step)
+            yield step
 
 
 def _items_to_send_again(
     plan: Plan, settled: dict[str, StepResult], results_read: frozenset[str]
 ) -> frozenset[str]:
     """Foreach steps whose succeeded items are sent again: a step still to run reads their
-    results, secret outputs included, which the journal never keeps (idempotent; else refused).
-    """
-    again = set()
-    for step in plan.steps:
-        if step.id not in results_read or not any(output.secret for output in step.outputs):
-            continue
-        user = _later_user(plan, settled, step)
-        if user is None:
-            continue
-        if not step.idempotent:
-            raise ResumeRefused(_secret_refusal(step, user))
-        again.add(step.id)
-    return frozenset(again)
+    results, secret outputs included (see _must_run_again)."""
+    pending = [step for step in plan.steps if step.id not in settled]
+    return frozenset(
+        step.id for step in plan.steps if step.id in results_read and _must_run_again(step, pending)
+    )
 
 
-def _later_user(plan: Plan, settled: dict[str, StepResult], step: StepPlan) -> StepPlan | None:
-    return next(
-        (
-            later
-            for later in plan.steps
-            if later.index > step.index and later.id not in settled and _names(later, step.id)
-        ),
+def _must_run_again(step: StepPlan, pending: Iterable[StepPlan]) -> bool:
+    """Does a later step still to run (may) use ``step``'s secret outputs, which the journal
+    never keeps? Then ``step`` runs again if it is idempotent; otherwise ResumeRefused."""
+    if not any(output.secret for output in step.outputs):
+        return False
+    user = next(
+        (later for later in pending if later.index > step.index and _names(later, step.id)),
         None,
     )
+    if user is None:
+        return False
+    if not step.idempotent:
+        raise ResumeRefused(_secret_refusal(step, user))
+    return True
 
 
 def _secret_refusal(step: StepPlan, user: StepPlan) -> str:

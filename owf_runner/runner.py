@@ -26,7 +26,7 @@ from owf_runner.errors import OwfError
 from owf_runner.failures import AMBIGUOUS, Failure, FailureClass, status_failure
 from owf_runner.headers import header_problem
 from owf_runner.http import URL_CACHE_SIZE, Bounds, invoke, outgoing
-from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult
+from owf_runner.outcomes import ItemResult, Response, RunResult, Status, StepResult, attempts_text
 from owf_runner.plan import Field, FileSource, ListSource, Plan, StepPlan, fields_of
 from owf_runner.redaction import REDACTOR, TooDeep
 from owf_runner.retry import Pacer, with_retries
@@ -150,7 +150,10 @@ class _Tries:
         if self.in_flight:
             return Status.UNKNOWN, STOPPED_IN_FLIGHT
         if self.attempts:
-            return Status.FAILED, f"not retried: the run was stopped after {_tries(self.attempts)}"
+            return (
+                Status.FAILED,
+                f"not retried: the run was stopped after {attempts_text(self.attempts)}",
+            )
         return Status.FAILED, "not sent: the run was stopped first"
 
 
@@ -639,10 +642,6 @@ def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         task.uncancel()
-
-
-def _tries(count: int) -> str:
-    return f"{count} attempt" + ("" if count == 1 else "s")
 
 
 def _exhausted(items: Iterator[tuple[int, Any]]) -> bool:
