@@ -19,11 +19,19 @@ if TYPE_CHECKING:
 
 COMMANDS = {"run", "validate", "plan", "schema", "emulate", "history", "show", "token"}
 
+
+def _example(arguments: str) -> str:
+    """The last line of a command's help: one command line a user can copy and adapt."""
+    return f"Example: owf-run {arguments}"
+
+
 app = typer.Typer(
-    add_completion=False,
+    # typer's own --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # tracebacks never show local variables
     help="Run Okta Workflows API-endpoint flows from YAML job files.",
+    epilog=_example("jobs/onboarding.yaml --emulate"),
 )
 
 JobArg = Annotated[Path, typer.Argument(help="The job file", show_default=False)]
@@ -116,7 +124,7 @@ def _finish(action: Callable[[], int]) -> None:
     raise typer.Exit(boundary.call(action))
 
 
-@app.command()
+@app.command(epilog=_example("jobs/onboarding.yaml --emulate"))
 def run(
     job: JobArg,
     var: VarOpt = [],  # noqa: B006 - typer reads the default, never mutates it
@@ -165,7 +173,7 @@ def _reporter(log_format: LogFormat, quiet: bool, verbose: bool) -> RunReporter:
     return ConsoleReporter(quiet=quiet, verbose=verbose)
 
 
-@app.command()
+@app.command(epilog=_example("validate jobs/*.yaml"))
 def validate(
     jobs: Annotated[list[Path], typer.Argument(help="Job files", show_default=False)],
     var: VarOpt = [],  # noqa: B006
@@ -177,7 +185,7 @@ def validate(
     _finish(lambda: commands.validate(jobs, var, vars_file))
 
 
-@app.command()
+@app.command(epilog=_example("plan jobs/onboarding.yaml --var first_name=Grace"))
 def plan(job: JobArg, var: VarOpt = [], vars_file: VarsFileOpt = None) -> None:  # noqa: B006
     """Show every request JOB would send, rendered, secrets masked; sends nothing."""
     from owf_runner import commands
@@ -185,7 +193,7 @@ def plan(job: JobArg, var: VarOpt = [], vars_file: VarsFileOpt = None) -> None: 
     _finish(lambda: commands.plan(job, var, vars_file))
 
 
-@app.command()
+@app.command(epilog=_example("history jobs/onboarding.yaml --limit 5"))
 def history(
     job: Annotated[
         Path | None, typer.Argument(help="Only the runs of this job file", show_default=False)
@@ -199,7 +207,7 @@ def history(
     _finish(lambda: commands.history(job, state_dir, limit))
 
 
-@app.command()
+@app.command(epilog=_example("show RUN_ID --html run.html"))
 def show(
     run_id: Annotated[str, typer.Argument(help="A run id (see history)", show_default=False)],
     state_dir: StateDirOpt = None,
@@ -216,7 +224,7 @@ def show(
     _finish(lambda: commands.show(run_id, state_dir, limit, files))
 
 
-@app.command()
+@app.command(epilog=_example("token acme --job jobs/onboarding.yaml --header"))
 def token(
     org: Annotated[str, typer.Argument(help="An org of the job", show_default=False)],
     job: Annotated[
@@ -239,7 +247,7 @@ def token(
     _finish(lambda: tokencmd.token(job, org, options))
 
 
-@app.command()
+@app.command(epilog=_example("schema --report > report.schema.json"))
 def schema(
     report: Annotated[
         bool, typer.Option("--report", help="The JSON report's schema instead of the job file's")
@@ -255,7 +263,7 @@ def schema(
     boundary.Output(sys.stdout).write(json.dumps(chosen(), indent=2) + "\n")
 
 
-@app.command()
+@app.command(epilog=_example("emulate --port 8080 --job jobs/onboarding.yaml"))
 def emulate(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port)")] = 0,
     job: Annotated[Path | None, typer.Option(help="Register this job's credentials")] = None,
