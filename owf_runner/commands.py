@@ -22,7 +22,7 @@ import httpx2
 from owf_runner.boundary import Output, run_async, to_stderr
 from owf_runner.clock import SYSTEM_CLOCK, Clock
 from owf_runner.credentials import Resolved, build_auths, mask_env_secrets, resolve_credentials
-from owf_runner.errors import ExitCode, JobError, UsageError
+from owf_runner.errors import ExitCode, JobError, ReportError, UsageError
 from owf_runner.files import VARS_FILE, is_utf8
 from owf_runner.http import EmulatorTransport, build_client, real_transport
 from owf_runner.journal import EMULATOR, OKTA, Journal
@@ -31,7 +31,6 @@ from owf_runner.outcomes import RunResult
 from owf_runner.plan import Plan, resolve
 from owf_runner.problems import Problem
 from owf_runner.report_files import NO_REPORTS, ReportFiles
-from owf_runner.reports import ReportError
 from owf_runner.resume import ResumeChoice
 from owf_runner.runlock import hold_run_lock
 from owf_runner.runner import RunReporter, Session, execute

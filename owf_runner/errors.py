@@ -32,6 +32,10 @@ class UsageError(OwfError):
     exit_code = ExitCode.USAGE
 
 
+class ReportError(UsageError):
+    """A report file cannot be written there; the message names the path and what to do."""
+
+
 class JobError(OwfError):
     """The job file (or something it refers to) is invalid; nothing was sent."""
 

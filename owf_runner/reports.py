@@ -28,7 +28,7 @@ from typing import Any, Final, TextIO
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
-from owf_runner.errors import ExitCode, OwfError
+from owf_runner.errors import ReportError
 from owf_runner.history import UNKNOWN_OUTCOME, duration
 from owf_runner.journal import (
     EMULATOR,
@@ -58,12 +58,6 @@ JUNIT_TYPE: Final = "owf-run"
 RUN_CASE: Final = "(run)"  # the JUnit testcase of a run that failed outside any step
 
 Items = Callable[[str], Iterable[ItemRecord]]
-
-
-class ReportError(OwfError):
-    """A report file cannot be written there; the message names the path and what to do."""
-
-    exit_code = ExitCode.USAGE
 
 
 # -- the file ---------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa as crypto_rsa
 from joserfc.jwk import ECKey, RSAKey
 
 import owf_runner.secrets
@@ -529,6 +531,27 @@ def test_bad_keys_are_secret_errors(text: str, message: str) -> None:
         load_private_key(text)
 
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("part", ["dmp1", "dmq1", "iqmp", "d"])
+def test_a_pem_whose_rsa_parts_disagree_is_refused(rsa: RSAKey, part: str) -> None:
+    """A damaged key never signs: one wrong CRT part would give its factors away."""
+    numbers = rsa.private_key.private_numbers()
+    damaged = {name: getattr(numbers, name) for name in ("p", "q", "d", "dmp1", "dmq1", "iqmp")}
+    damaged[part] += 2
+    key = crypto_rsa.RSAPrivateNumbers(
+        **damaged, public_numbers=numbers.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    text = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+    with pytest.raises(SecretError) as info:
+        load_private_key(text)
+
+    assert str(info.value) == (
+        "not a valid RSA private key: its parts do not agree (is it damaged?)"
+    )
 
 
 def test_public_jwk_is_refused() -> None:
