@@ -81,11 +81,23 @@ class StubSpec(Record):
     """How the emulator answers one flow; see :class:`FlowStub`."""
 
     status: Status = Field(200, description="HTTP status of the answer")
-    headers: Headers = Field({}, description="Answer headers; values may be templates")
-    body: Any = Field(None, description="Answer body (templated); default: echo the request")
+    headers: Headers = Field(
+        {},
+        description="Answer headers; values are templates over `request`",
+        examples=[{"X-Request-Id": "{{ uuid4() }}"}],
+    )
+    body: Any = Field(
+        None,
+        description="Answer body, any YAML value; every string in it is a template over "
+        "`request`. Default: see `echo`",
+        examples=[{"id": "00u1", "login": "{{ request.body.firstName | lower }}@acme.example"}],
+    )
     echo: Bool = Field(True, description="Without `body`: answer with the request's body")
     security: Security | None = Field(
-        None, description="Default: as the job calls the flow (oauth2 for the bare emulator)"
+        None,
+        description="What the flow's API Endpoint card requires: `oauth2` (a bearer token), "
+        "`client_token` (an `x-api-client-token` header) or `none`. Default: as the job calls "
+        "the flow (`oauth2` for the bare emulator)",
     )
     faults: tuple[FaultSpec, ...] = Field((), description="Answers replacing the next calls")
 
@@ -109,7 +121,12 @@ Flows = Annotated[
 class StubFile(Record):
     """A whole stub file."""
 
-    flows: Flows = Field({}, description="Stubs by flow id (or the alias in the flow's URL)")
+    flows: Flows = Field(
+        {},
+        description="Stubs by flow id (or the alias in the flow's URL); a flow without a stub "
+        "echoes its request",
+        examples=[{"lookup_user": {"body": {"found": True}}, "public_flow": {"security": "none"}}],
+    )
 
 
 def load_stub_file(path: Path) -> dict[str, FlowStub]:
