@@ -169,7 +169,7 @@ class PrivateKeyJwtCredential(Record):
         Field(
             (DEFAULT_SCOPE,),
             description="Scopes requested with the token, at least one; each printable ASCII "
-            "without spaces or quotes. Default: `okta.workflows.invoke.manage`.",
+            "without spaces, quotes or backslashes. Default: `okta.workflows.invoke.manage`.",
         )
     )
 
@@ -241,8 +241,8 @@ class Backoff(Record):
     )
     max: Annotated[Seconds, Field(gt=0, le=MAX_SECONDS)] = Field(
         30.0,
-        description="Longest wait between two tries, in seconds; at most 86400 (a day). "
-        "Default: 30.",
+        description="Longest backoff wait between two tries, in seconds; at most 86400 (a day). "
+        "A wait the server asks for is bounded by `max_wait` instead. Default: 30.",
         examples=[60],
     )
 
@@ -566,8 +566,8 @@ class Job(Record):
     version: Literal[1] = Field(description="Format version of the job file: `1`.")
     name: Annotated[str, Field(pattern=NO_CONTROLS)] | None = Field(
         None,
-        description="Name of the job in output and as `job.name`. Default: the job file's name "
-        "without its extension.",
+        description="Name of the job in output and as `job.name`, without control characters. "
+        "Default: the job file's name without its extension.",
         examples=["onboarding"],
     )
     description: str | None = Field(
