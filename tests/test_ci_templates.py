@@ -27,7 +27,8 @@ GITHUB = CI / "github-actions.yml"
 GITLAB = CI / "gitlab-ci.yml"
 BIN = Path(sys.executable).parent  # the venv that runs the tests has owf-run
 INSTALL = 'python -m pip install "$OWF_RUNNER_PACKAGE"'
-NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+REFUSING_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, a connection fails
 
 # As check-jsonschema's own pre-commit hooks (check-github-workflows, check-gitlab-ci) run it.
 SCHEMA_ARGS = {
@@ -54,6 +55,7 @@ class Pipeline:
     one_shell: bool  # GitLab runs a job's script lines in one shell; GitHub each step in its own
     skipped: list[str]  # the commands the test does not run (the install)
     published: list[str]  # globs of the files the CI service keeps
+    kept_on_failure: bool  # ... also when the check failed
 
 
 def load(path: Path) -> Any:
@@ -74,6 +76,7 @@ def github() -> Pipeline:
         one_shell=False,
         skipped=[run for run in runs if "owf-run" not in run],
         published=[path + "*"],
+        kept_on_failure=upload["if"] == "always()",
     )
 
 
@@ -87,6 +90,7 @@ def gitlab() -> Pipeline:
         one_shell=True,
         skipped=job["before_script"],
         published=[*(path + "*" for path in artifacts["paths"]), artifacts["reports"]["junit"]],
+        kept_on_failure=artifacts["when"] == "always",
     )
 
 
@@ -100,7 +104,8 @@ def needs_check_jsonschema() -> None:
 
 def check_jsonschema(template: Path, instance: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "check_jsonschema", *SCHEMA_ARGS[template], str(instance)]
-    env = {**os.environ, **NO_NETWORK}
+    env = {name: value for name, value in os.environ.items() if name.lower() not in PROXY_VARIABLES}
+    env |= dict.fromkeys(("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"), REFUSING_PROXY)
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -231,6 +236,11 @@ def test_a_failed_rehearsal_fails_the_step_after_every_job_is_rehearsed(
     assert "owf-run jobs/a_invalid.yaml --emulate exited 3" in outcome.out
     # the next job was still rehearsed and reported
     assert published(PIPELINES[name](), outcome.repo) == report_files("onboarding")
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_the_reports_are_kept_also_when_the_check_fails(name: str) -> None:
+    assert PIPELINES[name]().kept_on_failure
 
 
 @pytest.mark.parametrize("name", PIPELINES)
