@@ -12,11 +12,10 @@ tests use (owf_runner.runner.NO_LOG).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from owf_runner import sessions
-from owf_runner.cli import main
+from owf_runner.console import run
 from owf_runner.runner import NO_LOG, RunLog
 
 
@@ -27,4 +26,4 @@ def no_log(journal: Any, run_id: str) -> RunLog:
 
 if __name__ == "__main__":
     sessions.JournalLog = no_log  # type: ignore[attr-defined,assignment]  # looked up per run
-    sys.exit(main())
+    run()
