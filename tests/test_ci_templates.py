@@ -26,6 +26,7 @@ CI = ROOT / "docs" / "ci"
 GITHUB = CI / "github-actions.yml"
 GITLAB = CI / "gitlab-ci.yml"
 BIN = Path(sys.executable).parent  # the venv that runs the tests has owf-run
+JOBS = sorted(path.stem for path in (ROOT / "jobs").glob("*.yaml"))  # this repository's jobs
 INSTALL = 'python -m pip install "$OWF_RUNNER_PACKAGE"'
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 REFUSING_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, a connection fails
@@ -219,8 +220,9 @@ def test_validate_and_rehearse_steps_pass_and_publish_every_report(
 ) -> None:
     outcome = outcomes[name, "passing"]
     assert outcome.code == 0, outcome.err
-    assert "jobs/onboarding.yaml: ok" in outcome.out
-    expected = report_files("onboarding")
+    assert JOBS
+    assert all(f"jobs/{job}.yaml: ok" in outcome.out for job in JOBS)
+    expected = report_files(*JOBS)
     assert all((outcome.repo / path).stat().st_size > 0 for path in expected)
     assert published(PIPELINES[name](), outcome.repo) == expected
     assert (outcome.repo / ".owf-state" / "runs.sqlite3").is_file()  # the rehearsals' journal
@@ -235,7 +237,7 @@ def test_a_failed_rehearsal_fails_the_step_after_every_job_is_rehearsed(
     assert "jobs/a_invalid.yaml:3:1: stepz: unknown key 'stepz'" in outcome.err
     assert "owf-run jobs/a_invalid.yaml --emulate exited 3" in outcome.out
     # the next job was still rehearsed and reported
-    assert published(PIPELINES[name](), outcome.repo) == report_files("onboarding")
+    assert published(PIPELINES[name](), outcome.repo) == report_files(*JOBS)
 
 
 @pytest.mark.parametrize("name", PIPELINES)
