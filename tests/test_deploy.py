@@ -168,10 +168,7 @@ def readme_commands() -> Iterator[list[str]]:
     for span in re.findall(r"`(args: \[[^`]*\])`", text):
         yield yaml.safe_load(span)["args"]
     for block in re.findall(r"^```(?:sh|crontab)\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
-        joined = block.replace("\\\n", " ")
-        for line in joined.splitlines():
-            if line.startswith(("#", "SHELL=", "MAILTO=", "OWF_STATE_DIR=")):
-                continue
+        for line in block.replace("\\\n", " ").splitlines():
             yield from owf_run_argv(shlex.split(line, comments=True))
 
 
