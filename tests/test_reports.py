@@ -733,7 +733,7 @@ def a_browser() -> str:
         found = shutil.which(name)
         if found:
             return found
-    why = "no Chromium here (Debian: apt-get install chromium); .ci/run installs it"
+    why = "no Chromium here (Debian: apt-get install chromium); scripts/test installs it in CI"
     if os.environ.get("CI") == "true":
         pytest.fail(why)
     pytest.skip(why)
