@@ -1,8 +1,6 @@
-"""``python -m owf_runner``: the same as the ``owf-run`` command."""
+"""``python -m owf_runner``: the same process as the ``owf-run`` command."""
 
-import sys
-
-from owf_runner.cli import main
+from owf_runner.console import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
