@@ -45,7 +45,7 @@ from owf_runner.errors import ExitCode, OwfError
 from owf_runner.redaction import REDACTOR, escape_controls, shown
 
 FILENAME: Final = "runs.sqlite3"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 BODY_LIMIT: Final = 64 * 1024  # bytes of JSON text: larger bodies are stored as a marker
 HEAD_CHARS: Final = 1024
 STEP_INVOCATION: Final = -1  # the index of a step's one invocation when it has no foreach
@@ -86,6 +86,7 @@ class RunRecord:
     exit_code: int | None = None
     sessions: int = 1  # 1 + the number of resumes
     target: str = "okta"  # OKTA, or EMULATOR: a rehearsal is never resumed as the real thing
+    vars_sha256: str | None = None  # the variables it ran with; None: not recorded (schema 1)
     # Counted when read (ignored by begin_run).
     steps_succeeded: int = 0
     steps_failed: int = 0  # `failed` or `unknown`
@@ -136,7 +137,7 @@ _SCHEMA: Final = (
         id TEXT PRIMARY KEY, job_path TEXT NOT NULL, job_sha256 TEXT NOT NULL,
         job_name TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
         status TEXT NOT NULL, exit_code INTEGER, sessions INTEGER NOT NULL,
-        target TEXT NOT NULL DEFAULT 'okta')""",
+        target TEXT NOT NULL DEFAULT 'okta', vars_sha256 TEXT)""",
     "CREATE INDEX runs_by_job ON runs (job_path, started_at, id)",
     "CREATE INDEX runs_by_start ON runs (started_at, id)",
     """CREATE TABLE steps (
@@ -155,9 +156,14 @@ _SCHEMA: Final = (
     # a scan of one run's items costs `history` and `show` (about 30 ms per 100,000).
 )
 
+# Each schema version's changes from the one before; a journal is brought up to date on open.
+_MIGRATIONS: Final = {
+    2: ("ALTER TABLE runs ADD COLUMN vars_sha256 TEXT",),  # NULL: run by a version that kept none
+}
+
 _SELECT_RUN: Final = (
     "SELECT id, job_path, job_sha256, job_name, started_at, finished_at, status, exit_code,"
-    " sessions, target FROM runs"
+    " sessions, target, vars_sha256 FROM runs"
 )
 _SELECT_STEP: Final = (
     "SELECT run_id, step_id, position, status, attempts, seconds, items, failed_items, outputs,"
@@ -169,7 +175,7 @@ _SELECT_ITEM: Final = (
 )
 _INSERT_RUN: Final = (
     "INSERT INTO runs (id, job_path, job_sha256, job_name, started_at, finished_at, status,"
-    " exit_code, sessions, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " exit_code, sessions, target, vars_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT_STEP: Final = (
     "INSERT INTO steps (run_id, step_id, position, status, attempts, seconds, items,"
@@ -265,11 +271,21 @@ class Journal:
             if version > SCHEMA_VERSION:
                 raise JournalError(_newer_schema(self.path, version))
             if version == 0:
-                if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                    raise JournalError(_not_a_journal(self.path))  # another program's database
-                for statement in _SCHEMA:
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._create()
+            else:
+                self._migrate(version)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _create(self) -> None:
+        if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise JournalError(_not_a_journal(self.path))  # another program's database
+        for statement in _SCHEMA:
+            self._db.execute(statement)
+
+    def _migrate(self, version: int) -> None:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                self._db.execute(statement)
 
     def close(self) -> None:
         try:
@@ -294,7 +310,8 @@ class Journal:
 
     def begin_run(self, run: RunRecord) -> None:
         row = (run.id, _storable(run.job_path), run.job_sha256, run.job_name, run.started_at,
-               run.finished_at, run.status, run.exit_code, run.sessions, run.target)  # fmt: skip
+               run.finished_at, run.status, run.exit_code, run.sessions, run.target,
+               run.vars_sha256)  # fmt: skip
         self._write_now(_INSERT_RUN, row)
 
     def reopen_run(self, run_id: str) -> None:
@@ -496,6 +513,7 @@ class Journal:
         return RunRecord(
             id=run_id, job_path=row[1], job_sha256=row[2], job_name=row[3], started_at=row[4],
             finished_at=row[5], status=row[6], exit_code=row[7], sessions=row[8], target=row[9],
+            vars_sha256=row[10],
             steps_succeeded=steps.get(SUCCEEDED, 0),
             steps_failed=steps.get(FAILED, 0) + steps.get(UNKNOWN, 0),
             items_succeeded=items.get(SUCCEEDED, 0), items_failed=items.get(FAILED, 0),

@@ -8,6 +8,8 @@ nothing downstream fills a gap with ``or``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,12 @@ RecordT = TypeVar("RecordT", bound=Record)
 
 @dataclass(frozen=True)
 class JobIdentity:
-    """Which job this is (its resolved path) and which version of it (its content hash)."""
+    """Which job this is (its resolved path), which version of it (its content hash), and
+    with which variables (a hash of them, after --vars-file and --var)."""
 
     path: Path
     sha256: str
+    vars_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,12 @@ def fields_of(steps: tuple[StepPlan, ...]) -> Iterator[Field]:
                     yield from (v for v in vars(part).values() if isinstance(v, Field))
 
 
+def vars_digest(variables: Mapping[str, Any]) -> str:
+    """The same variables, the same digest: a resume must run with what the run had."""
+    text = json.dumps(variables, sort_keys=True, ensure_ascii=False, default=repr)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def resolve(loaded: LoadedJob) -> Plan:
     with gc_paused():
         return _resolve(loaded)
@@ -180,7 +190,7 @@ def _resolve(loaded: LoadedJob) -> Plan:
     job, document = loaded.job, loaded.document
     orgs = {name: _org(job, name, org) for name, org in job.orgs.items()}
     return Plan(
-        identity=JobIdentity(document.path.resolve(), document.sha256),
+        identity=JobIdentity(document.path.resolve(), document.sha256, vars_digest(loaded.vars)),
         name=loaded.name,
         document=document,
         vars=loaded.vars,

@@ -82,7 +82,17 @@ def run_to_resume(
             "would not have; run the job afresh (without --resume), or pass --force to resume "
             "anyway"
         )
+    if _other_vars(record, plan) and not choice.force:
+        raise ResumeRefused(
+            f"run {record.id} of {job} had other variables (--var, --vars-file) than these: "
+            "resuming with them could send what that run would not have, or skip a step it "
+            "failed; give the same ones, or pass --force to resume anyway"
+        )
     return record
+
+
+def _other_vars(record: RunRecord, plan: Plan) -> bool:
+    return record.vars_sha256 is not None and record.vars_sha256 != plan.identity.vars_sha256
 
 
 _TARGETS = {OKTA: "Okta", EMULATOR: "an emulator"}

@@ -123,6 +123,7 @@ def _new_record(plan: Plan, info: RunInfo, target: str) -> RunRecord:
         id=info.id,
         job_path=str(plan.identity.path),
         job_sha256=plan.identity.sha256,
+        vars_sha256=plan.identity.vars_sha256,
         job_name=plan.name,
         started_at=info.started_at,
         status=RUNNING,

@@ -477,12 +477,6 @@ def test_attempts_count_the_requests_of_every_session(cli: RunCli, tmp_path: Pat
     assert [steps[0]["attempts"], steps[0]["items"][0]["attempts"]] == [3, 3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --resume with another --var than the run had is not refused: it continues the "
-    "run with the new vars, so a failed step that the new vars skip ends the run 'succeeded' "
-    "without ever being sent again (a changed job file, by contrast, is refused without --force)",
-)
 def test_a_resume_with_other_vars_does_not_pass_a_failed_step_off_as_done(
     cli: RunCli, tmp_path: Path
 ) -> None:
@@ -492,7 +486,8 @@ def test_a_resume_with_other_vars_does_not_pass_a_failed_step_off_as_done(
 
     resumed = cli(SYNC, "--emulate", "--resume", "--var", "only=eu", "--quiet")
 
-    assert resumed.code != 0
+    assert resumed.code == 3
+    assert "had other variables (--var, --vars-file) than these" in resumed.err
 
 
 def test_a_var_that_skips_an_org_still_needs_its_secret(

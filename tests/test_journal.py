@@ -118,8 +118,26 @@ def test_a_newer_schema_is_refused(state: Path) -> None:
     assert caught.value.exit_code == ExitCode.INVALID_JOB
     assert str(caught.value) == (
         f"{state / FILENAME}: written by a newer owf-run (journal schema 99, this one knows up"
-        " to 1): upgrade owf-run or pass another --state-dir (or OWF_STATE_DIR)"
+        " to 2): upgrade owf-run or pass another --state-dir (or OWF_STATE_DIR)"
     )
+
+
+def test_a_schema_1_journal_is_brought_up_to_date_and_keeps_its_runs(state: Path) -> None:
+    with Journal.open(state) as journal:
+        journal.begin_run(a_run())
+    peek(state, "ALTER TABLE runs DROP COLUMN vars_sha256")  # as schema 1 wrote it
+    peek(state, "PRAGMA user_version = 1")
+
+    with Journal.open(state) as journal:
+        kept = journal.run(a_run().id)
+        journal.begin_run(a_run("20261129T150000Z-bbbbbb", vars_sha256="ab" * 32))
+        added = journal.run("20261129T150000Z-bbbbbb")
+
+    assert peek(state, "PRAGMA user_version") == [(2,)]
+    assert kept is not None
+    assert kept.vars_sha256 is None
+    assert added is not None
+    assert added.vars_sha256 == "ab" * 32
 
 
 def a_text_file(path: Path) -> None:

@@ -74,6 +74,7 @@ class Job:
             "id": run_id,
             "job_path": str(plan.identity.path),
             "job_sha256": plan.identity.sha256,
+            "vars_sha256": plan.identity.vars_sha256,
             "job_name": plan.name,
             "started_at": f"2026-11-29T14:00:{len(self.journal.runs(limit=100)):02d}Z",
             "status": "failed",
@@ -232,6 +233,46 @@ def test_a_changed_job_file_is_refused_with_exit_3_unless_forced(job: Job) -> No
     forced = run_to_resume(job.journal, plan, ResumeChoice(None, False, True), OKTA)
     assert forced is not None
     assert forced.id == RUN
+
+
+def test_other_variables_are_refused_with_exit_3_unless_forced(job: Job) -> None:
+    """Another --var could skip (by `when`) a step the run failed, and call the run done."""
+    job.begin(job.plan(step("a")))
+    other = commands.load_plan(job.path, {"items": ITEMS, "only": "eu"})
+
+    with pytest.raises(ResumeRefused) as caught:
+        run_to_resume(job.journal, other, FRESH, OKTA)
+
+    assert caught.value.exit_code == ExitCode.INVALID_JOB
+    assert str(caught.value) == (
+        f"run {RUN} of {other.identity.path} had other variables (--var, --vars-file) than "
+        "these: resuming with them could send what that run would not have, or skip a step it "
+        "failed; give the same ones, or pass --force to resume anyway"
+    )
+    forced = run_to_resume(job.journal, other, ResumeChoice(None, False, True), OKTA)
+    assert forced is not None
+    assert forced.id == RUN
+
+
+def test_the_same_variables_given_in_another_order_resume(job: Job) -> None:
+    job.begin(commands.load_plan(job.plan(step("a")).identity.path, {"b": "2", "items": ITEMS}))
+    same = commands.load_plan(job.path, {"items": ITEMS, "b": "2"})
+
+    record = run_to_resume(job.journal, same, FRESH, OKTA)
+
+    assert record is not None
+    assert record.id == RUN
+
+
+def test_a_run_that_recorded_no_variables_is_not_checked(job: Job) -> None:
+    """A run journaled before variables were recorded (schema 1) resumes as it did."""
+    job.begin(job.plan(step("a")), vars_sha256=None)
+    other = commands.load_plan(job.path, {"items": ITEMS, "only": "eu"})
+
+    record = run_to_resume(job.journal, other, FRESH, OKTA)
+
+    assert record is not None
+    assert record.vars_sha256 is None
 
 
 # -- what the run settled: items ---------------------------------------------------------------
