@@ -19,6 +19,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from owf_runner import __version__
 from owf_runner.model import job_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,6 +154,23 @@ def test_no_web_address_outside_code(doc: Path) -> None:
     # GitHub turns a bare http(s) address into a link: that would leave the repository too.
     found = re.findall(r"\bhttps?://\S+", prose(read(doc)))
     assert not found, f"{relative(doc)}: {found}"
+
+
+# A pinned owf-runner in an example (a wheel's name, an image tag, a requirement).
+PINNED_VERSION = re.compile(r"owf[-_]runner(?:-|:|==)(\d+\.\d+\.\d+)")
+EXAMPLES = [*MARKDOWN, *sorted((DOCS / "ci").glob("*.yml")), *sorted(DOCS.rglob("*.yaml"))]
+
+
+@pytest.mark.parametrize("doc", EXAMPLES, ids=relative)
+def test_a_version_pinned_in_an_example_is_this_one(doc: Path) -> None:
+    """Copied as written, an example installs the version its docs describe."""
+    pinned = set(PINNED_VERSION.findall(read(doc)))
+    assert pinned <= {__version__}, f"{relative(doc)} pins {sorted(pinned)}, not {__version__}"
+
+
+def test_the_version_pin_pattern_finds_each_form() -> None:
+    text = "owf_runner-9.9.9-py3-none-any.whl owf-runner:1.2.3 owf-runner==0.0.1 owf-runner 3"
+    assert PINNED_VERSION.findall(text) == ["9.9.9", "1.2.3", "0.0.1"]
 
 
 @pytest.mark.parametrize(
