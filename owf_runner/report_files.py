@@ -45,10 +45,10 @@ class ReportFiles:
 
     def check(self) -> None:
         """Each path writable, and no two the same file (one would silently replace the other)."""
-        from owf_runner.reports import check_report_path  # see _asked
-
         seen: dict[Path, str] = {}
         for flag, path, _ in self._asked():
+            from owf_runner.reports import check_report_path  # see _asked
+
             check_report_path(path)
             same = seen.setdefault(path.resolve(), flag)
             if same != flag:
