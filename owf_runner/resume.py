@@ -129,9 +129,16 @@ class Resumed:
     ) -> None:
         self.reader, self.run, self.choice = reader, run, choice
         records = {record.step_id: record for record in reader.steps(run.id)}
-        self.settled = _settled_steps(reader, run, plan, records, choice, results_read)
+        invocations = _invocations(reader, run, plan, records)
+        self.settled = _settled_steps(run, plan, records, invocations, choice, results_read)
         self.resend = _items_to_send_again(plan, self.settled, results_read)
         self._walks: dict[str, _Walk] = {}
+        # Requests sent for invocations that run again; taken when counted (memory stays flat).
+        self._sent: dict[tuple[str, int], int] = {
+            (step_id, STEP_INVOCATION): invocation.attempts
+            for step_id, invocation in invocations.items()
+            if step_id not in self.settled
+        }
 
     def step(self, step: StepPlan) -> StepResult | None:
         return self.settled.get(step.id)
@@ -147,6 +154,9 @@ class Resumed:
             return None
         return self._settled_item(record, index, item)
 
+    def sent_before(self, step: StepPlan, index: int | None) -> int:
+        return self._sent.pop((step.id, STEP_INVOCATION if index is None else index), 0)
+
     def _settled_item(self, record: ItemRecord, index: int, item: Any) -> ItemResult | None:
         if (
             record.digest is not None
@@ -156,9 +166,9 @@ class Resumed:
             return ItemResult(
                 index, item, Status.FAILED, 0, error=self._changed(), label=record.label
             )
-        if record.status == SUCCEEDED:
-            # An item's secret outputs are not on record: sent again when a step needs them.
-            return None if record.step_id in self.resend else _restored_item(record, index, item)
+        # An item's secret outputs are not on record: sent again when a step needs them.
+        if record.status == SUCCEEDED and record.step_id not in self.resend:
+            return _restored_item(record, index, item)
         if record.status in (SENDING, UNKNOWN) and not self.choice.retry_unknown:
             error = _unknown(self.run, record.error)
             return ItemResult(
@@ -170,6 +180,7 @@ class Resumed:
                 label=record.label,
                 restored=True,
             )
+        self._sent[record.step_id, index] = record.attempts
         return None  # failed, or unknown and the user asked for it: send it again
 
     def _changed(self) -> str:
@@ -218,14 +229,13 @@ def _restored_item(record: ItemRecord, index: int, item: Any) -> ItemResult:
 
 
 def _settled_steps(
-    reader: Journal,
     run: RunRecord,
     plan: Plan,
     records: dict[str, StepRecord],
+    invocations: dict[str, ItemRecord],
     choice: ResumeChoice,
     results_read: frozenset[str],
 ) -> dict[str, StepResult]:
-    invocations = _invocations(reader, run, plan, records)
     settled: dict[str, StepResult] = {}
     for step in plan.steps:
         restored = _restored(step, records.get(step.id), invocations.get(step.id), results_read)

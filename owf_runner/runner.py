@@ -92,6 +92,10 @@ class Earlier(Protocol):
     def item(self, step: StepPlan, index: int, item: Any) -> ItemResult | None:
         """The item's result if it is settled (not to be sent again), else None."""
 
+    def sent_before(self, step: StepPlan, index: int | None) -> int:
+        """Requests earlier sessions sent for an invocation that runs again now (a plain
+        step's: ``index`` None): its attempts count them too. Asked once per invocation."""
+
 
 class _NoLog:
     def step_started(self, step: StepPlan) -> None:
@@ -115,6 +119,9 @@ class _NothingEarlier:
 
     def item(self, step: StepPlan, index: int, item: Any) -> ItemResult | None:
         return None
+
+    def sent_before(self, step: StepPlan, index: int | None) -> int:
+        return 0
 
 
 NO_LOG: RunLog = _NoLog()
@@ -250,7 +257,7 @@ class Runner:
             return StepResult(step.id, Status.SKIPPED)
         if step.foreach is not None:
             return await self._foreach(step, step.foreach, context)
-        item = await self._invoke(step, context)
+        item = self._counted(step, await self._invoke(step, context))
         self.log.item_finished(step, item)
         unknown = item.status is Status.UNKNOWN
         return StepResult(
@@ -324,9 +331,14 @@ class Runner:
         settled = self.session.earlier.item(step, index, item)
         if settled is not None:  # a resume: sent before (or its outcome unknown): not again
             return settled
-        result = await self._fresh_item(step, context, index, item)
+        result = self._counted(step, await self._fresh_item(step, context, index, item))
         self.log.item_finished(step, result)
         return result
+
+    def _counted(self, step: StepPlan, result: ItemResult) -> ItemResult:
+        """With the requests a resumed run's earlier sessions sent for it."""
+        before = self.session.earlier.sent_before(step, result.index)
+        return dataclasses.replace(result, attempts=result.attempts + before) if before else result
 
     async def _fresh_item(
         self, step: StepPlan, context: dict[str, Any], index: int, item: Any

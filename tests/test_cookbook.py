@@ -455,12 +455,6 @@ steps:
 FLAKY = "flows:\n  flaky:\n    faults: [{times: 2, status: 503, headers: {Retry-After: '0'}}]\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after --resume an item's `attempts` counts only the last session's requests "
-    "(2 sent, then 1 on resume: reported 1); reports.md says 'requests sent for this item' "
-    "(the nightly recipe's step reports 5 attempts for the 10 requests it sent)",
-)
 def test_attempts_count_the_requests_of_every_session(cli: RunCli, tmp_path: Path) -> None:
     job_file, report = tmp_path / "flaky.yaml", tmp_path / "run.json"
     job_file.write_text(RESUMABLE)

@@ -304,6 +304,30 @@ def test_failed_items_are_sent_again(job: Job) -> None:
     assert job.resumed(plan, record).item(the(plan, "users"), 0, ITEMS[0]) is None
 
 
+def test_an_item_sent_again_counts_the_requests_sent_before_once(job: Job) -> None:
+    plan = foreach_plan(job)
+    record = job.begin(plan)
+    job.item("users", 0, "failed", attempts=3, http_status=503, error="HTTP 503")
+    resumed = job.resumed(plan, record)
+    users = the(plan, "users")
+
+    assert resumed.item(users, 0, ITEMS[0]) is None
+    assert [resumed.sent_before(users, 0), resumed.sent_before(users, 0)] == [3, 0]
+    assert resumed.sent_before(users, 1) == 0  # never sent before
+
+
+def test_a_plain_step_run_again_counts_the_requests_sent_before(job: Job) -> None:
+    plan = job.plan(step("a"))
+    record = job.begin(plan)
+    job.step("a", "failed", attempts=2)
+    job.item("a", STEP_INVOCATION, "failed", attempts=2, http_status=503, error="HTTP 503")
+
+    resumed = job.resumed(plan, record)
+
+    assert resumed.step(the(plan, "a")) is None
+    assert resumed.sent_before(the(plan, "a"), None) == 2
+
+
 @pytest.mark.parametrize(
     ("status", "error", "reason"),
     [
