@@ -268,11 +268,13 @@ def emulate(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port)")] = 0,
     job: Annotated[Path | None, typer.Option(help="Register this job's credentials")] = None,
     stubs: StubsOpt = None,
+    var: VarOpt = [],  # noqa: B006
+    vars_file: VarsFileOpt = None,
 ) -> None:
     """Serve the Okta emulator on loopback until interrupted."""
     from owf_runner import commands
 
-    _finish(lambda: commands.emulate(port, job, stubs))
+    _finish(lambda: commands.emulate(port, job, stubs, var, vars_file))
 
 
 def _version(value: bool) -> None:

@@ -237,13 +237,21 @@ def show(run_id: str, state_dir: Path | None, limit: int, reports: ReportFiles =
     return ExitCode.OK
 
 
-def emulate(port: int, job: Path | None, stubs: Path | None) -> int:
+def emulate(
+    port: int,
+    job: Path | None,
+    stubs: Path | None,
+    var: Sequence[str] = (),
+    vars_file: Path | None = None,
+) -> int:
     from owf_runner.emulation import new_emulator, prepare
     from owf_runner.emulator import serve_forever
 
+    if job is None and (var or vars_file is not None):
+        raise UsageError("--var and --vars-file are the job's: give --job too")
     emulator = new_emulator()
     if job is not None:
-        plan = load_plan(job)
+        plan = load_plan(job, parse_vars(var, vars_file))
         prepare(emulator, plan, resolve_credentials(plan), stubs)
     elif stubs is not None:
         emulator.load_stubs(stubs)

@@ -178,3 +178,50 @@ def test_importing_the_runner_loads_no_emulator_code() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n"
+
+
+VARS_JOB = """\
+version: 1
+orgs: {acme: {domain: acme.okta.com, credential: none}}
+credentials: {none: {type: none}}
+steps:
+  - id: leave
+    flow: https://acme.workflows.okta.com/api/flo/leave/invoke
+    payload: {email: "{{ vars.email }}"}
+"""
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What `owf-run emulate` would serve; it returns at once instead of serving."""
+    emulators: list[object] = []
+    monkeypatch.setattr(
+        "owf_runner.emulator.serve_forever", lambda emulator, **_: emulators.append(emulator)
+    )
+    return emulators
+
+
+def test_emulate_takes_the_vars_a_job_needs(
+    tmp_path: Path, cli: RunCli, served: list[object]
+) -> None:
+    job = tmp_path / "leaver.yaml"
+    job.write_text(VARS_JOB)
+
+    without = cli("emulate", "--job", str(job))
+    given = cli("emulate", "--job", str(job), "--var", "email=ada@example.com")
+
+    assert without.code == 3
+    assert without.err == (
+        f"{job}:7:15: steps[0].payload.email: unknown variable 'email' (define it under `vars` "
+        "or pass --var)\n"
+    )
+    assert given.code == 0, given.err
+    assert len(served) == 1
+
+
+def test_emulate_refuses_vars_without_a_job(cli: RunCli, served: list[object]) -> None:
+    result = cli("emulate", "--var", "email=ada@example.com")
+
+    assert result.code == 2
+    assert result.err == "owf-run: --var and --vars-file are the job's: give --job too\n"
+    assert served == []
