@@ -150,17 +150,17 @@ def run(
     html: HtmlOpt = None,
 ) -> None:
     """Run JOB (also: `owf-run JOB`)."""
-    from owf_runner import commands
+    from owf_runner import runcmd
     from owf_runner.report_files import ReportFiles
 
     boundary.configure_logging(verbose)
     reporter = _reporter(log_format, quiet, verbose)
-    options = commands.RunOptions(
+    options = runcmd.RunOptions(
         var, vars_file, emulate, emulator, stubs, limit,
         state_dir, resume, run_id, retry_unknown, force, lock_wait, grace, keep, fsync,
         ReportFiles(report, junit, html),
     )  # fmt: skip
-    _finish(lambda: commands.run(job, reporter, options))
+    _finish(lambda: runcmd.run(job, reporter, options))
 
 
 def _reporter(log_format: LogFormat, quiet: bool, verbose: bool) -> RunReporter:

@@ -18,13 +18,14 @@ from pathlib import Path
 from owf_runner.auth import BearerAuth, TokenEndpointUnreachable
 from owf_runner.boundary import point_at_devnull, run_async, to_stderr
 from owf_runner.clock import SYSTEM_CLOCK, Clock
-from owf_runner.commands import Wiring, check_target, load_plan, parse_vars, wire
+from owf_runner.commands import load_plan, parse_vars
 from owf_runner.credentials import build_auths
 from owf_runner.errors import ExitCode, StepError, UsageError
 from owf_runner.http import EmulatorTransport, build_client
 from owf_runner.plan import OrgPlan, Plan
 from owf_runner.redaction import quoted
 from owf_runner.report import ConsoleReporter
+from owf_runner.runcmd import Wiring, check_target, wire
 
 MAX_ORG_NAME = 100  # characters of an unknown org's name quoted back
 MAX_LISTED_ORGS = 20

@@ -28,7 +28,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from owf_runner import commands
+from owf_runner import commands, runcmd
 from owf_runner.credentials import Resolved, build_auths, resolve_credentials
 from owf_runner.emulation import prepare, stand_in
 from owf_runner.emulator import Emulator, FlowStub
@@ -175,9 +175,9 @@ class _Tracked(httpx2.AsyncBaseTransport):
 
 def run_commands_on(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     """``owf-run run`` (the ``cli`` fixture) on ``clock``, its exchanges tracked."""
-    monkeypatch.setattr(commands, "run", functools.partial(commands.run, clock=clock))
+    monkeypatch.setattr(runcmd, "run", functools.partial(runcmd.run, clock=clock))
     monkeypatch.setattr(
-        commands, "real_transport", lambda *bundles: clock.track(real_transport(*bundles))
+        runcmd, "real_transport", lambda *bundles: clock.track(real_transport(*bundles))
     )
 
 

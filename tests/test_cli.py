@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from joserfc.jwk import ECKey, RSAKey
 
-from owf_runner import commands
+from owf_runner import runcmd
 from owf_runner.auth import TOKEN_ATTEMPTS
 from owf_runner.emulator import Emulator, Fault, FlowStub
 from owf_runner.redaction import MASK
@@ -360,7 +360,7 @@ def test_unexpected_exception_exits_70_with_a_log_file(
     async def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom-7f3a")
 
-    monkeypatch.setattr(commands, "execute", explode)
+    monkeypatch.setattr(runcmd, "execute", explode)
 
     result = cli(TWO_ORGS, "--emulator", two_orgs.base_url)
 
@@ -620,7 +620,7 @@ def test_emulator_url_must_be_loopback_and_nothing_is_sent(
     tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch, url: str, message: str
 ) -> None:
     transports: list[object] = []
-    monkeypatch.setattr(commands, "real_transport", lambda *args: transports.append(args))
+    monkeypatch.setattr(runcmd, "real_transport", lambda *args: transports.append(args))
 
     result = cli(str(_none_job(tmp_path, "")), "--emulator", url)
 

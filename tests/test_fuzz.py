@@ -41,12 +41,12 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
 
-from owf_runner import boundary, commands, emulation
-from owf_runner.commands import RunOptions
+from owf_runner import boundary, commands, emulation, runcmd
 from owf_runner.emulator import Emulator
 from owf_runner.errors import ExitCode
 from owf_runner.http import real_transport
 from owf_runner.report import ConsoleReporter
+from owf_runner.runcmd import RunOptions
 from tests.conftest import rsa_key
 from tests.fakes import FakeClock
 from tests.hostile import hard_limit
@@ -351,7 +351,7 @@ def plan_and_run(
 ) -> tuple[int, int, str]:
     """`owf-run plan PATH` and `owf-run PATH --emulate -v`: their exit codes and output.
 
-    ``options``: --var pairs, --vars-file and --stubs, as commands.run takes them.
+    ``options``: --var pairs, --vars-file and --stubs, as runcmd.run takes them.
     """
     var, vars_file, stubs = options or ([], None, None)
     capsys.readouterr()
@@ -360,9 +360,7 @@ def plan_and_run(
     reporter = ConsoleReporter(stream=out, verbose=True)
     with rehearsal_on(clock):
         ran = boundary.call(
-            lambda: commands.run(
-                path, reporter, RunOptions(var, vars_file, True, None, stubs), clock
-            )
+            lambda: runcmd.run(path, reporter, RunOptions(var, vars_file, True, None, stubs), clock)
         )
     captured = capsys.readouterr()
     return planned, ran, captured.out + captured.err + out.getvalue()
@@ -384,7 +382,7 @@ def all_three(
 ) -> tuple[int, int, int, str]:
     """validate, then — when it says ok — plan and run; their exit codes and what they printed.
 
-    ``options``: --var pairs, --vars-file and --stubs, as commands.run takes them.
+    ``options``: --var pairs, --vars-file and --stubs, as runcmd.run takes them.
     """
     var, vars_file, _ = options
     with hard_limit(30):

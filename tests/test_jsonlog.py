@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from owf_runner import commands
+from owf_runner import runcmd
 from owf_runner.commands import load_plan
 from owf_runner.emulator import Emulator, Fault, FlowStub
 from owf_runner.failures import Failure, FailureClass
@@ -370,7 +370,7 @@ def test_the_run_command_takes_it_in_place_of_the_console(
     out = io.StringIO()
     log = JsonLinesReporter(out, clock=fake_clock.monotonic, wall=fake_clock.time)
 
-    code = commands.run(job, log, commands.RunOptions(emulate=True), fake_clock)
+    code = runcmd.run(job, log, runcmd.RunOptions(emulate=True), fake_clock)
 
     assert code == 0
     records = lines(out)

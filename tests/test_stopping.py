@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from owf_runner import commands, runner
+from owf_runner import commands, runcmd, runner
 from owf_runner.credentials import resolve_credentials
 from owf_runner.emulation import prepare, stand_in
 from owf_runner.emulator import Emulator, Fault, FlowStub, RecordedCall
@@ -242,14 +242,12 @@ def test_a_stop_ends_a_token_fetchs_backoff_and_its_retries(
     on_call.kind = "token"
     session = Session(new_run(setup.clock), log=setup.log, stop=setup.stop)
 
-    async def main() -> RunResult:  # as `owf-run` wires it: commands._execute
+    async def main() -> RunResult:  # as `owf-run` wires it: runcmd._execute
         loop = asyncio.get_running_loop()
         on_call.action = lambda call: loop.call_soon_threadsafe(setup.stop.request)
         transport = EmulatorTransport(emulator.base_url, setup.clock.track(real_transport()))
         reporter = ConsoleReporter(stream=io.StringIO())
-        return await commands._execute(
-            plan, resolved, transport, reporter, setup.clock, session, 60
-        )
+        return await runcmd._execute(plan, resolved, transport, reporter, setup.clock, session, 60)
 
     result = asyncio.run(main())
 
