@@ -45,7 +45,7 @@ class JobIdentity:
 
     path: Path
     sha256: str
-    vars_sha256: str = ""
+    vars_sha256: str
 
 
 @dataclass(frozen=True)
