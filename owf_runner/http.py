@@ -11,20 +11,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpcore2
 import httpx2
 
 from owf_runner import __version__, jsonstrict
 from owf_runner.failures import EXCERPT, Failure, FailureClass
 from owf_runner.files import CA_BUNDLE, read_text
+from owf_runner.network import ProbedBackend
 from owf_runner.outcomes import Response
 from owf_runner.redaction import shown
 
 USER_AGENT = f"owf-runner/{__version__}"
+LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20)  # httpx2's own
 URL_CACHE_SIZE = 1024  # distinct URLs parsed once each; more (a URL per item) start over
 
 
 def real_transport(ca_bundles: Sequence[Path] = ()) -> httpx2.AsyncBaseTransport:
-    return httpx2.AsyncHTTPTransport(retries=0, verify=tls_context(ca_bundles))
+    return PooledTransport(tls_context(ca_bundles))
+
+
+class PooledTransport(httpx2.AsyncHTTPTransport):
+    """httpx2's transport on a pool whose idle probe is cheap (owf_runner.network).
+
+    httpx2 does not take a network backend, so the pool it made is replaced by one that is
+    the same but for its backend (tests/test_network.py fails if httpx2 stops using it).
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__(retries=0, verify=context)
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            network_backend=ProbedBackend(),
+        )
 
 
 def build_client(transport: httpx2.AsyncBaseTransport, *, redirected: bool) -> httpx2.AsyncClient:
@@ -34,7 +55,7 @@ def build_client(transport: httpx2.AsyncBaseTransport, *, redirected: bool) -> h
         headers={"User-Agent": USER_AGENT},
         # Proxy settings from the environment would bypass a redirecting transport.
         trust_env=not redirected,
-        limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+        limits=LIMITS,
         cookies=_NoCookies(),
         # No library timeout: each exchange has one deadline of its own (the step's
         # `timeout`, see exchange()); httpx2's default would cut every read at 5 s.
