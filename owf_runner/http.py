@@ -17,7 +17,7 @@ import httpx2
 from owf_runner import __version__, jsonstrict
 from owf_runner.failures import EXCERPT, Failure, FailureClass
 from owf_runner.files import CA_BUNDLE, read_text
-from owf_runner.network import ProbedBackend
+from owf_runner.network import LeanBackend
 from owf_runner.outcomes import Response
 from owf_runner.redaction import shown
 
@@ -31,7 +31,7 @@ def real_transport(ca_bundles: Sequence[Path] = ()) -> httpx2.AsyncBaseTransport
 
 
 class PooledTransport(httpx2.AsyncHTTPTransport):
-    """httpx2's transport on a pool whose idle probe is cheap (owf_runner.network).
+    """httpx2's transport on a pool whose network backend is lean (owf_runner.network).
 
     httpx2 does not take a network backend, so the pool it made is replaced by one that is
     the same but for its backend (tests/test_network.py fails if httpx2 stops using it).
@@ -44,7 +44,7 @@ class PooledTransport(httpx2.AsyncHTTPTransport):
             max_connections=LIMITS.max_connections,
             max_keepalive_connections=LIMITS.max_keepalive_connections,
             keepalive_expiry=LIMITS.keepalive_expiry,
-            network_backend=ProbedBackend(),
+            network_backend=LeanBackend(),
         )
 
 

@@ -1,29 +1,39 @@
-"""httpcore2's anyio network backend, with the connection pool's idle probe made cheap.
+"""httpcore2's network backend for owf-run: anyio's sockets, lean on the hot path.
 
-Each time a request joins or leaves httpcore2's pool, the pool asks every idle connection
-whether its server has closed it (``get_extra_info("is_readable")``). anyio answers by
-rebuilding the socket's attribute table (a ``getpeername()`` call) and a new poll object, per
-idle connection, per request: at concurrency 50 that was a fifth of owf-run's CPU per item.
-The answer here is the same ``poll(0)`` on the same socket, from a poll object each stream
-keeps. Everything else is anyio's, unchanged.
+httpcore2's own anyio backend does what this one does, but two of its habits cost more than
+a third of owf-run's CPU per request at concurrency 50 (measured with py-spy, bench (d)):
+
+- Each time a request joins or leaves the pool, the pool asks every idle connection whether
+  its server has closed it (``get_extra_info("is_readable")``). httpcore2 answered by
+  rebuilding the socket's anyio attribute table (a ``getpeername()`` call) and a new poll
+  object, per idle connection, per request. Here each stream keeps one poll object for its
+  socket: the same ``poll(0)``, the same answer.
+- Each read and write entered an anyio cancel scope for its timeout, even with no timeout.
+  owf-run sets none (every exchange has one deadline of its own, see ``http.exchange``), so
+  here a scope is entered only when a timeout is given.
+
+Errors are httpcore2's, mapped as its anyio backend maps them.
 """
 
 from __future__ import annotations
 
 import select
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import anyio
+import anyio.abc
+import anyio.streams.tls
 import httpcore2
 
+_READ_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+_WRITE_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
+_CONNECT_ERRORS = (OSError, anyio.BrokenResourceError)
+_TLS_ERRORS = (anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError)
 
-class ProbedBackend(httpcore2.AsyncNetworkBackend):
-    """anyio's backend whose streams answer ``is_readable`` from a poll object they keep."""
 
-    def __init__(self) -> None:
-        self._anyio = httpcore2.AnyIOBackend()
-
+class LeanBackend(httpcore2.AsyncNetworkBackend):
     async def connect_tcp(
         self,
         host: str,
@@ -32,8 +42,10 @@ class ProbedBackend(httpcore2.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
-        stream = await self._anyio.connect_tcp(host, port, timeout, local_address, socket_options)
-        return ProbedStream(stream)
+        def connect() -> Awaitable[anyio.abc.SocketStream]:
+            return anyio.connect_tcp(host, port, local_host=local_address)
+
+        return await _connected(connect, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -41,26 +53,74 @@ class ProbedBackend(httpcore2.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
-        stream = await self._anyio.connect_unix_socket(path, timeout, socket_options)
-        return ProbedStream(stream)
+        return await _connected(lambda: anyio.connect_unix(path), timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
-        await self._anyio.sleep(seconds)
+        await anyio.sleep(seconds)
 
 
-class ProbedStream(httpcore2.AsyncNetworkStream):
-    def __init__(self, inner: httpcore2.AsyncNetworkStream, probe: Any = None) -> None:
-        self._inner = inner
-        self._probe = _probe(inner) if probe is None else probe
+async def _connected(
+    connect: Callable[[], Awaitable[anyio.abc.SocketStream]],
+    timeout: float | None,
+    socket_options: Iterable[httpcore2.SOCKET_OPTION] | None,
+) -> LeanStream:
+    try:
+        with anyio.fail_after(timeout):
+            stream = await connect()
+        return LeanStream.opened(stream, socket_options)
+    except TimeoutError as exc:
+        raise httpcore2.ConnectTimeout(exc) from exc
+    except _CONNECT_ERRORS as exc:
+        raise httpcore2.ConnectError(exc) from exc
+
+
+class LeanStream(httpcore2.AsyncNetworkStream):
+    def __init__(self, stream: anyio.abc.ByteStream, probe: select.poll) -> None:
+        self._stream = stream
+        self._probe = probe  # watches the socket: see get_extra_info("is_readable")
+
+    @classmethod
+    def opened(
+        cls,
+        stream: anyio.abc.SocketStream,
+        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None,
+    ) -> LeanStream:
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610 (anyio, not Django)
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        probe = select.poll()
+        probe.register(sock.fileno(), select.POLLIN)
+        return cls(stream, probe)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
+        try:
+            if timeout is None:
+                return await self._stream.receive(max_bytes)
+            with anyio.fail_after(timeout):
+                return await self._stream.receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+        except TimeoutError as exc:
+            raise httpcore2.ReadTimeout(exc) from exc
+        except _READ_ERRORS as exc:
+            raise httpcore2.ReadError(exc) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
+        if not buffer:
+            return
+        try:
+            if timeout is None:
+                await self._stream.send(buffer)
+                return
+            with anyio.fail_after(timeout):
+                await self._stream.send(buffer)
+        except TimeoutError as exc:
+            raise httpcore2.WriteTimeout(exc) from exc
+        except _WRITE_ERRORS as exc:
+            raise httpcore2.WriteError(exc) from exc
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        await self._stream.aclose()
 
     async def start_tls(
         self,
@@ -68,23 +128,37 @@ class ProbedStream(httpcore2.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore2.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                tls = await anyio.streams.tls.TLSStream.wrap(
+                    self._stream,
+                    ssl_context=ssl_context,
+                    hostname=server_hostname,
+                    standard_compatible=False,
+                    server_side=False,
+                )
+        except Exception as exc:
+            await self.aclose()
+            if isinstance(exc, TimeoutError):
+                raise httpcore2.ConnectTimeout(exc) from exc
+            if isinstance(exc, _TLS_ERRORS):
+                raise httpcore2.ConnectError(exc) from exc
+            raise
         # The TLS stream runs over the same socket: the same probe answers for it.
-        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return ProbedStream(tls, self._probe)
+        return LeanStream(tls, self._probe)
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._probe is not False:
+        if info == "is_readable":
             # Readable while idle: the server closed it (or sent what it should not have).
             # On a closed descriptor poll says POLLNVAL: not empty either, so not reused.
             return bool(self._probe.poll(0))
-        return self._inner.get_extra_info(info)
+        attribute = _ATTRIBUTES.get(info)
+        return None if attribute is None else self._stream.extra(attribute, None)  # noqa: S610
 
 
-def _probe(stream: httpcore2.AsyncNetworkStream) -> Any:
-    """A poll object watching the stream's socket; False when it has none (anyio's answer)."""
-    sock = stream.get_extra_info("socket")
-    if sock is None:
-        return False
-    probe = select.poll()
-    probe.register(sock.fileno(), select.POLLIN)
-    return probe
+_ATTRIBUTES: dict[str, Any] = {
+    "ssl_object": anyio.streams.tls.TLSAttribute.ssl_object,
+    "client_addr": anyio.abc.SocketAttribute.local_address,
+    "server_addr": anyio.abc.SocketAttribute.remote_address,
+    "socket": anyio.abc.SocketAttribute.raw_socket,
+}

@@ -8,7 +8,9 @@ import itertools
 import os
 import select
 import socket
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpcore2
@@ -16,7 +18,7 @@ import httpx2
 import pytest
 
 from owf_runner.http import real_transport
-from owf_runner.network import ProbedBackend, ProbedStream
+from owf_runner.network import LeanBackend, LeanStream
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 
@@ -93,7 +95,7 @@ def test_the_probe_answers_as_httpcore_would_while_idle_and_once_data_waits() ->
         answers = []
         async with KeepAliveServer.running() as server:
             host, port = server.url.split("/")[2].split(":")
-            stream = await ProbedBackend().connect_tcp(host, int(port))
+            stream = await LeanBackend().connect_tcp(host, int(port))
             sock = stream.get_extra_info("socket")
             answers += [stream.get_extra_info("is_readable"), reference_answer(sock)]
             await stream.write(b"GET /flow HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -110,7 +112,7 @@ def test_other_questions_go_to_anyio() -> None:
     async def scenario() -> tuple[Any, Any]:
         async with KeepAliveServer.running() as server:
             host, port = server.url.split("/")[2].split(":")
-            stream = await ProbedBackend().connect_tcp(host, int(port))
+            stream = await LeanBackend().connect_tcp(host, int(port))
             try:
                 return stream.get_extra_info("server_addr"), stream.get_extra_info("nonsense")
             finally:
@@ -134,7 +136,7 @@ async def two_requests(close_after: int | None) -> tuple[list[int], int, int, bo
             [first.status_code, second.status_code],
             server.connections,
             server.requests,
-            isinstance(stream, ProbedStream),
+            isinstance(stream, LeanStream),
         )
 
 
@@ -152,4 +154,87 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
 
 @pytest.mark.parametrize("name", ["connect_tcp", "connect_unix_socket", "sleep"])
 def test_the_backend_covers_httpcores_interface(name: str) -> None:
-    assert getattr(ProbedBackend, name) is not getattr(httpcore2.AsyncNetworkBackend, name)
+    assert getattr(LeanBackend, name) is not getattr(httpcore2.AsyncNetworkBackend, name)
+
+
+def address(server: KeepAliveServer) -> tuple[str, int]:
+    host, port = server.url.split("/")[2].split(":")
+    return host, int(port)
+
+
+def test_a_refused_connection_is_httpcores_connect_error() -> None:
+    with socket.socket() as bound:  # bound, never listening: connecting to it is refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        with pytest.raises(httpcore2.ConnectError):
+            asyncio.run(LeanBackend().connect_tcp("127.0.0.1", port))
+
+
+def test_timeouts_are_httpcores_and_only_enter_a_scope_when_given() -> None:
+    async def scenario() -> list[str]:
+        raised = []
+        async with KeepAliveServer.running() as server:
+            stream = await LeanBackend().connect_tcp(*address(server))
+            try:
+                await stream.read(10, timeout=0)  # the server says nothing unasked
+            except httpcore2.ReadTimeout:
+                raised.append("read")
+            await stream.write(b"GET /flow HTTP/1.1\r\nHost: x\r\n\r\n", timeout=None)
+            raised.append(bytes(await stream.read(len(ANSWER), timeout=None)).decode()[:15])
+            await stream.aclose()
+            try:
+                await LeanBackend().connect_tcp(*address(server), timeout=0)
+            except httpcore2.ConnectTimeout:
+                raised.append("connect")
+        return raised
+
+    assert asyncio.run(scenario()) == ["read", "HTTP/1.1 200 OK", "connect"]
+
+
+def test_reading_a_closed_stream_is_a_read_error_and_writing_one_a_write_error() -> None:
+    async def scenario() -> list[type[Exception]]:
+        raised: list[type[Exception]] = []
+        async with KeepAliveServer.running() as server:
+            stream = await LeanBackend().connect_tcp(*address(server))
+            await stream.aclose()
+            for attempt in (stream.read(10), stream.write(b"x")):
+                try:
+                    await attempt
+                except Exception as exc:
+                    raised.append(type(exc))
+        return raised
+
+    assert asyncio.run(scenario()) == [httpcore2.ReadError, httpcore2.WriteError]
+
+
+def test_tls_with_a_server_that_does_not_speak_it_is_a_connect_error() -> None:
+    async def scenario() -> bool:
+        async with KeepAliveServer.running(close_after=1) as server:
+            stream = await LeanBackend().connect_tcp(*address(server))
+            await stream.write(b"GET /flow HTTP/1.1\r\nHost: x\r\n\r\n")  # then it hangs up
+            with pytest.raises(httpcore2.ConnectError):
+                await stream.start_tls(ssl.create_default_context(), "localhost")
+            return bool(stream.get_extra_info("is_readable"))  # closed by the failure
+
+    assert asyncio.run(scenario())
+
+
+def test_a_unix_socket_connects_and_is_probed_too(tmp_path: Path) -> None:
+    async def scenario() -> tuple[bool, bytes]:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(ANSWER)
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        path = str(tmp_path / "s")
+        async with await asyncio.start_unix_server(answer, path):
+            stream = await LeanBackend().connect_unix_socket(path)
+            idle = stream.get_extra_info("is_readable")
+            await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await stream.read(15)
+            await stream.aclose()
+        return idle, head
+
+    assert asyncio.run(scenario()) == (False, b"HTTP/1.1 200 OK")
