@@ -61,6 +61,7 @@ class Redactor:
         self._known: set[_Needle] = set()
         self._pending: set[_Needle] = set()
         self._tiers: list[_Tier] = []
+        self._compiled: list[re.Pattern[str]] = []  # the tiers' patterns, once compiled
         self._index = _Index()
         self._compiled_needles = compiled_needles
         self._lock = threading.Lock()
@@ -82,7 +83,9 @@ class Redactor:
             self.add(piece)
 
     def redact(self, text: str) -> str:
-        spans = [span for pattern in self._patterns() for span in _matches(pattern, text)]
+        # Most texts hold no secret: one search per pattern says so, with no spans to gather.
+        found = [pattern for pattern in self._patterns() if pattern.search(text)]
+        spans = [span for pattern in found for span in _matches(pattern, text)]
         if self._index:
             spans += self._index.spans(text)
         return _masked(text, spans) if spans else text
@@ -100,12 +103,15 @@ class Redactor:
             self._pending |= new
 
     def _patterns(self) -> list[re.Pattern[str]]:
+        if not self._pending:  # as it is between registrations: no lock, no new list
+            return self._compiled
         with self._lock:
             if self._pending:
                 self._tiers.append(_Tier(frozenset(self._pending)))
                 self._pending = set()
                 self._merge_similar_tiers()
-            return [tier.pattern for tier in self._tiers]
+            self._compiled = [tier.pattern for tier in self._tiers]
+            return self._compiled
 
     def _merge_similar_tiers(self) -> None:
         tiers = self._tiers

@@ -17,10 +17,12 @@ import pytest
 
 from owf_runner.errors import ExitCode
 from owf_runner.journal import (
+    BATCH,
     BODY_LIMIT,
     FILENAME,
     HEAD_CHARS,
     MAX_PENDING,
+    SETTLE_TURNS,
     STEP_INVOCATION,
     ItemRecord,
     Journal,
@@ -328,6 +330,77 @@ def test_concurrent_senders_share_a_commit_unless_each_is_alone_and_cheap(
 
         asyncio.run(main())
         assert journal.commits == before + commits
+
+
+class Turns:
+    """Counts event-loop turns: a task that yields once per turn, until stopped."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0)  # one turn
+            self.count += 1
+
+    def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def commit_turns(journal: Journal, joining: list[int]) -> tuple[list[int], int]:
+    """``joining[t]`` senders start at turn t; the turn at which each one went on (the turn
+    after its commit: a waiter resumes a turn after it is woken), and how many commits."""
+    before = journal.commits
+    turns = Turns()
+    returned: list[int] = []
+
+    async def send(turn: int, index: int) -> None:
+        for _ in range(turn):
+            await asyncio.sleep(0)
+        journal.sending("20261129T140000Z-aaaaaa", "users", index, None, None)
+        await journal.durable()
+        returned.append(turns.count)
+
+    async def main() -> None:
+        turns.start()
+        senders = [(turn, n) for turn, count in enumerate(joining) for n in range(count)]
+        await asyncio.gather(*(send(turn, index) for index, (turn, _) in enumerate(senders)))
+        turns.stop()
+
+    asyncio.run(main())
+    return returned, journal.commits - before
+
+
+def test_a_sender_alone_in_its_turn_commits_at_the_next_turn(journal: Journal) -> None:
+    journal.begin_run(a_run())
+    assert commit_turns(journal, [1]) == ([2], 1)
+
+
+def test_senders_joining_turn_after_turn_share_one_commit(journal: Journal) -> None:
+    """Answers arriving faster than they are handled: the commit waits while more join."""
+    journal.begin_run(a_run())
+    returned, commits = commit_turns(journal, [2, 1, 1, 1, 1])
+    assert commits == 1
+    assert returned == [7] * 6  # committed a turn after the last joined, nobody new
+
+
+def test_a_commit_waits_at_most_settle_turns_for_more_senders(journal: Journal) -> None:
+    journal.begin_run(a_run())
+    returned, commits = commit_turns(journal, [2] + [1] * 20)
+    assert returned[:2] == [SETTLE_TURNS + 2] * 2  # the first two did not wait for all
+    assert commits == 1 + 12  # the 12 after it come one a turn: each alone, each at once
+
+
+def test_a_full_batch_commits_without_waiting(journal: Journal) -> None:
+    journal.begin_run(a_run())
+    returned, commits = commit_turns(journal, [BATCH, 1, 1, 1])
+    assert returned[:BATCH] == [2] * BATCH
+    assert commits == 1 + 3  # the three after come one a turn: each alone, each at once
 
 
 def test_sending_rows_are_on_disk_when_durable_returns(state: Path, journal: Journal) -> None:
