@@ -98,8 +98,15 @@ def public_outputs(step: StepPlan, outputs: Any) -> dict[str, Any]:
 
 def item_digest(item: Any) -> str:
     """A fingerprint of an item: a resume tells a changed file from the one it ran."""
-    text = _flat_row(item) or json.dumps(item, sort_keys=True, ensure_ascii=False, default=repr)
+    text = _flat_row(item) or _json_text(item)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _json_text(item: Any) -> str:
+    try:
+        return json.dumps(item, sort_keys=True, ensure_ascii=False, default=repr)
+    except TypeError:  # keys of several types ({1: a, b: c} in YAML) cannot be sorted
+        return json.dumps(item, ensure_ascii=False, default=repr)
 
 
 def execution_id(headers: Any, body: Any) -> str | None:
@@ -118,10 +125,15 @@ def execution_id(headers: Any, body: Any) -> str | None:
 def _flat_row(item: Any) -> str | None:
     """A CSV row's text for its fingerprint, a few times cheaper than JSON; None otherwise.
     Each key and value is length-prefixed, so no two rows share a text (nor a row and JSON)."""
-    if not isinstance(item, dict) or not all(
-        isinstance(key, str) and isinstance(value, str) for key, value in item.items()
-    ):
+    if not isinstance(item, dict):
         return None
-    return "row:" + "".join(
-        f"{len(key)}:{key}{len(value)}:{value}" for key, value in sorted(item.items())
-    )
+    try:
+        pairs = sorted(item.items())  # keys are unique: values are never compared
+    except TypeError:  # keys of several types: not a row
+        return None
+    parts = ["row:"]
+    for key, value in pairs:
+        if not (isinstance(key, str) and isinstance(value, str)):
+            return None
+        parts.append(f"{len(key)}:{key}{len(value)}:{value}")
+    return "".join(parts)

@@ -5,6 +5,7 @@ on a fake clock against the in-process emulator."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -282,6 +283,20 @@ def test_an_items_digest_does_not_depend_on_key_order() -> None:
     assert item_digest({"a": 1}) != item_digest({"a": 2})
     assert item_digest([1, 2]) != item_digest([2, 1])
     assert item_digest(1) != item_digest("1")
+
+
+def test_a_csv_rows_digest_is_the_one_earlier_versions_recorded() -> None:
+    """A resume compares fingerprints with the journal's: the text hashed must never change."""
+    row = {"name": "Ada", "email": "ada@example.com"}
+    text = "row:5:email15:ada@example.com4:name3:Ada"
+    assert item_digest(row) == hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_a_mapping_with_keys_of_several_types_is_fingerprinted_as_json() -> None:
+    mixed = {1: "a", "b": "c"}
+    text = json.dumps(mixed, sort_keys=False, ensure_ascii=False, default=repr)
+    assert item_digest(mixed) == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert item_digest({"a": "1", "b": 2}) != item_digest({"a": "1", "b": "2"})
 
 
 def test_an_items_digest_is_short_hex_and_takes_any_value() -> None:
