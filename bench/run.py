@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help=f"--scale {QUICK_SCALE}, one round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the short workloads")
     parser.add_argument(
-        "--big-rounds", type=int, default=1, help="rounds of (d), about 3 minutes each"
+        "--big-rounds", type=int, default=3, help="rounds of (d), about 2 minutes each"
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--owf-run", type=Path, default=_default_owf_run(), help="the CLI to time")

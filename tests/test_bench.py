@@ -52,7 +52,7 @@ def test_tiny_bench_measures_the_journal_and_a_resume() -> None:
     # (d) runs owf-run, owf-run without the journal's records (bench/no_journal.py: it must
     # leave no item in its journal, or the row is an ERROR) and the plain loop; (g) a failed
     # run, then --resume against a fresh run.
-    done = _bench("--scale", "0.002", "--rounds", "1", "--only", "d,g")
+    done = _bench("--scale", "0.002", "--rounds", "1", "--big-rounds", "1", "--only", "d,g")
 
     assert done.returncode == 0, done.stdout + done.stderr
     workloads = re.findall(r"^(\(\w\) [^\n]*?)  ", done.stdout, re.MULTILINE)
