@@ -53,8 +53,7 @@ STEP_INVOCATION: Final = -1  # the index of a step's one invocation when it has 
 CHECKPOINT_PAGES: Final = 10_000  # WAL pages between checkpoints (about 40 MB)
 BUSY_TIMEOUT: Final = 10.0  # seconds another process may hold the write lock
 MAX_PENDING: Final = 10_000  # queued rows past which a write commits at once (memory stays flat)
-BATCH: Final = 32  # senders that share a commit without waiting for more
-SETTLE_TURNS: Final = 8  # event-loop turns a shared commit waits, at most, for more senders
+BATCH: Final = 8  # senders that share a commit without waiting for more (so at most 6 turns)
 PAGE: Final = 100  # rows read per query when streaming items (bodies: at most 6.4 MB a page)
 
 # Statuses as stored (the journal counts by them).
@@ -380,7 +379,7 @@ class Journal:
             self._waiters = []
         waiter: asyncio.Future[None] = loop.create_future()  # its own: a cancel stays its own
         if not self._waiters:
-            loop.call_soon(self._commit_when_settled, 0, 0)
+            loop.call_soon(self._commit_when_settled, 0)
         self._waiters.append(waiter)
         await waiter
 
@@ -400,18 +399,20 @@ class Journal:
             raise
         self.commits += 1
 
-    def _commit_when_settled(self, seen: int, turns: int) -> None:
+    def _commit_when_settled(self, seen: int) -> None:
         """Commit now, or a turn later if more senders may join.
 
         A sender alone in its turn commits at once: its request is what the loop waits for
         (a foreach of slow flows, where items leave one by one). Several senders in one turn
         are the sign of a busy loop (answers arriving faster than they are handled): while
-        each turn brings more, the commit waits for them, up to BATCH senders or SETTLE_TURNS
-        turns. A busy loop's turns are short, so they lose little time, and a commit shared
-        by ten costs each a tenth (bench (d): 2 senders a commit become 8 to 10)."""
+        each turn brings more, the commit waits for them, up to BATCH. A busy loop's turns are
+        short and full of work, so the wait costs little, and a commit shared by eight costs
+        each an eighth (bench (d): 2 senders a commit became 8). BATCH stays small because a
+        burst of answers (a foreach of slow flows whose items left together) holds its first
+        senders back while the others are handled: bench (b) pays for every turn of it."""
         waiting = len(self._waiters)
-        if 1 < waiting < BATCH and seen < waiting and turns < SETTLE_TURNS:
-            asyncio.get_running_loop().call_soon(self._commit_when_settled, waiting, turns + 1)
+        if 1 < waiting < BATCH and seen < waiting:
+            asyncio.get_running_loop().call_soon(self._commit_when_settled, waiting)
             return
         self._commit_batch()
 

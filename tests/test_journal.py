@@ -22,7 +22,6 @@ from owf_runner.journal import (
     FILENAME,
     HEAD_CHARS,
     MAX_PENDING,
-    SETTLE_TURNS,
     STEP_INVOCATION,
     ItemRecord,
     Journal,
@@ -389,11 +388,11 @@ def test_senders_joining_turn_after_turn_share_one_commit(journal: Journal) -> N
     assert returned == [7] * 6  # committed a turn after the last joined, nobody new
 
 
-def test_a_commit_waits_at_most_settle_turns_for_more_senders(journal: Journal) -> None:
+def test_a_growing_batch_commits_once_it_holds_batch_senders(journal: Journal) -> None:
     journal.begin_run(a_run())
     returned, commits = commit_turns(journal, [2] + [1] * 20)
-    assert returned[:2] == [SETTLE_TURNS + 2] * 2  # the first two did not wait for all
-    assert commits == 1 + 12  # the 12 after it come one a turn: each alone, each at once
+    assert returned[:BATCH] == [BATCH] * BATCH  # the first did not wait for all 22
+    assert commits == 1 + 22 - BATCH  # the rest come one a turn: each alone, each at once
 
 
 def test_a_full_batch_commits_without_waiting(journal: Journal) -> None:
