@@ -105,7 +105,7 @@ def item_digest(item: Any) -> str:
 def _json_text(item: Any) -> str:
     try:
         return json.dumps(item, sort_keys=True, ensure_ascii=False, default=repr)
-    except TypeError:  # keys of several types ({1: a, b: c} in YAML) cannot be sorted
+    except TypeError:  # keys of several types cannot be sorted (never a checked foreach item)
         return json.dumps(item, ensure_ascii=False, default=repr)
 
 
